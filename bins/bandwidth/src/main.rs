@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("bandwidth: not implemented yet");
+    std::process::exit(1);
+}

@@ -1,0 +1,3 @@
+fn main() {
+    cni::skel::run(&loopback::Loopback, "loopback plugin (calico-cni-rs)")
+}

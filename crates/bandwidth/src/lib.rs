@@ -1,0 +1,1 @@
+//! bandwidth plugin. (in progress)

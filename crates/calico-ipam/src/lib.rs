@@ -1,0 +1,1 @@
+//! The calico-ipam CNI plugin. (in progress)

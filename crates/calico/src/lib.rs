@@ -1,0 +1,1 @@
+//! The calico CNI plugin. (in progress)

@@ -1,0 +1,1 @@
+//! Logging for plugins: stderr + rotated log file, never stdout. (in progress)

@@ -1,0 +1,252 @@
+//! Delegation: run another plugin found on `CNI_PATH` (calico runs its IPAM plugin this way),
+//! with our environment, given stdin, a timeout, and its result or CNI error captured.
+
+use crate::env::Command;
+use crate::error::{CniError, ErrorCode};
+use crate::result::CniResult;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a delegated plugin may run before it is killed (Calico's IPAM allows 90 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Finds `name` in the `CNI_PATH` directories.
+pub fn find_plugin(name: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if name.is_empty() || name.contains('/') {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("invalid plugin type {name:?}"),
+        ));
+    }
+    cni_path
+        .iter()
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            CniError::generic(format!(
+                "failed to find plugin {name:?} in path {:?}",
+                cni_path
+            ))
+        })
+}
+
+/// One delegated execution.
+#[derive(Debug, Clone)]
+pub struct Delegation<'a> {
+    pub plugin: &'a str,
+    pub cni_path: &'a [PathBuf],
+    /// Extra environment set for the child (e.g. a rewritten `CNI_ARGS`).
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+impl<'a> Delegation<'a> {
+    pub fn new(plugin: &'a str, cni_path: &'a [PathBuf]) -> Self {
+        Delegation {
+            plugin,
+            cni_path,
+            env: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Runs ADD and parses the plugin's result (labelled with `cni_version` if it has none).
+    pub fn add(&self, stdin: &[u8], cni_version: &str) -> Result<CniResult, CniError> {
+        let out = self.exec(Command::Add, stdin)?;
+        CniResult::from_slice(&out, cni_version).map_err(|e| {
+            CniError::new(
+                ErrorCode::Decode,
+                format!(
+                    "plugin {:?} printed an invalid result: {}",
+                    self.plugin, e.msg
+                ),
+            )
+        })
+    }
+
+    /// Runs a verb that prints nothing on success (DEL, CHECK, GC, STATUS).
+    pub fn run(&self, command: Command, stdin: &[u8]) -> Result<(), CniError> {
+        self.exec(command, stdin).map(|_| ())
+    }
+
+    /// Executes the plugin and returns its stdout on success.
+    pub fn exec(&self, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+        let path = find_plugin(self.plugin, self.cni_path)?;
+        exec_path(&path, command, stdin, &self.env, self.timeout)
+    }
+}
+
+/// Executes a plugin binary by path.
+pub fn exec_path(
+    path: &Path,
+    command: Command,
+    stdin: &[u8],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Vec<u8>, CniError> {
+    let name = path.display().to_string();
+    let mut child = Process::new(path)
+        .env("CNI_COMMAND", command.as_str())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CniError::generic(format!("failed to execute plugin {name}: {e}")))?;
+    let pid = child.id();
+    let input = child.stdin.take();
+    let data = stdin.to_vec();
+    // Feed stdin on its own thread so a plugin that writes before reading cannot deadlock us.
+    let writer = std::thread::spawn(move || {
+        if let Some(mut w) = input {
+            let _ = w.write_all(&data);
+        }
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(timeout) {
+        Ok(r) => r.map_err(|e| CniError::generic(format!("failed to run plugin {name}: {e}")))?,
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            return Err(CniError::new(
+                ErrorCode::TryAgainLater,
+                format!("plugin {name} timed out after {}s", timeout.as_secs()),
+            ));
+        }
+    };
+    let _ = writer.join();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stderr.is_empty() {
+        // Pass the delegate's logs through, as Go's invoke does.
+        eprint!("{stderr}");
+    }
+    if output.status.success() {
+        return Ok(output.stdout);
+    }
+    if let Some(err) = CniError::from_json(&output.stdout) {
+        return Err(err);
+    }
+    let trimmed = stderr.trim();
+    Err(CniError::generic(if !output.stdout.is_empty() {
+        format!(
+            "plugin {name} failed and printed no CNI error: {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    } else if trimmed.is_empty() {
+        format!("netplugin {name} failed with no error message")
+    } else {
+        format!("netplugin {name} failed: {trimmed:?}")
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, name: &str, body: &str) {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn finds_plugins_on_path() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        script(b.path(), "ipam", "true");
+        let path = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        assert_eq!(find_plugin("ipam", &path).unwrap(), b.path().join("ipam"));
+        let e = find_plugin("missing", &path).unwrap_err();
+        assert!(e.msg.contains("missing"));
+        assert_eq!(
+            find_plugin("../x", &path).unwrap_err().code,
+            ErrorCode::InvalidConfig
+        );
+    }
+
+    #[test]
+    fn add_parses_result_and_passes_env_and_stdin() {
+        let d = tempfile::tempdir().unwrap();
+        // Echo stdin's "name" back via the result's dns domain, and CNI_COMMAND + an env var.
+        script(
+            d.path(),
+            "ipam",
+            r#"in=$(cat); n=$(printf '%s' "$in" | sed 's/.*"name":"\([^"]*\)".*/\1/')
+printf '{"ips":[{"address":"10.0.0.9/32"}],"dns":{"domain":"%s-%s-%s"}}' "$n" "$CNI_COMMAND" "$EXTRA""#,
+        );
+        let path = vec![d.path().to_path_buf()];
+        let r = Delegation::new("ipam", &path)
+            .env("EXTRA", "x1")
+            .add(br#"{"name":"net7"}"#, "1.0.0")
+            .unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "10.0.0.9/32");
+        assert_eq!(r.dns.domain, "net7-ADD-x1");
+    }
+
+    #[test]
+    fn errors_are_passed_through() {
+        let d = tempfile::tempdir().unwrap();
+        script(
+            d.path(),
+            "cnierr",
+            r#"echo '{"cniVersion":"1.0.0","code":11,"msg":"busy","details":"etcd"}'; exit 1"#,
+        );
+        script(d.path(), "silent", "echo 'oops on stderr' >&2; exit 3");
+        script(d.path(), "mute", "exit 3");
+        script(d.path(), "garbage", "echo hello; exit 1");
+        script(
+            d.path(),
+            "badresult",
+            "echo '{\"ips\":[{\"address\":\"x\"}]}'",
+        );
+        let path = vec![d.path().to_path_buf()];
+        let e = Delegation::new("cnierr", &path)
+            .run(Command::Del, b"{}")
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.msg.as_str(), e.details.as_str()),
+            (ErrorCode::TryAgainLater, "busy", "etcd")
+        );
+        let e = Delegation::new("silent", &path)
+            .run(Command::Del, b"{}")
+            .unwrap_err();
+        assert!(e.msg.contains("oops on stderr"), "{}", e.msg);
+        let e = Delegation::new("mute", &path)
+            .run(Command::Del, b"{}")
+            .unwrap_err();
+        assert!(e.msg.contains("no error message"), "{}", e.msg);
+        let e = Delegation::new("garbage", &path)
+            .run(Command::Del, b"{}")
+            .unwrap_err();
+        assert!(e.msg.contains("hello"), "{}", e.msg);
+        let e = Delegation::new("badresult", &path)
+            .add(b"{}", "1.0.0")
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Decode);
+    }
+
+    #[test]
+    fn timeout_kills_and_says_try_again() {
+        let d = tempfile::tempdir().unwrap();
+        script(d.path(), "slow", "sleep 30");
+        let path = vec![d.path().to_path_buf()];
+        let mut del = Delegation::new("slow", &path);
+        del.timeout = Duration::from_millis(200);
+        let t = std::time::Instant::now();
+        let e = del.run(Command::Add, b"{}").unwrap_err();
+        assert_eq!(e.code, ErrorCode::TryAgainLater);
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,1 @@
+//! host-local IPAM. (in progress)

@@ -1,0 +1,1 @@
+//! Embedded local IPAM datastore. (in progress)

@@ -1,0 +1,1 @@
+//! Calico block IPAM. (in progress)

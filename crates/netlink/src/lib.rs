@@ -1,0 +1,1 @@
+//! Synchronous rtnetlink: links, addresses, routes, neighbours, tc. (in progress)

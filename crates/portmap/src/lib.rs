@@ -1,0 +1,1 @@
+//! portmap plugin. (in progress)
