@@ -124,7 +124,10 @@ impl Plugin for Loopback {
         if in_ns(&ns, || lo_flags(None))? {
             Ok(())
         } else {
-            Err(CniError::new(ErrorCode::Other(999), "loopback interface lo is down"))
+            Err(CniError::new(
+                ErrorCode::Other(999),
+                "loopback interface lo is down",
+            ))
         }
     }
 }
