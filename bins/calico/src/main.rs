@@ -1,4 +1,3 @@
 fn main() {
-    eprintln!("calico: not implemented yet");
-    std::process::exit(1);
+    cni::skel::run(&calico::Calico, "Calico CNI plugin (calico-cni-rs)")
 }

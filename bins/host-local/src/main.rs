@@ -1,4 +1,6 @@
 fn main() {
-    eprintln!("host-local: not implemented yet");
-    std::process::exit(1);
+    cni::skel::run(
+        &host_local::HostLocal,
+        "host-local IPAM plugin (calico-cni-rs)",
+    )
 }

@@ -1,1 +1,302 @@
-//! The calico CNI plugin. (in progress)
+//! The `calico` CNI plugin: Calico's network config, workload identity (Kubernetes pod or plain
+//! container), IPAM delegation (`calico-ipam`, `host-local`) and the Linux dataplane (veth,
+//! /32 addresses, 169.254.1.1 next hop, host routes, sysctls).
+//!
+//! Owns: wiring one pod interface and undoing it; every failure after IPAM rolls back.
+//! Must not: allocate addresses itself (IPAM plugins do, by exec), touch firewall rules or
+//! shaping (portmap, bandwidth), or enter a namespace on the calling thread.
+
+pub mod config;
+pub mod dataplane;
+pub mod identity;
+pub mod ipam;
+pub mod node;
+
+use cni::{CniError, CniResult, Command, ErrorCode, Interface, Invocation, IpConfig, Plugin};
+use config::CalicoConfig;
+use dataplane::PodInterface;
+use identity::Workload;
+use ipam::Ipam;
+use ipnetwork::IpNetwork;
+use netns::NetNs;
+use serde_json::Value;
+
+#[derive(Debug, Default)]
+pub struct Calico;
+
+fn dp_err(context: &str, e: dataplane::Error) -> CniError {
+    CniError::generic(format!("{context}: {e}"))
+}
+
+fn open_netns(inv: &Invocation) -> Result<NetNs, CniError> {
+    let path = inv
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(ErrorCode::InvalidEnvironment, "CNI_NETNS is required"))?;
+    NetNs::open(path).map_err(|e| {
+        let code = if e.is_not_found() {
+            ErrorCode::UnknownContainer
+        } else {
+            ErrorCode::Other(999)
+        };
+        CniError::new(code, e.to_string())
+    })
+}
+
+/// Destinations routed through the next hop inside the pod: host-local's `ipam.routes` when
+/// given (plus the defaults with `include_default_routes`), else the default routes.
+fn pod_routes(conf: &CalicoConfig, raw: &Value) -> Result<Vec<IpNetwork>, CniError> {
+    let defaults: Vec<IpNetwork> = vec![
+        "0.0.0.0/0".parse().expect("v4"),
+        "::/0".parse().expect("v6"),
+    ];
+    if raw.pointer("/ipam/type").and_then(Value::as_str) != Some("host-local") {
+        return Ok(defaults);
+    }
+    let mut routes = Vec::new();
+    for r in raw
+        .pointer("/ipam/routes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match r.get("dst") {
+            None => {}
+            Some(Value::String(s)) => routes.push(s.parse::<IpNetwork>().map_err(|e| {
+                CniError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("invalid ipam.routes dst {s:?}: {e}"),
+                )
+            })?),
+            Some(other) => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("invalid ipam.routes dst {other}: not a string"),
+                ))
+            }
+        }
+    }
+    if routes.is_empty() {
+        return Ok(defaults);
+    }
+    if conf.include_default_routes {
+        routes.extend(defaults);
+    }
+    Ok(routes)
+}
+
+/// The pod interface described by the config and a set of addresses.
+fn pod_interface(
+    inv: &Invocation,
+    conf: &CalicoConfig,
+    addresses: Vec<IpNetwork>,
+    host_routes: bool,
+    mtu: u32,
+) -> Result<PodInterface, CniError> {
+    let workload = Workload::from_args(&inv.args, &inv.container_id);
+    let prefix = std::env::var("FELIX_INTERFACEPREFIX").ok();
+    Ok(PodInterface {
+        host_veth: workload.host_veth_name(prefix.as_deref()),
+        ifname: inv.ifname.clone(),
+        addresses,
+        routes: pod_routes(conf, &inv.config.raw)?,
+        mtu,
+        num_queues: conf.num_queues(),
+        allow_ip_forwarding: conf.container_settings.allow_ip_forwarding,
+        container_mac: None,
+        host_routes,
+    })
+}
+
+/// Calico leaves host routes to Felix when calico-ipam returns no routes (KubeVirt targets).
+fn wants_host_routes(ipam_plugin: &str, ipam_result: &CniResult) -> bool {
+    !(ipam_plugin == "calico-ipam" && ipam_result.routes.is_empty())
+}
+
+impl Calico {
+    fn prologue(inv: &Invocation) -> Result<CalicoConfig, CniError> {
+        let conf = CalicoConfig::from_value(&inv.config.raw)?;
+        node::require_nodename_file(&conf)?;
+        Ok(conf)
+    }
+}
+
+impl Plugin for Calico {
+    fn init(&self, inv: &Invocation) {
+        cni_log::setup(inv, Some(cni_log::CALICO_LOG_FILE));
+    }
+
+    fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
+        let conf = Self::prologue(inv)?;
+        let mtu = node::mtu(&conf)?;
+        let node = node::node_name(&conf)?;
+        let ns = open_netns(inv)?;
+        // Refuse before allocating: a repeated ADD must not disturb the interface it would collide with.
+        dataplane::ensure_absent(&ns, &inv.ifname).map_err(|e| dp_err("ADD", e))?;
+        let ipam = Ipam::new(inv)?;
+        let allocated = ipam.add()?;
+        if allocated.ips.is_empty() {
+            ipam.release_after_failure();
+            return Err(CniError::generic("IPAM plugin returned missing IP config"));
+        }
+        let addresses: Vec<IpNetwork> = allocated
+            .ips
+            .iter()
+            .map(|ip| dataplane::host_prefix(ip.address))
+            .collect();
+        let pod = match pod_interface(
+            inv,
+            &conf,
+            addresses.clone(),
+            wants_host_routes(ipam.plugin(), &allocated),
+            mtu,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                ipam.release_after_failure();
+                return Err(e);
+            }
+        };
+        log::info!(
+            "ADD node={node} container={} host_veth={} ips={:?}",
+            inv.container_id,
+            pod.host_veth,
+            addresses
+        );
+        let mac = match dataplane::setup(&ns, &pod) {
+            Ok(mac) => mac,
+            Err(e) => {
+                // Undo in reverse: interfaces first, then the addresses they carried.
+                if let Err(re) = dataplane::remove(inv.netns.as_deref(), &inv.ifname) {
+                    log::error!("rollback: {re}");
+                }
+                if let Err(re) = dataplane::remove_host_veth(&pod.host_veth) {
+                    log::error!("rollback: {re}");
+                }
+                ipam.release_after_failure();
+                return Err(dp_err("failed to set up the pod interface", e));
+            }
+        };
+        Ok(CniResult {
+            interfaces: vec![
+                Interface {
+                    name: pod.host_veth.clone(),
+                    ..Default::default()
+                },
+                Interface {
+                    name: inv.ifname.clone(),
+                    mac: mac.to_string(),
+                    mtu: Some(mtu),
+                    sandbox: inv.netns.as_ref().map(|p| p.display().to_string()),
+                    ..Default::default()
+                },
+            ],
+            ips: addresses
+                .into_iter()
+                .map(|address| IpConfig {
+                    address,
+                    gateway: None,
+                    interface: Some(1),
+                })
+                .collect(),
+            routes: allocated.routes,
+            dns: allocated.dns,
+        })
+    }
+
+    fn del(&self, inv: &Invocation) -> Result<(), CniError> {
+        Self::prologue(inv)?;
+        // The interface goes first: releasing an address still configured on a live interface
+        // could hand it to another pod while this one still answers for it.
+        dataplane::remove(inv.netns.as_deref(), &inv.ifname)
+            .map_err(|e| dp_err("failed to remove the pod interface", e))?;
+        Ipam::new(inv)?.run(Command::Del)
+    }
+
+    fn check(&self, inv: &Invocation) -> Result<(), CniError> {
+        let conf = Self::prologue(inv)?;
+        let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                "calico CHECK requires a prevResult",
+            )
+        })?;
+        let ns = open_netns(inv)?;
+        let ours = prev
+            .interfaces
+            .iter()
+            .position(|i| i.name == inv.ifname && i.sandbox.is_some());
+        let addresses: Vec<IpNetwork> = prev
+            .ips
+            .iter()
+            .filter(|ip| ip.interface.is_none() || ip.interface == ours)
+            .map(|ip| dataplane::host_prefix(ip.address))
+            .collect();
+        if addresses.is_empty() {
+            return Err(CniError::generic(format!(
+                "prevResult has no IP address for interface {}",
+                inv.ifname
+            )));
+        }
+        let ipam = Ipam::new(inv)?;
+        let pod = pod_interface(
+            inv,
+            &conf,
+            addresses,
+            wants_host_routes(ipam.plugin(), prev),
+            0,
+        )?;
+        dataplane::check(&ns, &pod).map_err(|e| dp_err("CHECK", e))?;
+        ipam.run(Command::Check)
+    }
+
+    fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
+        Ipam::new(inv)?.run(Command::Gc)
+    }
+
+    fn status(&self, inv: &Invocation) -> Result<(), CniError> {
+        Ipam::new(inv)?.run(Command::Status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn routes_default_and_host_local() {
+        let conf = CalicoConfig::default();
+        let r = pod_routes(
+            &conf,
+            &json!({"ipam":{"type":"calico-ipam","routes":[{"dst":"10.0.0.0/8"}]}}),
+        )
+        .unwrap();
+        assert_eq!(r.len(), 2, "calico-ipam: defaults only");
+        let hl =
+            json!({"ipam":{"type":"host-local","routes":[{"dst":"10.0.0.0/8"},{"gw":"1.2.3.4"}]}});
+        assert_eq!(
+            pod_routes(&conf, &hl).unwrap(),
+            vec!["10.0.0.0/8".parse::<IpNetwork>().unwrap()]
+        );
+        let with_defaults = CalicoConfig {
+            include_default_routes: true,
+            ..Default::default()
+        };
+        assert_eq!(pod_routes(&with_defaults, &hl).unwrap().len(), 3);
+        let bad = json!({"ipam":{"type":"host-local","routes":[{"dst":"nope"}]}});
+        assert!(pod_routes(&conf, &bad).unwrap_err().msg.contains("nope"));
+        let bad = json!({"ipam":{"type":"host-local","routes":[{"dst":5}]}});
+        assert!(pod_routes(&conf, &bad)
+            .unwrap_err()
+            .msg
+            .contains("not a string"));
+    }
+
+    #[test]
+    fn host_routes_rule() {
+        let empty = CniResult::default();
+        assert!(!wants_host_routes("calico-ipam", &empty));
+        assert!(wants_host_routes("host-local", &empty));
+    }
+}

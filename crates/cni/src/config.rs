@@ -151,9 +151,10 @@ impl NetConf {
         })
     }
 
-    /// Parses the whole object into a plugin's own config type (unknown keys are the type's call).
+    /// Parses the whole object into a plugin's own config type (unknown keys are the type's
+    /// call). Errors name the offending field by its path, e.g. `ipam.routes[0].dst`.
     pub fn plugin_config<T: DeserializeOwned>(&self) -> Result<T, CniError> {
-        T::deserialize(&self.raw).map_err(|e| invalid(format!("invalid network config: {e}")))
+        parse_named(&self.raw)
     }
 
     /// `ipam.type`, if any.
@@ -169,6 +170,17 @@ impl NetConf {
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default()
     }
+}
+
+/// Deserialises `v`, naming the failing field's path in the error (code 7).
+pub fn parse_named<T: DeserializeOwned>(v: &Value) -> Result<T, CniError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        invalid(format!(
+            "invalid network config field {path:?}: {}",
+            e.inner()
+        ))
+    })
 }
 
 /// A bool that may also be written as the strings "true"/"false" (any case), as libcni accepts.
@@ -279,6 +291,7 @@ mod tests {
         c2.raw = json!({"name":"n","mtu":"big"});
         let e = c2.plugin_config::<Mine>().unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.contains("\"mtu\""), "{}", e.msg);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub trait Plugin {
     fn supported_versions(&self) -> &'static [&'static str] {
         version::ALL
     }
+    /// Runs once the invocation is validated, before the verb (e.g. to set up logging).
+    fn init(&self, _inv: &Invocation) {}
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError>;
     fn del(&self, inv: &Invocation) -> Result<(), CniError>;
     fn check(&self, inv: &Invocation) -> Result<(), CniError>;
@@ -238,6 +240,7 @@ fn dispatch<P: Plugin>(
         config,
         stdin: stdin.to_vec(),
     };
+    plugin.init(&inv);
     log::debug!(
         "{} container={} ifname={} netns={:?}",
         inv.command,
