@@ -18,6 +18,7 @@ have_cmd busybox || need+=(busybox-static)
 have_cmd ping || need+=(iputils-ping)
 have_cmd curl || need+=(curl)
 have_cmd jq || need+=(jq)
+have_cmd openssl || need+=(openssl)
 [ -x /usr/lib/cni/portmap ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"

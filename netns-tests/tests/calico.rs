@@ -404,3 +404,66 @@ fn bad_config_names_the_field() {
     assert!(err.msg().contains("mtu"), "{}", err.msg());
     assert!(reserved(env.tmp()).is_empty());
 }
+
+#[test]
+fn check_detects_what_went_missing() {
+    let env = host_env("cal-check");
+    let chain = env.chain(&dual_stack(env.tmp())).unwrap();
+    let ctr = env.container("ctr").unwrap();
+    let att = Attachment::new("chk", &ctr);
+    let r = chain.add(&att).unwrap();
+    chain.check(&att).unwrap();
+    let v4 = pod_ip(&r, true);
+    // Someone removes the host route: CHECK must say so.
+    env.host.ip(&["route", "del", &format!("{v4}/32")]).unwrap();
+    let err = chain.check(&att).unwrap_err();
+    assert!(
+        err.msg().contains(&format!("host route {v4}/32")),
+        "{}",
+        err.msg()
+    );
+    // And a missing pod address.
+    env.host
+        .ip(&[
+            "route",
+            "add",
+            &format!("{v4}/32"),
+            "dev",
+            "calichk",
+            "scope",
+            "link",
+        ])
+        .unwrap();
+    chain.check(&att).unwrap();
+    ctr.ip(&["addr", "del", &format!("{v4}/32"), "dev", "eth0"])
+        .unwrap();
+    let err = chain.check(&att).unwrap_err();
+    assert!(
+        err.msg().contains(&format!("address {v4}/32 missing")),
+        "{}",
+        err.msg()
+    );
+    chain.del(&att).unwrap();
+}
+
+#[test]
+fn gc_and_status_are_forwarded_to_ipam() {
+    let env = host_env("cal-gc");
+    let mut conf = dual_stack(env.tmp());
+    conf["cniVersion"] = json!("1.1.0");
+    let chain = env.chain(&conf).unwrap();
+    let (c1, c2) = (env.container("c1").unwrap(), env.container("c2").unwrap());
+    chain.add(&Attachment::new("keep", &c1)).unwrap();
+    chain.add(&Attachment::new("stale", &c2)).unwrap();
+    assert_eq!(reserved(env.tmp()).len(), 4);
+    chain.status().unwrap();
+    // Forget "stale" in the runtime's cache, so only the GC forwarded by calico to host-local
+    // (not a runtime DEL) can release its addresses.
+    chain
+        .cache()
+        .remove("k8s-pod-network", "stale", "eth0")
+        .unwrap();
+    chain.gc(&[("keep", "eth0")]).unwrap();
+    assert_eq!(reserved(env.tmp()).len(), 2, "{:?}", reserved(env.tmp()));
+    assert!(c1.link("eth0").unwrap().is_some());
+}

@@ -1,4 +1,3 @@
 fn main() {
-    eprintln!("portmap: not implemented yet");
-    std::process::exit(1);
+    cni::skel::run(&portmap::Portmap, "portmap plugin (calico-cni-rs)")
 }

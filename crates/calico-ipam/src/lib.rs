@@ -1,1 +1,17 @@
-//! The calico-ipam CNI plugin. (in progress)
+//! The `calico-ipam` IPAM plugin: CNI glue around the `ipam` crate's allocator.
+//!
+//! Owns: reading calico-ipam's network config (Calico's keys and quirks), node-name
+//! resolution, choosing and opening the datastore, the host-wide lock, the handle/attribute
+//! conventions (`<network>.<containerID>`, `node`/`timestamp`/`pod`/`namespace`) and the
+//! mapping of allocator outcomes to CNI results and error codes, for ADD, DEL, CHECK, GC and
+//! STATUS.
+//! Must NOT: implement allocation logic (that is `ipam`), talk to a datastore directly (only
+//! through `ipam::Store`), or touch the network.
+
+pub mod config;
+pub mod datastore;
+pub mod lock;
+pub mod node;
+mod plugin;
+
+pub use plugin::CalicoIpam;

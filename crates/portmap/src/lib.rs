@@ -1,1 +1,141 @@
-//! portmap plugin. (in progress)
+//! portmap: hostPort DNAT for chained CNI attachments, with iptables and nftables backends.
+//!
+//! Owns: the `portmap` plugin's config (`snat`, `masqAll`, `markMasqBit`,
+//! `externalSetMarkChain`, `conditionsV4/V6`, `backend`), validation of
+//! `runtimeConfig.portMappings`, pure rendering of netfilter changes
+//! ([`iptables::render`], [`nft::render`], golden-tested under `testdata/portmap/`), applying
+//! them in one transaction per family and operation (`iptables-restore --noflush -w`,
+//! `nft -f -`), `route_localnet` for 127.0.0.1 access and best-effort UDP conntrack cleanup.
+//!
+//! * iptables: upstream's chains, rule shapes, comments and marks (`CNI-HOSTPORT-DNAT`,
+//!   `CNI-DN-<hash>`, `CNI-HOSTPORT-SETMARK`, `CNI-HOSTPORT-MASQ`), so a node can switch between
+//!   this plugin and the Go one in both directions and each DEL removes the other's rules.
+//! * nftables: upstream's `cni_hostport` tables and base chains, with per-attachment state kept
+//!   in set/map elements so ADD and DEL never list the ruleset (see [`nft::render`]).
+//!
+//! Everything an attachment owns is found from network name + container ID (+ the mappings),
+//! never from prevResult, so DEL works with nothing but the config and the environment.
+//!
+//! Must NOT: modify the result it is chained with, touch chains/tables of other software, list
+//! the whole ruleset on the ADD/DEL fast paths, or do any netfilter work (not even backend
+//! detection) when there are no port mappings.
+
+pub mod config;
+mod conntrack;
+pub mod error;
+mod exec;
+pub mod iptables;
+mod localnet;
+pub mod mapping;
+pub mod naming;
+pub mod nft;
+pub mod plugin;
+
+use ipnetwork::IpNetwork;
+
+pub use config::{Backend, PortMapConf};
+pub use error::PortmapError;
+pub use mapping::{Family, PortMapping, Protocol};
+pub use naming::Attachment;
+pub use plugin::Portmap;
+
+/// One invocation's inputs that rendering depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub conf: &'a PortMapConf,
+    pub attachment: Attachment<'a>,
+    pub mappings: &'a [PortMapping],
+}
+
+/// The container side of an ADD/CHECK, taken from prevResult.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Container {
+    /// At most one address per family; the prefix length is kept (it scopes the hairpin match).
+    pub v4: Option<IpNetwork>,
+    pub v6: Option<IpNetwork>,
+    /// The host-side interface listed in prevResult (no sandbox), used for `route_localnet` when
+    /// the route lookup finds nothing.
+    pub host_ifname: Option<String>,
+}
+
+impl Container {
+    pub fn addrs(&self) -> Vec<IpNetwork> {
+        self.v4.iter().chain(self.v6.iter()).copied().collect()
+    }
+}
+
+fn udp_ports(req: &Request, family: Family) -> Vec<u16> {
+    let mut ports: Vec<u16> = req
+        .mappings
+        .iter()
+        .filter(|m| m.protocol == Protocol::Udp && m.applies_to(family))
+        .map(|m| m.host_port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Installs the mappings for the container's addresses.
+pub fn add(req: &Request, backend: Backend, container: &Container) -> Result<(), PortmapError> {
+    if req.mappings.is_empty() {
+        return Ok(());
+    }
+    let addrs = container.addrs();
+    if addrs.is_empty() {
+        log::warn!("prevResult has no container address; no port mappings installed");
+        return Ok(());
+    }
+    match backend {
+        Backend::Iptables => {
+            for addr in &addrs {
+                iptables::add(req, addr)?;
+            }
+        }
+        Backend::Nftables => nft::add(req, &addrs)?,
+    }
+    for addr in &addrs {
+        conntrack::flush_udp(
+            Family::of(&addr.ip()),
+            &udp_ports(req, Family::of(&addr.ip())),
+        );
+    }
+    if let (true, Some(IpNetwork::V4(v4))) = (req.conf.snat, container.v4) {
+        if let Some(dev) = localnet::host_interface(v4.ip(), container.host_ifname.as_deref()) {
+            localnet::enable(&dev)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything this attachment installed, in both families. Needs no container address.
+pub fn del(req: &Request, backend: Backend) -> Result<(), PortmapError> {
+    if req.mappings.is_empty() {
+        return Ok(());
+    }
+    match backend {
+        Backend::Iptables => iptables::del(req)?,
+        Backend::Nftables => nft::del(req)?,
+    }
+    for family in Family::BOTH {
+        conntrack::flush_udp(family, &udp_ports(req, family));
+    }
+    Ok(())
+}
+
+/// Verifies the rules for the families the container has an address in.
+pub fn check(req: &Request, backend: Backend, container: &Container) -> Result<(), PortmapError> {
+    if req.mappings.is_empty() {
+        return Ok(());
+    }
+    let addrs = container.addrs();
+    match backend {
+        Backend::Iptables => {
+            for addr in &addrs {
+                iptables::check(req, addr)?;
+            }
+            Ok(())
+        }
+        Backend::Nftables => nft::check(req, &addrs),
+    }
+}

@@ -1,0 +1,272 @@
+//! calico-ipam's view of the network config. Keys are matched like Go's `encoding/json`
+//! (exact, else case-insensitive), unknown keys are ignored, a wrong JSON type is an error.
+//! Netconf values win over the `DATASTORE_TYPE` / `ETCD_*` environment (with or without the
+//! `CALICO_` prefix), as in Calico.
+
+use std::path::PathBuf;
+
+use cni::caps::CiObject;
+use cni::{CniError, ErrorCode, NetConf};
+use ipam_store_local::init::LocalDefaults;
+use ipnetwork::IpNetwork;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Calico's default nodename file.
+pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
+/// Calico's default host lock.
+pub const DEFAULT_LOCK_FILE: &str = "/var/run/calico/ipam.lock";
+
+/// Settings for `datastore_type: etcdv3` (Calico's `etcd_*` keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdSettings {
+    pub endpoints: Option<String>,
+    pub discovery_srv: Option<String>,
+    pub key_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub ca_cert_file: Option<String>,
+}
+
+/// Everything calico-ipam reads from its config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpamConf {
+    /// Network name (handle prefix).
+    pub network: String,
+    /// `local`, `etcdv3` or `kubernetes` (Calico's default rule applied).
+    pub datastore_type: String,
+    /// `datastore_path` for `local`.
+    pub datastore_path: PathBuf,
+    pub etcd: EtcdSettings,
+    pub nodename: Option<String>,
+    pub nodename_file: PathBuf,
+    pub hostname: Option<String>,
+    /// `ipam_lock_file`.
+    pub lock_file: PathBuf,
+    /// `ipam.host_lock` (our extension; default true: see `lock` module docs).
+    pub host_lock: bool,
+    pub assign_ipv4: bool,
+    pub assign_ipv6: bool,
+    pub ipv4_pools: Vec<String>,
+    pub ipv6_pools: Vec<String>,
+    /// `ipam.default_ipv4_pool` etc.: what an empty local datastore is seeded with.
+    pub local_defaults: LocalDefaults,
+}
+
+fn invalid(msg: impl Into<String>) -> CniError {
+    CniError::new(ErrorCode::InvalidConfig, msg)
+}
+
+fn field<T: DeserializeOwned>(o: &CiObject, key: &str) -> Result<Option<T>, CniError> {
+    o.field(key)
+        .map_err(|e| invalid(format!("failed to load netconf: {e}")))
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+/// Calico's `assign_ipv4`/`assign_ipv6` are JSON strings compared exactly (`"false"` turns
+/// IPv4 off, `"true"` turns IPv6 on); booleans are accepted too.
+fn flag(o: &CiObject, key: &str, default: bool) -> Result<bool, CniError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if default => Ok(s != "false"),
+        Some(Value::String(s)) => Ok(s == "true"),
+        Some(other) => Err(invalid(format!(
+            "failed to load netconf: field {key:?}: expected a string \"true\"/\"false\", got {other}"
+        ))),
+    }
+}
+
+fn cidr(
+    o: &CiObject,
+    key: &str,
+    default: Option<IpNetwork>,
+) -> Result<Option<IpNetwork>, CniError> {
+    match field::<String>(o, key)? {
+        None => Ok(default),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s
+            .parse::<IpNetwork>()
+            .ok()
+            .filter(|n| n.network() == n.ip())
+            .map(Some)
+            .ok_or_else(|| invalid(format!("invalid ipam.{key} {s:?}: not a network CIDR"))),
+    }
+}
+
+impl IpamConf {
+    /// Read from the invocation's config; `env` looks up environment variables.
+    pub fn from_netconf(
+        nc: &NetConf,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, CniError> {
+        let top = CiObject::from_value(&nc.raw)
+            .ok_or_else(|| invalid("network config is not a JSON object"))?;
+        let ipam = match top.get("ipam") {
+            None | Some(Value::Null) => CiObject::default(),
+            Some(v) => CiObject::from_value(v)
+                .ok_or_else(|| invalid("failed to load netconf: \"ipam\" is not an object"))?,
+        };
+        let env2 =
+            |name: &str| non_empty(env(name)).or_else(|| non_empty(env(&format!("CALICO_{name}"))));
+        let s = |o: &CiObject, key: &str| -> Result<Option<String>, CniError> {
+            Ok(non_empty(field::<String>(o, key)?))
+        };
+        let etcd = EtcdSettings {
+            endpoints: s(&top, "etcd_endpoints")?.or_else(|| env2("ETCD_ENDPOINTS")),
+            discovery_srv: s(&top, "etcd_discovery_srv")?.or_else(|| env2("ETCD_DISCOVERY_SRV")),
+            key_file: s(&top, "etcd_key_file")?.or_else(|| env2("ETCD_KEY_FILE")),
+            cert_file: s(&top, "etcd_cert_file")?.or_else(|| env2("ETCD_CERT_FILE")),
+            ca_cert_file: s(&top, "etcd_ca_cert_file")?.or_else(|| env2("ETCD_CA_CERT_FILE")),
+        };
+        let datastore_type = s(&top, "datastore_type")?
+            .or_else(|| env2("DATASTORE_TYPE"))
+            .unwrap_or_else(|| {
+                if etcd.endpoints.is_some() || etcd.discovery_srv.is_some() {
+                    "etcdv3".into()
+                } else {
+                    "kubernetes".into()
+                }
+            });
+        let d = LocalDefaults::default();
+        let local_defaults = LocalDefaults {
+            ipv4_pool: cidr(&ipam, "default_ipv4_pool", d.ipv4_pool)?,
+            ipv4_block_size: field(&ipam, "default_ipv4_block_size")?.unwrap_or(d.ipv4_block_size),
+            ipv6_pool: cidr(&ipam, "default_ipv6_pool", d.ipv6_pool)?,
+            ipv6_block_size: field(&ipam, "default_ipv6_block_size")?.unwrap_or(d.ipv6_block_size),
+        };
+        let pools = |key: &str| -> Result<Vec<String>, CniError> {
+            Ok(field::<Vec<String>>(&ipam, key)?.unwrap_or_default())
+        };
+        Ok(IpamConf {
+            network: nc.name.clone(),
+            datastore_type,
+            datastore_path: PathBuf::from(
+                s(&top, "datastore_path")?
+                    .unwrap_or_else(|| ipam_store_local::DEFAULT_PATH.to_string()),
+            ),
+            etcd,
+            nodename: s(&top, "nodename")?,
+            nodename_file: PathBuf::from(
+                s(&top, "nodename_file")?.unwrap_or_else(|| DEFAULT_NODENAME_FILE.into()),
+            ),
+            hostname: s(&top, "hostname")?,
+            lock_file: PathBuf::from(
+                s(&top, "ipam_lock_file")?.unwrap_or_else(|| DEFAULT_LOCK_FILE.into()),
+            ),
+            host_lock: field(&ipam, "host_lock")?.unwrap_or(true),
+            assign_ipv4: flag(&ipam, "assign_ipv4", true)?,
+            assign_ipv6: flag(&ipam, "assign_ipv6", false)?,
+            ipv4_pools: pools("ipv4_pools")?,
+            ipv6_pools: pools("ipv6_pools")?,
+            local_defaults,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conf(v: Value) -> Result<IpamConf, CniError> {
+        conf_env(v, &[])
+    }
+
+    fn conf_env(v: Value, env: &[(&str, &str)]) -> Result<IpamConf, CniError> {
+        let nc = NetConf::parse(v.to_string().as_bytes()).unwrap();
+        IpamConf::from_netconf(&nc, |k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_follow_calico() {
+        let c = conf(json!({"name":"k8s-pod-network","cniVersion":"1.0.0","type":"calico","ipam":{"type":"calico-ipam"}})).unwrap();
+        assert_eq!(c.network, "k8s-pod-network");
+        assert_eq!(c.datastore_type, "kubernetes");
+        assert!(c.assign_ipv4 && !c.assign_ipv6);
+        assert_eq!(c.nodename_file, PathBuf::from(DEFAULT_NODENAME_FILE));
+        assert_eq!(c.lock_file, PathBuf::from(DEFAULT_LOCK_FILE));
+        assert_eq!(c.datastore_path, PathBuf::from("/var/lib/calico/ipam.db"));
+        assert_eq!(c.local_defaults, LocalDefaults::default());
+        assert!(c.host_lock);
+    }
+
+    #[test]
+    fn assign_flags_strings_and_bools() {
+        let f = |a4: Value, a6: Value| {
+            let c = conf(json!({"name":"n","ipam":{"assign_ipv4":a4,"assign_ipv6":a6}})).unwrap();
+            (c.assign_ipv4, c.assign_ipv6)
+        };
+        assert_eq!(f(json!("false"), json!("true")), (false, true));
+        assert_eq!(
+            f(json!("FALSE"), json!("TRUE")),
+            (true, false),
+            "exact string match as Calico"
+        );
+        assert_eq!(f(json!(false), json!(true)), (false, true));
+        assert_eq!(f(json!("yes"), json!("no")), (true, false));
+        let e = conf(json!({"name":"n","ipam":{"assign_ipv4":1}})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.contains("assign_ipv4"), "{}", e.msg);
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_types_checked() {
+        let c = conf(
+            json!({"name":"n","Datastore_Type":"local","IPAM":{"IPv4_Pools":["a","10.0.0.0/16"]}}),
+        )
+        .unwrap();
+        assert_eq!(c.datastore_type, "local");
+        assert_eq!(c.ipv4_pools, vec!["a", "10.0.0.0/16"]);
+        let e = conf(json!({"name":"n","ipam":{"ipv4_pools":"x"}})).unwrap_err();
+        assert!(e.msg.contains("ipv4_pools"), "{}", e.msg);
+        let e = conf(json!({"name":"n","nodename":5})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+    }
+
+    #[test]
+    fn datastore_type_precedence() {
+        let c = conf_env(json!({"name":"n"}), &[("ETCD_ENDPOINTS", "http://e:2379")]).unwrap();
+        assert_eq!(c.datastore_type, "etcdv3");
+        assert_eq!(c.etcd.endpoints.as_deref(), Some("http://e:2379"));
+        let c = conf_env(
+            json!({"name":"n","etcd_endpoints":"http://conf:2379"}),
+            &[
+                ("ETCD_ENDPOINTS", "http://env:2379"),
+                ("CALICO_DATASTORE_TYPE", "local"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.datastore_type, "local");
+        assert_eq!(c.etcd.endpoints.as_deref(), Some("http://conf:2379"));
+        let c = conf_env(
+            json!({"name":"n","datastore_type":"etcdv3"}),
+            &[("DATASTORE_TYPE", "local")],
+        )
+        .unwrap();
+        assert_eq!(c.datastore_type, "etcdv3");
+    }
+
+    #[test]
+    fn local_default_pool_knobs() {
+        let c = conf(json!({"name":"n","ipam":{"default_ipv4_pool":"10.77.0.0/16","default_ipv4_block_size":28,"default_ipv6_pool":"fd00:77::/48"}})).unwrap();
+        assert_eq!(
+            c.local_defaults.ipv4_pool.unwrap().to_string(),
+            "10.77.0.0/16"
+        );
+        assert_eq!(c.local_defaults.ipv4_block_size, 28);
+        assert_eq!(
+            c.local_defaults.ipv6_pool.unwrap().to_string(),
+            "fd00:77::/48"
+        );
+        let c = conf(json!({"name":"n","ipam":{"default_ipv4_pool":""}})).unwrap();
+        assert_eq!(c.local_defaults.ipv4_pool, None);
+        assert!(conf(json!({"name":"n","ipam":{"default_ipv4_pool":"10.77.0.1/16"}})).is_err());
+    }
+}

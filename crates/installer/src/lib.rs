@@ -1,0 +1,1 @@
+//! install-cni logic: copy binaries atomically, render the conflist template, write the kubeconfig. (in progress)

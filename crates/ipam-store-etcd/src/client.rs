@@ -1,0 +1,356 @@
+//! Synchronous etcd v3 KV client with compare-and-swap semantics.
+//!
+//! Wraps the async `etcd-client` crate in a private current-thread tokio runtime driven by
+//! `block_on`, so callers (CNI plugins, exec'd once per pod) stay plain synchronous code and
+//! never run on a multi-thread runtime. Every operation is bounded by the configured timeout,
+//! retries included, so an unreachable datastore becomes [`EtcdError::Unavailable`] in bounded
+//! time instead of a hang.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
+};
+
+use crate::config::EtcdConfig;
+use crate::error::{classify, EtcdError, Failure};
+use crate::srv;
+use crate::tls::tls_options;
+
+/// Pause after every member failed in turn: lets a leader election progress without
+/// hammering; short against the 90 s IPAM budget.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Floor of one attempt's budget however many endpoints share the timeout.
+const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One key with the revision that last modified it (the CAS token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// etcd `mod_revision`; Calico's KV "revision".
+    pub mod_revision: i64,
+}
+
+impl KeyValue {
+    fn from_etcd(kv: &etcd_client::KeyValue) -> Self {
+        KeyValue {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        }
+    }
+}
+
+/// A connection to an etcd cluster.
+///
+/// Like etcd's Go client, requests stick to one member and fail over to the next endpoint
+/// when it is unreachable, silent or has no leader. (etcd-client's own balancer keeps
+/// picking dead members at random, which costs a retry per request.)
+///
+/// `Send + Sync`; concurrent calls from several threads are allowed (they take turns
+/// driving the single-threaded runtime).
+pub struct EtcdClient {
+    // Declared before `rt` so the channels are dropped while the runtime still exists.
+    /// One single-endpoint client per entry of `endpoints`; connections are lazy.
+    members: Vec<Client>,
+    /// Index of the member that answered last: where the next request goes first.
+    preferred: AtomicUsize,
+    endpoints: Vec<String>,
+    timeout: Duration,
+    /// Budget of one attempt on one member: the whole timeout shared by the members, so a
+    /// silent member cannot use it all before the others are tried.
+    attempt_timeout: Duration,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for EtcdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdClient")
+            .field("endpoints", &self.endpoints)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Endpoint URLs from the config and SRV discovery, all with an explicit scheme.
+/// etcd-client applies TLS to every endpoint or to none, so http and https cannot be mixed;
+/// a bare `host:port` takes the scheme of the others (http when there are none).
+pub fn resolve_endpoints(cfg: &EtcdConfig) -> Result<Vec<String>, EtcdError> {
+    let mut endpoints = cfg.endpoints.clone();
+    if let Some(domain) = cfg
+        .discovery_srv
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+    {
+        endpoints.extend(srv::discover_endpoints(domain, cfg.timeout)?);
+    }
+    if endpoints.is_empty() {
+        return Err(EtcdError::Config("no etcd endpoints specified".into()));
+    }
+    let https = endpoints.iter().any(|e| e.starts_with("https://"));
+    let http = endpoints.iter().any(|e| e.starts_with("http://"));
+    if https && http {
+        return Err(EtcdError::Config(format!(
+            "cannot mix http and https etcd endpoints: {}",
+            endpoints.join(",")
+        )));
+    }
+    let scheme = if https { "https://" } else { "http://" };
+    Ok(endpoints
+        .into_iter()
+        .map(|e| {
+            if e.contains("://") {
+                e
+            } else {
+                format!("{scheme}{e}")
+            }
+        })
+        .collect())
+}
+
+impl EtcdClient {
+    /// Builds the client. Connections are made lazily by the first request, so this only
+    /// fails for configuration problems (no endpoints, unreadable TLS files, SRV lookup).
+    pub fn connect(cfg: &EtcdConfig) -> Result<Self, EtcdError> {
+        let endpoints = resolve_endpoints(cfg)?;
+        let members = u32::try_from(endpoints.len()).unwrap_or(u32::MAX);
+        let attempt_timeout = (cfg.timeout / members)
+            .max(MIN_ATTEMPT_TIMEOUT)
+            .min(cfg.timeout);
+        let mut opts = ConnectOptions::new()
+            .with_timeout(attempt_timeout)
+            .with_connect_timeout(attempt_timeout)
+            // A member cut off from the quorum answers at once instead of stalling.
+            .with_require_leader(true);
+        if endpoints[0].starts_with("https://") {
+            opts = opts.with_tls(tls_options(cfg)?);
+        } else if cfg.cert_file.is_some() || cfg.ca_cert_file.is_some() {
+            log::warn!("etcd TLS files are configured but all endpoints are http; TLS unused");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EtcdError::Other(format!("cannot start I/O runtime: {e}")))?;
+        let members = endpoints
+            .iter()
+            .map(|ep| rt.block_on(Client::connect([ep], Some(opts.clone()))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        Ok(EtcdClient {
+            members,
+            preferred: AtomicUsize::new(0),
+            endpoints,
+            timeout: cfg.timeout,
+            attempt_timeout,
+            rt,
+        })
+    }
+
+    /// The endpoint URLs in use (after SRV discovery).
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Runs `op` on the preferred member, moving on to the next one whenever a member is
+    /// unavailable (refused, timed out, no leader), until it succeeds, fails for another
+    /// reason, or the overall timeout expires. After every member failed in turn it pauses
+    /// briefly (leader elections take a few hundred ms).
+    /// A write retried after a lost *answer* may report `Conflict` for a change that was
+    /// applied; callers' CAS loops re-read and reconcile, like Calico's.
+    fn run<T, F, Fut>(&self, what: &str, key: &str, mut op: F) -> Result<T, EtcdError>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let n = self.members.len();
+        self.rt.block_on(async {
+            let mut member = self.preferred.load(Ordering::Relaxed) % n;
+            let mut failures = 0usize;
+            let last = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let budget = left.min(self.attempt_timeout);
+                let kv = self.members[member].kv_client();
+                let err = match tokio::time::timeout(budget, op(kv)).await {
+                    Ok(Err(Failure(EtcdError::Unavailable(msg)))) => msg,
+                    Ok(done) => {
+                        // Answered (even NotFound/Conflict): this member is healthy.
+                        self.preferred.store(member, Ordering::Relaxed);
+                        return done.map_err(|Failure(e)| e);
+                    }
+                    Err(_elapsed) => format!("no answer within {budget:?}"),
+                };
+                log::debug!("etcd {what} {key} on {}: {err}", self.endpoints[member]);
+                member = (member + 1) % n;
+                failures += 1;
+                if failures.is_multiple_of(n) {
+                    if Instant::now() + RETRY_BACKOFF >= deadline {
+                        break err;
+                    }
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                } else if Instant::now() >= deadline {
+                    break err;
+                }
+            };
+            Err(EtcdError::Unavailable(format!(
+                "{what} {key}: no etcd member of [{}] answered within {:?} (last error: {last})",
+                self.endpoints.join(","),
+                self.timeout,
+            )))
+        })
+    }
+
+    /// The key's value and revision, `None` when absent.
+    pub fn get(&self, key: &str) -> Result<Option<KeyValue>, EtcdError> {
+        self.run("get", key, |mut kv| async move {
+            let resp = kv.get(key, None).await?;
+            Ok(resp.kvs().first().map(KeyValue::from_etcd))
+        })
+    }
+
+    /// All keys starting with `prefix`, in key order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, EtcdError> {
+        self.run("list", prefix, |mut kv| async move {
+            let opts = GetOptions::new().with_prefix();
+            let resp = kv.get(prefix, Some(opts)).await?;
+            Ok(resp.kvs().iter().map(KeyValue::from_etcd).collect())
+        })
+    }
+
+    /// Creates `key` only if it does not exist (`create_revision == 0`); returns the new
+    /// revision. An existing key gives `Conflict`.
+    pub fn create(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
+        self.run("create", key, |mut kv| async move {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, value, None)]);
+            let resp = kv.txn(txn).await?;
+            if resp.succeeded() {
+                Ok(revision(&resp))
+            } else {
+                Err(EtcdError::Conflict(key.to_string()).into())
+            }
+        })
+    }
+
+    /// Replaces `key` only if its `mod_revision` is still `expected`; returns the new
+    /// revision. A changed key gives `Conflict`, an absent one `NotFound`.
+    pub fn update(&self, key: &str, value: &[u8], expected: i64) -> Result<i64, EtcdError> {
+        check_revision(key, expected)?;
+        self.run("update", key, |mut kv| async move {
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+                .and_then([TxnOp::put(key, value, None)])
+                .or_else([TxnOp::get(key, None)]);
+            let resp = kv.txn(txn).await?;
+            compare_outcome(key, &resp)?;
+            Ok(revision(&resp))
+        })
+    }
+
+    /// Deletes `key`; with `expected`, only if its `mod_revision` still matches.
+    /// An absent key gives `NotFound`, a changed one `Conflict`.
+    pub fn delete(&self, key: &str, expected: Option<i64>) -> Result<(), EtcdError> {
+        if let Some(rev) = expected {
+            check_revision(key, rev)?;
+        }
+        self.run("delete", key, |mut kv| async move {
+            match expected {
+                Some(rev) => {
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                        .and_then([TxnOp::delete(key, None)])
+                        .or_else([TxnOp::get(key, None)]);
+                    let resp = kv.txn(txn).await?;
+                    Ok(compare_outcome(key, &resp)?)
+                }
+                None => {
+                    let resp = kv.delete(key, Some(DeleteOptions::new())).await?;
+                    if resp.deleted() == 0 {
+                        Err(EtcdError::NotFound(key.to_string()).into())
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
+        })
+    }
+
+    /// Unconditional write (tools and test fixtures; IPAM code uses create/update).
+    pub fn put(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
+        self.run("put", key, |mut kv| async move {
+            let resp = kv.put(key, value, None).await?;
+            Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+        })
+    }
+}
+
+/// A revision of 0 would make the `mod_revision ==` compare match an absent key and turn
+/// an update into a create.
+fn check_revision(key: &str, rev: i64) -> Result<(), EtcdError> {
+    if rev <= 0 {
+        return Err(EtcdError::Other(format!(
+            "invalid revision {rev} for CAS on {key}"
+        )));
+    }
+    Ok(())
+}
+
+fn revision(resp: &TxnResponse) -> i64 {
+    resp.header().map(|h| h.revision()).unwrap_or_default()
+}
+
+/// Outcome of a `mod_revision` compare whose failure branch reads the key back.
+fn compare_outcome(key: &str, resp: &TxnResponse) -> Result<(), EtcdError> {
+    if resp.succeeded() {
+        return Ok(());
+    }
+    let exists = resp.op_responses().iter().any(|r| match r {
+        TxnOpResponse::Get(get) => !get.kvs().is_empty(),
+        _ => false,
+    });
+    if exists {
+        Err(EtcdError::Conflict(key.to_string()))
+    } else {
+        Err(EtcdError::NotFound(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_get_a_scheme_and_cannot_mix() {
+        let cfg = EtcdConfig::with_endpoints("127.0.0.1:2379,http://a:1");
+        assert_eq!(
+            resolve_endpoints(&cfg).unwrap(),
+            vec!["http://127.0.0.1:2379", "http://a:1"]
+        );
+        let cfg = EtcdConfig::with_endpoints("127.0.0.1:2379,https://a:1");
+        assert_eq!(
+            resolve_endpoints(&cfg).unwrap(),
+            vec!["https://127.0.0.1:2379", "https://a:1"]
+        );
+        let cfg = EtcdConfig::with_endpoints("http://b:1,https://a:1");
+        assert!(matches!(resolve_endpoints(&cfg), Err(EtcdError::Config(_))));
+        let cfg = EtcdConfig::with_endpoints(" , ");
+        assert!(matches!(resolve_endpoints(&cfg), Err(EtcdError::Config(_))));
+    }
+
+    #[test]
+    fn lone_client_cert_is_a_config_error() {
+        let mut cfg = EtcdConfig::with_endpoints("https://127.0.0.1:1");
+        cfg.cert_file = Some("/nonexistent/cert.pem".into());
+        let err = EtcdClient::connect(&cfg).unwrap_err();
+        assert!(matches!(err, EtcdError::Config(_)), "{err}");
+        cfg.key_file = Some("/nonexistent/key.pem".into());
+        let err = EtcdClient::connect(&cfg).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    }
+}

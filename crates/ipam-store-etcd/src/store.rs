@@ -1,0 +1,115 @@
+//! [`ipam::Store`] on etcd: values stored verbatim under [`ipam::Key::path`], the etcd
+//! `mod_revision` as the CAS [`Revision`] (exactly what Calico's etcdv3 backend does, so
+//! calicoctl and Calico's Go components read and CAS against the same objects).
+
+use ipam::store::filter_listed;
+use ipam::{Key, KvPair, ListPrefix, Revision, Store, StoreError, StoreResult};
+
+use crate::client::{EtcdClient, KeyValue};
+use crate::config::EtcdConfig;
+use crate::error::EtcdError;
+
+impl From<EtcdError> for StoreError {
+    fn from(e: EtcdError) -> Self {
+        match e {
+            EtcdError::NotFound(k) => StoreError::NotFound(k),
+            EtcdError::Conflict(k) => StoreError::Conflict(k),
+            EtcdError::Unavailable(m) => StoreError::Unavailable(m),
+            e @ (EtcdError::Config(_) | EtcdError::Other(_)) => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+/// Calico IPAM datastore in etcd v3.
+#[derive(Debug)]
+pub struct EtcdStore {
+    client: EtcdClient,
+}
+
+impl EtcdStore {
+    /// Connects (lazily; see [`EtcdClient::connect`]) with Calico's etcd settings.
+    pub fn connect(cfg: &EtcdConfig) -> StoreResult<Self> {
+        Ok(EtcdStore {
+            client: EtcdClient::connect(cfg)?,
+        })
+    }
+
+    /// Wraps an existing client.
+    pub fn new(client: EtcdClient) -> Self {
+        EtcdStore { client }
+    }
+
+    /// The underlying KV client (raw access for tools and tests).
+    pub fn client(&self) -> &EtcdClient {
+        &self.client
+    }
+}
+
+fn utf8(kv: KeyValue) -> StoreResult<(String, String, Revision)> {
+    let value = String::from_utf8(kv.value)
+        .map_err(|_| StoreError::Other(format!("value of {} is not UTF-8", kv.key)))?;
+    Ok((kv.key, value, Revision::from_i64(kv.mod_revision)))
+}
+
+/// The etcd revision inside an opaque [`Revision`]. One we did not make cannot be current.
+fn etcd_revision(key: &Key, rev: &Revision) -> StoreResult<i64> {
+    rev.as_i64().filter(|r| *r > 0).ok_or_else(|| {
+        StoreError::Other(format!("revision {rev:?} of {key} is not an etcd revision"))
+    })
+}
+
+/// A name segment containing `/` would alias another key: refuse to write it.
+fn writable(key: &Key) -> StoreResult<String> {
+    if key.is_valid() {
+        Ok(key.path())
+    } else {
+        Err(StoreError::Other(format!("invalid key {key}")))
+    }
+}
+
+impl Store for EtcdStore {
+    fn get(&self, key: &Key) -> StoreResult<KvPair> {
+        let path = key.path();
+        let kv = self.client.get(&path)?.ok_or(StoreError::NotFound(path))?;
+        let (_, value, revision) = utf8(kv)?;
+        Ok(KvPair {
+            key: key.clone(),
+            value,
+            revision,
+        })
+    }
+
+    fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
+        let rows = self
+            .client
+            .list(&prefix.path())?
+            .into_iter()
+            .map(utf8)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(filter_listed(prefix, rows))
+    }
+
+    fn create(&self, key: &Key, value: &str) -> StoreResult<Revision> {
+        let path = writable(key)?;
+        match self.client.create(&path, value.as_bytes()) {
+            Ok(rev) => Ok(Revision::from_i64(rev)),
+            Err(EtcdError::Conflict(k)) => Err(StoreError::AlreadyExists(k)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn update(&self, key: &Key, value: &str, revision: &Revision) -> StoreResult<Revision> {
+        let path = writable(key)?;
+        let rev = etcd_revision(key, revision)?;
+        Ok(Revision::from_i64(self.client.update(
+            &path,
+            value.as_bytes(),
+            rev,
+        )?))
+    }
+
+    fn delete(&self, key: &Key, revision: Option<&Revision>) -> StoreResult<()> {
+        let rev = revision.map(|r| etcd_revision(key, r)).transpose()?;
+        Ok(self.client.delete(&key.path(), rev)?)
+    }
+}

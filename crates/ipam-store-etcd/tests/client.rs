@@ -1,0 +1,353 @@
+//! EtcdClient against real etcd processes (Debian etcd-server; see test_cluster).
+
+use std::net::TcpListener;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use ipam_store_etcd::test_cluster::EtcdCluster;
+use ipam_store_etcd::{EtcdClient, EtcdConfig, EtcdError};
+
+fn cluster(members: usize) -> EtcdCluster {
+    EtcdCluster::start(members).expect("start etcd (apt-get install etcd-server etcd-client)")
+}
+
+#[test]
+fn crud_and_cas_semantics() {
+    let etcd = cluster(1);
+    let c = EtcdClient::connect(&etcd.config()).unwrap();
+    let key = "/calico/ipam/v2/handle/k8s-pod-network.abc";
+
+    assert_eq!(c.get(key).unwrap(), None);
+    let r1 = c.create(key, br#"{"block":{},"deleted":false}"#).unwrap();
+    assert!(r1 > 0);
+    let got = c.get(key).unwrap().unwrap();
+    assert_eq!(got.mod_revision, r1);
+    assert_eq!(got.value, br#"{"block":{},"deleted":false}"#);
+
+    // Create-if-absent refuses an existing key and leaves it untouched.
+    assert!(matches!(c.create(key, b"x"), Err(EtcdError::Conflict(_))));
+    assert_eq!(c.get(key).unwrap().unwrap().mod_revision, r1);
+
+    // CAS update: right revision wins and bumps it; the stale one then conflicts.
+    let r2 = c.update(key, b"v2", r1).unwrap();
+    assert!(r2 > r1);
+    assert!(matches!(
+        c.update(key, b"v3", r1),
+        Err(EtcdError::Conflict(_))
+    ));
+    assert_eq!(c.get(key).unwrap().unwrap().value, b"v2");
+    assert!(matches!(
+        c.update("/calico/absent", b"v", r2),
+        Err(EtcdError::NotFound(_))
+    ));
+    // Revision 0 would turn the compare into "absent": must be rejected, not create the key.
+    assert!(c.update("/calico/absent", b"v", 0).is_err());
+    assert_eq!(c.get("/calico/absent").unwrap(), None);
+
+    // Delete with a stale revision conflicts; with the current one it deletes.
+    assert!(matches!(
+        c.delete(key, Some(r1)),
+        Err(EtcdError::Conflict(_))
+    ));
+    c.delete(key, Some(r2)).unwrap();
+    assert_eq!(c.get(key).unwrap(), None);
+    assert!(matches!(
+        c.delete(key, Some(r2)),
+        Err(EtcdError::NotFound(_))
+    ));
+    assert!(matches!(c.delete(key, None), Err(EtcdError::NotFound(_))));
+    c.put(key, b"again").unwrap();
+    c.delete(key, None).unwrap();
+    assert_eq!(etcd.etcdctl_get(key).unwrap(), None);
+
+    // Prefix listing returns exactly the keys under the prefix, in key order.
+    for k in ["/p/b", "/p/a", "/p/c/d", "/q/a", "/p"] {
+        c.put(k, k.as_bytes()).unwrap();
+    }
+    let listed: Vec<String> = c
+        .list("/p/")
+        .unwrap()
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(listed, vec!["/p/a", "/p/b", "/p/c/d"]);
+    assert!(c.list("/nothing/").unwrap().is_empty());
+
+    // The stock etcdctl sees our bytes verbatim.
+    c.put("/calico/x", br#"{"a":1}"#).unwrap();
+    assert_eq!(
+        etcd.etcdctl_get("/calico/x").unwrap().unwrap(),
+        br#"{"a":1}"#
+    );
+}
+
+#[test]
+fn only_one_of_racing_creators_wins() {
+    let etcd = cluster(1);
+    let cfg = etcd.config();
+    let threads = 8;
+    let barrier = Arc::new(Barrier::new(threads));
+    let outcomes: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (cfg, barrier) = (&cfg, barrier.clone());
+                s.spawn(move || {
+                    let c = EtcdClient::connect(cfg).unwrap();
+                    barrier.wait();
+                    match c.create("/race", format!("{i}").as_bytes()) {
+                        Ok(_) => true,
+                        Err(EtcdError::Conflict(_)) => false,
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(outcomes.iter().filter(|w| **w).count(), 1, "{outcomes:?}");
+    let winner = outcomes.iter().position(|w| *w).unwrap();
+    assert_eq!(
+        etcd.etcdctl_get("/race").unwrap().unwrap(),
+        winner.to_string().into_bytes()
+    );
+}
+
+#[test]
+fn concurrent_cas_increments_lose_no_update() {
+    let etcd = cluster(1);
+    let cfg = etcd.config();
+    let setup = EtcdClient::connect(&cfg).unwrap();
+    setup.create("/counter", b"0").unwrap();
+    let (threads, increments) = (6, 15);
+    let conflicts: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let cfg = &cfg;
+                s.spawn(move || {
+                    let c = EtcdClient::connect(cfg).unwrap();
+                    let mut conflicts = 0;
+                    for _ in 0..increments {
+                        loop {
+                            let kv = c.get("/counter").unwrap().unwrap();
+                            let n: u64 = String::from_utf8(kv.value).unwrap().parse().unwrap();
+                            match c.update(
+                                "/counter",
+                                (n + 1).to_string().as_bytes(),
+                                kv.mod_revision,
+                            ) {
+                                Ok(_) => break,
+                                Err(EtcdError::Conflict(_)) => conflicts += 1,
+                                Err(e) => panic!("unexpected {e}"),
+                            }
+                        }
+                    }
+                    conflicts
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let total = setup.get("/counter").unwrap().unwrap().value;
+    assert_eq!(total, (threads * increments).to_string().into_bytes());
+    eprintln!("{conflicts} CAS conflicts were retried");
+}
+
+#[test]
+fn stale_writer_conflicts_deterministically() {
+    let etcd = cluster(1);
+    let a = EtcdClient::connect(&etcd.config()).unwrap();
+    let b = EtcdClient::connect(&etcd.config()).unwrap();
+    let rev = a.create("/block", b"v0").unwrap();
+    // Both read the same revision; the first writer wins, the second must conflict.
+    let seen_a = a.get("/block").unwrap().unwrap();
+    let seen_b = b.get("/block").unwrap().unwrap();
+    assert_eq!((seen_a.mod_revision, seen_b.mod_revision), (rev, rev));
+    a.update("/block", b"from-a", seen_a.mod_revision).unwrap();
+    assert!(matches!(
+        b.update("/block", b"from-b", seen_b.mod_revision),
+        Err(EtcdError::Conflict(_))
+    ));
+    assert_eq!(etcd.etcdctl_get("/block").unwrap().unwrap(), b"from-a");
+}
+
+#[test]
+fn mutual_tls_with_generated_certificates() {
+    let etcd = EtcdCluster::start_tls(1).expect("start TLS etcd");
+    let tls = etcd.tls().unwrap().clone();
+    assert!(etcd.endpoint(0).starts_with("https://"));
+
+    let c = EtcdClient::connect(&etcd.config()).unwrap();
+    let rev = c.create("/calico/tls", b"ok").unwrap();
+    assert_eq!(c.get("/calico/tls").unwrap().unwrap().mod_revision, rev);
+    assert_eq!(etcd.etcdctl_get("/calico/tls").unwrap().unwrap(), b"ok");
+
+    let short = |mut cfg: EtcdConfig| {
+        cfg.timeout = Duration::from_secs(1);
+        cfg
+    };
+    // No client certificate: etcd (--client-cert-auth) refuses the handshake.
+    let mut no_cert = short(etcd.config());
+    no_cert.cert_file = None;
+    no_cert.key_file = None;
+    let c = EtcdClient::connect(&no_cert).unwrap();
+    let start = Instant::now();
+    let err = c.get("/calico/tls").unwrap_err();
+    eprintln!("without client cert: {err}");
+    assert!(err.is_unavailable(), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    // A client certificate from another CA is refused too.
+    let mut foreign = short(etcd.config());
+    foreign.cert_file = Some(tls.foreign_client_cert.clone());
+    foreign.key_file = Some(tls.foreign_client_key.clone());
+    let err = EtcdClient::connect(&foreign)
+        .unwrap()
+        .get("/calico/tls")
+        .unwrap_err();
+    eprintln!("foreign client cert: {err}");
+    assert!(err.is_unavailable(), "{err}");
+
+    // Without our CA the server certificate is not trusted (system roots only).
+    let mut no_ca = short(etcd.config());
+    no_ca.ca_cert_file = None;
+    let err = EtcdClient::connect(&no_ca)
+        .unwrap()
+        .get("/calico/tls")
+        .unwrap_err();
+    eprintln!("without CA: {err}");
+    assert!(err.is_unavailable(), "{err}");
+
+    // Plain http to the https port does not work either.
+    let http = short(EtcdConfig::with_endpoints(
+        &etcd.endpoint(0).replace("https://", "http://"),
+    ));
+    assert!(EtcdClient::connect(&http)
+        .unwrap()
+        .get("/calico/tls")
+        .is_err());
+
+    // Unreadable key file: configuration error before any network traffic.
+    let mut missing = etcd.config();
+    missing.key_file = Some("/nonexistent/key.pem".into());
+    assert!(matches!(
+        EtcdClient::connect(&missing),
+        Err(EtcdError::Config(_))
+    ));
+}
+
+#[test]
+fn three_members_survive_one_killed() {
+    let mut etcd = cluster(3);
+    let c = EtcdClient::connect(&etcd.config()).unwrap();
+    let rev = c.create("/calico/ha", b"0").unwrap();
+    let start = Instant::now();
+    for i in 1..=20 {
+        c.put(&format!("/calico/warm-{i}"), b"x").unwrap();
+        c.get(&format!("/calico/warm-{i}")).unwrap();
+    }
+    eprintln!("20 rounds before the kill took {:?}", start.elapsed());
+    etcd.kill_member(0).unwrap();
+    assert!(!etcd.is_running(0));
+
+    // The same client keeps working: reads, CAS writes and creates all succeed.
+    let mut rev = rev;
+    let start = Instant::now();
+    for i in 1..=20 {
+        let kv = c.get("/calico/ha").unwrap().unwrap();
+        assert_eq!(kv.mod_revision, rev);
+        rev = c
+            .update("/calico/ha", i.to_string().as_bytes(), rev)
+            .unwrap();
+        c.create(&format!("/calico/ha-{i}"), b"x").unwrap();
+    }
+    let took = start.elapsed();
+    eprintln!("20 rounds after the kill took {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(c.list("/calico/ha-").unwrap().len(), 20);
+
+    // A fresh client whose first endpoint is the dead member also works.
+    let c2 = EtcdClient::connect(&etcd.config()).unwrap();
+    assert_eq!(c2.get("/calico/ha").unwrap().unwrap().value, b"20");
+    c2.update("/calico/ha", b"21", rev).unwrap();
+
+    // Losing quorum (2 of 3 down) turns into Unavailable within the timeout, not a hang.
+    etcd.kill_member(1).unwrap();
+    let mut cfg = etcd.config();
+    cfg.timeout = Duration::from_secs(2);
+    let c3 = EtcdClient::connect(&cfg).unwrap();
+    let start = Instant::now();
+    let err = c3.create("/calico/no-quorum", b"x").unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn unreachable_endpoint_is_unavailable_quickly() {
+    // A port nobody listens on (connection refused).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = EtcdConfig::with_endpoints(&format!("http://127.0.0.1:{port}"));
+    cfg.timeout = Duration::from_millis(800);
+    let c = EtcdClient::connect(&cfg).unwrap();
+    for op in 0..3 {
+        let start = Instant::now();
+        let err = match op {
+            0 => c.get("/k").unwrap_err(),
+            1 => c.create("/k", b"v").unwrap_err(),
+            _ => c.list("/").unwrap_err(),
+        };
+        let took = start.elapsed();
+        assert!(err.is_unavailable(), "{err}");
+        assert!(took < Duration::from_secs(2), "op {op} took {took:?}");
+    }
+
+    // A listener that accepts TCP but never speaks HTTP/2: bounded by the timeout too.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = EtcdConfig::with_endpoints(&format!("http://{}", silent.local_addr().unwrap()));
+    cfg.timeout = Duration::from_millis(800);
+    let c = EtcdClient::connect(&cfg).unwrap();
+    let start = Instant::now();
+    let err = c.get("/k").unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn no_endpoints_is_a_config_error() {
+    let err = EtcdClient::connect(&EtcdConfig::default()).unwrap_err();
+    assert!(matches!(err, EtcdError::Config(_)), "{err}");
+}
+
+#[test]
+fn silent_member_does_not_block_a_live_one() {
+    let etcd = cluster(1);
+    // Accepts TCP (kernel backlog) but never answers: a hung or partitioned member.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = etcd.config();
+    cfg.endpoints
+        .insert(0, format!("http://{}", silent.local_addr().unwrap()));
+    cfg.timeout = Duration::from_secs(4);
+    let c = EtcdClient::connect(&cfg).unwrap();
+    let start = Instant::now();
+    for i in 0..10 {
+        c.create(&format!("/silent/{i}"), b"x").unwrap();
+        assert!(c.get(&format!("/silent/{i}")).unwrap().is_some());
+    }
+    let took = start.elapsed();
+    eprintln!("20 ops with a silent member took {took:?}");
+    // Only the first request may wait for the silent member (one 2 s attempt); later ones
+    // stick to the live member. Without failover this is ~10 x 2 s or an error.
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert_eq!(c.list("/silent/").unwrap().len(), 10);
+}

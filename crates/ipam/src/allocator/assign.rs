@@ -1,0 +1,353 @@
+//! Assignment: automatic (N addresses per family) and of one specific address.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use log::{debug, warn};
+
+use super::claim::Claim;
+use super::pools::Pool;
+use super::release::ReleaseRequest;
+use super::typed::with_block_prefix;
+use super::{check_handle, check_host, IntendedUse, Ipam};
+use crate::blockgen;
+use crate::error::{IpamError, IpamResult};
+use crate::keys::IpVersion;
+use crate::model::IpamConfig;
+use crate::store::StoreError;
+
+/// Calico's `AutoAssignArgs`.
+#[derive(Debug, Clone, Default)]
+pub struct AutoAssignRequest {
+    pub num_v4: usize,
+    pub num_v6: usize,
+    /// Handle the addresses are recorded under (`<network>.<containerID>` for CNI).
+    pub handle_id: String,
+    /// Node name.
+    pub hostname: String,
+    /// Restrict to these pools (exact pool CIDRs); empty = every pool selecting the node.
+    pub ipv4_pools: Vec<IpNetwork>,
+    pub ipv6_pools: Vec<IpNetwork>,
+    /// Allocation attributes (`node`, `timestamp`, `pod`, `namespace`, ...).
+    pub attrs: BTreeMap<String, String>,
+    /// Per-request cap on affine blocks (0 = use the config / default 20).
+    pub max_blocks_per_host: u32,
+    pub intended_use: IntendedUse,
+}
+
+/// Assigned addresses, each carrying its block's prefix length (e.g. `10.244.1.5/26`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoAssignResult {
+    pub ipv4: Vec<IpNetwork>,
+    pub ipv6: Vec<IpNetwork>,
+}
+
+/// Calico's `AssignIPArgs`.
+#[derive(Debug, Clone, Default)]
+pub struct AssignIpRequest {
+    pub ip: Option<IpAddr>,
+    pub handle_id: String,
+    pub hostname: String,
+    pub attrs: BTreeMap<String, String>,
+    pub intended_use: IntendedUse,
+}
+
+impl Ipam<'_> {
+    /// Assign `num_v4` IPv4 and `num_v6` IPv6 addresses. All or nothing: on any failure the
+    /// addresses this call already took are released again before the error is returned
+    /// (if even that fails because the datastore went away, they stay recorded under the
+    /// handle, so a later release-by-handle frees them).
+    pub fn auto_assign(&self, req: &AutoAssignRequest) -> IpamResult<AutoAssignResult> {
+        check_host(&req.hostname)?;
+        check_handle(&req.handle_id)?;
+        let config = self.get_config()?;
+        let mut out = AutoAssignResult::default();
+        let families = [
+            (IpVersion::V4, req.num_v4, &req.ipv4_pools),
+            (IpVersion::V6, req.num_v6, &req.ipv6_pools),
+        ];
+        for (version, num, pools) in families {
+            if num == 0 {
+                continue;
+            }
+            let mut got = Vec::new();
+            let r = self.assign_family(version, num, pools, req, &config, &mut got);
+            let failed = match r {
+                Ok(()) if got.len() == num => None,
+                Ok(()) => unreachable_shortfall(version, num, got.len()),
+                Err(e) => Some(e),
+            };
+            match version {
+                IpVersion::V4 => out.ipv4 = got,
+                IpVersion::V6 => out.ipv6 = got,
+            }
+            if let Some(e) = failed {
+                self.rollback(&req.handle_id, out.ipv4.iter().chain(&out.ipv6));
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Best-effort release of addresses taken by a failed request.
+    fn rollback<'a>(&self, handle: &str, ips: impl Iterator<Item = &'a IpNetwork>) {
+        let reqs: Vec<ReleaseRequest> = ips
+            .map(|n| ReleaseRequest {
+                ip: n.ip(),
+                handle_id: Some(handle.to_string()),
+                sequence_number: None,
+            })
+            .collect();
+        if reqs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.release_ips(&reqs) {
+            warn!(
+                "rollback of {} addresses of handle {handle} failed: {e}",
+                reqs.len()
+            );
+        }
+    }
+
+    /// Assign `num` addresses of one family into `out`; `Err(Exhausted)` on shortfall.
+    fn assign_family(
+        &self,
+        version: IpVersion,
+        num: usize,
+        requested: &[IpNetwork],
+        req: &AutoAssignRequest,
+        config: &IpamConfig,
+        out: &mut Vec<IpNetwork>,
+    ) -> IpamResult<()> {
+        let host = req.hostname.as_str();
+        let pools = self.determine_pools(version, requested, host, req.intended_use)?;
+        let in_pools = |c: &IpNetwork| pools.iter().any(|p| p.cidr.contains(c.ip()));
+        let cap = config.effective_block_cap(req.max_blocks_per_host) as usize;
+        let mut msgs: Vec<String> = Vec::new();
+
+        // 1. Blocks this host already owns.
+        let affine: Vec<_> = self
+            .list_affinities(Some(host), Some(version))?
+            .into_iter()
+            .filter(|a| in_pools(&a.cidr))
+            .collect();
+        let mut owned = affine.len();
+        // Finish (or drop) claims a crashed process left pending before anything else, so the
+        // datastore converges on every request rather than only when that block is needed.
+        let mut usable = Vec::with_capacity(affine.len());
+        for a in affine {
+            if a.affinity.state.is_confirmed() || self.block_from_affinity(&a)? {
+                usable.push(a);
+            } else {
+                owned -= 1;
+            }
+        }
+        for a in &usable {
+            if out.len() >= num {
+                return Ok(());
+            }
+            if self.block_from_affinity(a)? {
+                let ips = self.assign_from_block(a.cidr, num - out.len(), req, Some(host))?;
+                out.extend(ips);
+            }
+        }
+
+        // 2. Claim new blocks.
+        let mut attempts = 0;
+        while out.len() < num {
+            if !config.auto_allocate_blocks {
+                msgs.push("automatic block allocation is disabled".into());
+                break;
+            }
+            if owned >= cap {
+                msgs.push(format!(
+                    "Need to allocate an IPAM block but could not - limit of {cap} blocks reached for this node"
+                ));
+                break;
+            }
+            attempts += 1;
+            if attempts > self.opts.max_retries {
+                return Err(IpamError::MaxRetries);
+            }
+            let Some(cidr) = self.claim_new_block(host, &pools, version)? else {
+                msgs.push("No more free blocks in pools".into());
+                break;
+            };
+            owned += 1;
+            let ips = self.assign_from_block(cidr, num - out.len(), req, Some(host))?;
+            out.extend(ips);
+        }
+
+        // 3. Borrow from other hosts' blocks.
+        if out.len() < num {
+            if config.strict_affinity {
+                msgs.push("No more free affine blocks and strict affinity enabled".into());
+            } else {
+                self.borrow(version, num, &pools, req, out)?;
+                if out.len() < num {
+                    let names: Vec<String> = pools.iter().map(|p| p.cidr.to_string()).collect();
+                    msgs.push(format!("No IPs available in pools: [{}]", names.join(" ")));
+                }
+            }
+        }
+        if out.len() < num {
+            return Err(IpamError::Exhausted {
+                version,
+                message: format!(
+                    "Assigned {} out of {num} requested IPv{} addresses; {}",
+                    out.len(),
+                    version.number(),
+                    msgs.join("; ")
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocate from any existing block with room (not requiring affinity), walking each pool
+    /// from the host's start index.
+    fn borrow(
+        &self,
+        version: IpVersion,
+        num: usize,
+        pools: &[Pool],
+        req: &AutoAssignRequest,
+        out: &mut Vec<IpNetwork>,
+    ) -> IpamResult<()> {
+        let blocks = self.list_blocks(Some(version))?;
+        for pool in pools {
+            let n = blockgen::num_blocks(&pool.cidr, pool.block_prefix);
+            let start = blockgen::start_index(&req.hostname, n);
+            let mut cands: Vec<(u128, IpNetwork)> = blocks
+                .iter()
+                .filter(|b| pool.cidr.contains(b.block.cidr.ip()) && b.block.free_count() > 0)
+                .map(|b| {
+                    let idx = blockgen::index_of(&pool.cidr, pool.block_prefix, &b.block.cidr);
+                    (blockgen::walk_position(idx, start, n), b.block.cidr)
+                })
+                .collect();
+            cands.sort();
+            for (_, cidr) in cands {
+                if out.len() >= num {
+                    return Ok(());
+                }
+                debug!("host {} borrowing from block {cidr}", req.hostname);
+                let ips = self.assign_from_block(cidr, num - out.len(), req, None)?;
+                out.extend(ips);
+            }
+        }
+        Ok(())
+    }
+
+    /// Take up to `num` addresses from one block (CAS loop). With `affine_to`, only while the
+    /// block is affine to that host. Handle first, then block; a lost block race undoes the
+    /// handle increment and retries.
+    fn assign_from_block(
+        &self,
+        cidr: IpNetwork,
+        num: usize,
+        req: &AutoAssignRequest,
+        affine_to: Option<&str>,
+    ) -> IpamResult<Vec<IpNetwork>> {
+        self.retry(|| {
+            let Some(mut b) = self.get_block(cidr)? else {
+                return Ok(Some(Vec::new()));
+            };
+            if affine_to.is_some_and(|h| !b.block.is_affine_to(h)) {
+                return Ok(Some(Vec::new()));
+            }
+            let taken = b.block.auto_assign(num, &req.handle_id, &req.attrs);
+            if taken.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            self.increment_handle(&req.handle_id, &cidr, taken.len())?;
+            match self.update_block(&mut b) {
+                Ok(_) => Ok(Some(
+                    taken
+                        .iter()
+                        .map(|t| with_block_prefix(t.ip, &cidr))
+                        .collect(),
+                )),
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                    // Definitely not written: undo the handle increment and retry.
+                    self.decrement_handle(&req.handle_id, &cidr, taken.len())?;
+                    Ok(None)
+                }
+                // Possibly written: keep the handle count so the addresses stay reachable.
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Assign one specific address (Calico `AssignIP`, used for `IP=` in CNI_ARGS). Claims
+    /// the address's block for the host if no block exists yet. Returns the address with its
+    /// block prefix.
+    pub fn assign_ip(&self, req: &AssignIpRequest) -> IpamResult<IpNetwork> {
+        check_host(&req.hostname)?;
+        check_handle(&req.handle_id)?;
+        let ip = req
+            .ip
+            .ok_or_else(|| IpamError::InvalidArgument("no IP address given".into()))?;
+        let config = self.get_config()?;
+        let pool = self
+            .enabled_pools(IpVersion::of(ip))?
+            .into_iter()
+            .find(|p| p.cidr.contains(ip))
+            .ok_or(IpamError::NotInPool(ip))?;
+        if !pool.pool.spec.allows_use(req.intended_use.as_str()) {
+            return Err(IpamError::NoPools(format!(
+                "the provided IP address is in pool {} which does not allow use {}",
+                pool.name,
+                req.intended_use.as_str()
+            )));
+        }
+        let cidr = pool
+            .block_of(ip)
+            .ok_or_else(|| IpamError::InvalidArgument(format!("bad address {ip}")))?;
+        let host = req.hostname.as_str();
+        self.retry(|| {
+            let Some(mut b) = self.get_block(cidr)? else {
+                if !config.auto_allocate_blocks {
+                    return Err(IpamError::NoPools(format!(
+                        "block {cidr} does not exist and automatic block allocation is disabled"
+                    )));
+                }
+                // Lost → someone else created it; re-read on the next round.
+                let _: Claim = self.claim_block(host, cidr)?;
+                return Ok(None);
+            };
+            if config.strict_affinity && !b.block.is_affine_to(host) {
+                return Err(IpamError::NotAffine(cidr.to_string()));
+            }
+            let ordinal = b
+                .block
+                .ip_to_ordinal(ip)
+                .ok_or_else(|| IpamError::InvalidArgument(format!("{ip} not in block {cidr}")))?;
+            if !b.block.assign_ordinal(ordinal, &req.handle_id, &req.attrs) {
+                return Err(IpamError::AlreadyAssigned(ip));
+            }
+            self.increment_handle(&req.handle_id, &cidr, 1)?;
+            match self.update_block(&mut b) {
+                Ok(_) => Ok(Some(with_block_prefix(ip, &cidr))),
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                    self.decrement_handle(&req.handle_id, &cidr, 1)?;
+                    Ok(None)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
+
+/// `assign_family` returns `Err(Exhausted)` on shortfall, so `Ok` with fewer addresses is a
+/// bug; report it as exhaustion instead of panicking.
+fn unreachable_shortfall(version: IpVersion, num: usize, got: usize) -> Option<IpamError> {
+    Some(IpamError::Exhausted {
+        version,
+        message: format!(
+            "Assigned {got} out of {num} requested IPv{} addresses",
+            version.number()
+        ),
+    })
+}

@@ -1,0 +1,334 @@
+//! Block ownership: claiming a block for a host (two-phase affinity), recovering half-done
+//! claims, finding a block to claim, and releasing a host's affinity.
+//!
+//! Claim protocol (Calico's): (1) create the host's affinity as `pending`; (2) create the block
+//! with `affinity: host:<node>` — the create is the arbiter between racing hosts, since only
+//! one create of a key can succeed; (3) flip the affinity to `confirmed`. A loser deletes its
+//! pending affinity. A crash between steps leaves a pending affinity that the next
+//! [`Ipam::block_from_affinity`] of that host completes or removes.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use ipnetwork::IpNetwork;
+use log::{debug, info, warn};
+
+use super::pools::Pool;
+use super::typed::{lost_race, AffinityKv};
+use super::Ipam;
+use crate::blockgen;
+use crate::clock;
+use crate::error::IpamResult;
+use crate::keys::{IpVersion, Key};
+use crate::model::{AffinityState, AllocationBlock, BlockAffinity, AFFINITY_HOST_PREFIX};
+use crate::store::StoreError;
+
+/// Outcome of claiming one CIDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The block exists, is affine to us and our affinity is confirmed.
+    Claimed,
+    /// Another host won the block.
+    Lost,
+}
+
+/// What [`Ipam::find_usable_block`] found.
+enum Candidate {
+    /// No block object exists for this subnet.
+    Free(IpNetwork),
+    /// A block already affine to us with free space (e.g. claimed by a concurrent process
+    /// of this host).
+    Mine(IpNetwork),
+    /// An empty block of another host, old enough to take over.
+    Reclaim {
+        cidr: IpNetwork,
+        owner: String,
+        seq: u64,
+    },
+}
+
+impl Ipam<'_> {
+    /// Claim `cidr` for `host` (see module docs). Idempotent for a host that already owns it.
+    pub(crate) fn claim_block(&self, host: &str, cidr: IpNetwork) -> IpamResult<Claim> {
+        let aff_key = Key::host_affinity(host, cidr);
+        let pending =
+            serde_json::to_string(&BlockAffinity::new(AffinityState::Pending)).unwrap_or_default();
+        // (1) pending affinity (or adopt an existing one of ours).
+        let aff_rev = self.retry(|| match self.store.create(&aff_key, &pending) {
+            Ok(rev) => Ok(Some(rev)),
+            Err(StoreError::AlreadyExists(_)) => {
+                let Some(a) = self.get_affinity(host, cidr)? else {
+                    return Ok(None);
+                };
+                if a.affinity.state.is_confirmed() {
+                    return Ok(Some(a.rev));
+                }
+                match self.set_affinity_state(&a, AffinityState::Pending) {
+                    Ok(rev) => Ok(Some(rev)),
+                    Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        })?;
+
+        // (2) the block itself.
+        let now = SystemTime::now();
+        let block = AllocationBlock::new(
+            cidr,
+            Some(format!("{AFFINITY_HOST_PREFIX}{host}")),
+            Some(clock::rfc3339(now)),
+            clock::unix_nanos(now),
+        );
+        match self.store.create(&Key::block(cidr), &block.to_json()) {
+            Ok(_) => debug!("host {host} created block {cidr}"),
+            Err(StoreError::AlreadyExists(_)) => {
+                let ours = self
+                    .get_block(cidr)?
+                    .is_some_and(|b| b.block.is_affine_to(host));
+                if !ours {
+                    debug!("host {host} lost the claim race for {cidr}");
+                    match self.store.delete(&aff_key, Some(&aff_rev)) {
+                        Ok(()) | Err(StoreError::NotFound(_) | StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    return Ok(Claim::Lost);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // (3) confirm.
+        self.confirm_affinity(host, cidr)?;
+        info!("host {host} claimed block {cidr}");
+        Ok(Claim::Claimed)
+    }
+
+    /// Make `host`'s affinity for `cidr` confirmed, given that the block is affine to `host`.
+    /// Returns `Lost` if the block turns out not to be ours (any more).
+    pub(crate) fn confirm_affinity(&self, host: &str, cidr: IpNetwork) -> IpamResult<Claim> {
+        let confirmed = serde_json::to_string(&BlockAffinity::new(AffinityState::Confirmed))
+            .unwrap_or_default();
+        self.retry(|| {
+            let Some(a) = self.get_affinity(host, cidr)? else {
+                // Affinity vanished: recreate it only if the block still names us.
+                let ours = self
+                    .get_block(cidr)?
+                    .is_some_and(|b| b.block.is_affine_to(host));
+                if !ours {
+                    return Ok(Some(Claim::Lost));
+                }
+                let key = Key::host_affinity(host, cidr);
+                return Ok(lost_race(self.store.create(&key, &confirmed).map(|_| ()))?
+                    .map(|_| Claim::Claimed));
+            };
+            if a.affinity.state.is_confirmed() {
+                return Ok(Some(Claim::Claimed));
+            }
+            Ok(lost_race(
+                self.set_affinity_state(&a, AffinityState::Confirmed)
+                    .map(|_| ()),
+            )?
+            .map(|_| Claim::Claimed))
+        })
+    }
+
+    /// Calico's `getBlockFromAffinity`: make sure the block behind one of our affinities exists,
+    /// is ours and the affinity is confirmed. `false` if the affinity was stale (removed).
+    pub(crate) fn block_from_affinity(&self, a: &AffinityKv) -> IpamResult<bool> {
+        if a.affinity.state == AffinityState::PendingDeletion {
+            return Ok(false);
+        }
+        let Some(mut b) = self.get_block(a.cidr)? else {
+            // Crash between claim steps (or block deleted): finish the claim.
+            return Ok(self.claim_block(&a.host, a.cidr)? == Claim::Claimed);
+        };
+        if !b.block.is_affine_to(&a.host) {
+            warn!("removing stale affinity of {} for {}", a.host, a.cidr);
+            let key = Key::host_affinity(&a.host, a.cidr);
+            match self.store.delete(&key, Some(&a.rev)) {
+                Ok(()) | Err(StoreError::NotFound(_) | StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(false);
+        }
+        if !a.affinity.state.is_confirmed() {
+            // Rewrite the block first so any writer working from an older read of it must
+            // re-read (fences a concurrent claim in flight), then confirm.
+            match self.update_block(&mut b) {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(self.confirm_affinity(&a.host, a.cidr)? == super::claim::Claim::Claimed);
+        }
+        Ok(true)
+    }
+
+    /// Find a block for `host` to claim in `pools` and claim it. `None` when every pool is full.
+    pub(crate) fn claim_new_block(
+        &self,
+        host: &str,
+        pools: &[Pool],
+        version: IpVersion,
+    ) -> IpamResult<Option<IpNetwork>> {
+        self.retry(|| {
+            let blocks: HashMap<IpNetwork, AllocationBlock> = self
+                .list_blocks(Some(version))?
+                .into_iter()
+                .map(|b| (b.block.cidr, b.block))
+                .collect();
+            match self.find_usable_block(host, pools, &blocks) {
+                None => Ok(Some(None)),
+                Some(Candidate::Free(cidr)) => Ok(match self.claim_block(host, cidr)? {
+                    Claim::Claimed => Some(Some(cidr)),
+                    Claim::Lost => None,
+                }),
+                Some(Candidate::Mine(cidr)) => Ok(match self.confirm_affinity(host, cidr)? {
+                    Claim::Claimed => Some(Some(cidr)),
+                    Claim::Lost => None,
+                }),
+                Some(Candidate::Reclaim { cidr, owner, seq }) => {
+                    info!("host {host} reclaiming empty block {cidr} from {owner}");
+                    self.release_block_affinity(&owner, cidr, Some(seq))?;
+                    Ok(None)
+                }
+            }
+        })
+    }
+
+    /// Calico's `findUsableBlock`: walk each pool from the host's start index; first subnet
+    /// without a block object wins (or one of ours with room); else an old empty block of
+    /// another host.
+    fn find_usable_block(
+        &self,
+        host: &str,
+        pools: &[Pool],
+        blocks: &HashMap<IpNetwork, AllocationBlock>,
+    ) -> Option<Candidate> {
+        for pool in pools {
+            let n = blockgen::num_blocks(&pool.cidr, pool.block_prefix);
+            let in_pool = blocks.keys().filter(|c| pool.cidr.contains(c.ip())).count() as u128;
+            if in_pool >= n {
+                // Full of block objects: a walk would find nothing free.
+                if let Some(c) = mine_with_room(blocks, pool, host) {
+                    return Some(Candidate::Mine(c));
+                }
+                continue;
+            }
+            let start = blockgen::start_index(host, n);
+            // At most `in_pool + 1` probes: each probe either hits an existing block or wins.
+            let mut idx = start;
+            for _ in 0..=in_pool {
+                let subnet = blockgen::subnet_at(&pool.cidr, pool.block_prefix, idx);
+                match blocks.get(&subnet) {
+                    None => return Some(Candidate::Free(subnet)),
+                    Some(b) if b.is_affine_to(host) && b.free_count() > 0 => {
+                        return Some(Candidate::Mine(subnet))
+                    }
+                    Some(_) => {}
+                }
+                idx = if idx + 1 >= n { 0 } else { idx + 1 };
+            }
+        }
+        let now = SystemTime::now();
+        for pool in pools {
+            let mut old_empty: Vec<&AllocationBlock> = blocks
+                .values()
+                .filter(|b| {
+                    pool.cidr.contains(b.cidr.ip())
+                        && b.is_empty()
+                        && b.host().is_some_and(|h| h != host)
+                        && claim_age_ok(b, now, self.opts.reclaim_min_age)
+                })
+                .collect();
+            old_empty.sort_by_key(|b| b.cidr);
+            if let Some(b) = old_empty.first() {
+                return Some(Candidate::Reclaim {
+                    cidr: b.cidr,
+                    owner: b.host().unwrap_or_default().to_string(),
+                    seq: b.sequence_number,
+                });
+            }
+        }
+        None
+    }
+
+    /// Release `host`'s affinity for `cidr`: an empty block is deleted, a non-empty one becomes
+    /// unaffine (its addresses stay allocated). With `only_if_seq`, nothing happens unless the
+    /// block is empty and still at that sequence number (reclaim safety). Returns whether the
+    /// affinity is gone.
+    pub fn release_block_affinity(
+        &self,
+        host: &str,
+        cidr: IpNetwork,
+        only_if_seq: Option<u64>,
+    ) -> IpamResult<bool> {
+        let aff_key = Key::host_affinity(host, cidr);
+        // Mark pendingDeletion so the owner stops using the block while we work.
+        self.retry(|| match self.get_affinity(host, cidr)? {
+            None => Ok(Some(())),
+            Some(a) if a.affinity.state == AffinityState::PendingDeletion => Ok(Some(())),
+            Some(a) => lost_race(
+                self.set_affinity_state(&a, AffinityState::PendingDeletion)
+                    .map(|_| ()),
+            ),
+        })?;
+        let done = self.retry(|| {
+            let Some(mut b) = self.get_block(cidr)? else {
+                return Ok(Some(true));
+            };
+            if !b.block.is_affine_to(host) {
+                return Ok(Some(true));
+            }
+            if let Some(seq) = only_if_seq {
+                if !b.block.is_empty() || b.block.sequence_number != seq {
+                    return Ok(Some(false));
+                }
+            }
+            let r = if b.block.is_empty() {
+                self.store.delete(&b.key(), Some(&b.rev))
+            } else {
+                b.block.affinity = None;
+                b.block.host_affinity = None;
+                self.update_block(&mut b).map(|_| ())
+            };
+            Ok(lost_race(r)?.map(|_| true))
+        })?;
+        if !done {
+            // Block changed under us: give the affinity back to its owner.
+            if let Some(a) = self.get_affinity(host, cidr)? {
+                if a.affinity.state == AffinityState::PendingDeletion {
+                    let _ = self.set_affinity_state(&a, AffinityState::Confirmed);
+                }
+            }
+            return Ok(false);
+        }
+        match self.store.delete(&aff_key, None) {
+            Ok(()) | Err(StoreError::NotFound(_)) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn mine_with_room(
+    blocks: &HashMap<IpNetwork, AllocationBlock>,
+    pool: &Pool,
+    host: &str,
+) -> Option<IpNetwork> {
+    blocks
+        .values()
+        .filter(|b| pool.cidr.contains(b.cidr.ip()) && b.is_affine_to(host) && b.free_count() > 0)
+        .map(|b| b.cidr)
+        .min()
+}
+
+fn claim_age_ok(b: &AllocationBlock, now: SystemTime, min_age: std::time::Duration) -> bool {
+    match b
+        .affinity_claim_time
+        .as_deref()
+        .and_then(clock::parse_rfc3339)
+    {
+        Some(t) => now.duration_since(t).is_ok_and(|age| age >= min_age),
+        // Blocks from older Calico versions carry no claim time: old enough.
+        None => true,
+    }
+}

@@ -1,0 +1,235 @@
+//! Pool selection: which IPPools a request may allocate from.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use log::warn;
+
+use super::{IntendedUse, Ipam};
+use crate::error::{IpamError, IpamResult};
+use crate::keys::{IpVersion, Key, ListPrefix, ResourceKind};
+use crate::model::{IpPool, Node};
+use crate::selector::Selector;
+
+/// A pool usable for allocation, with its parsed CIDR and effective block size.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool {
+    pub name: String,
+    pub cidr: IpNetwork,
+    pub block_prefix: u8,
+    pub pool: IpPool,
+}
+
+impl Pool {
+    /// Block containing `ip` in this pool.
+    pub(crate) fn block_of(&self, ip: IpAddr) -> Option<IpNetwork> {
+        crate::blockgen::block_of(ip, self.block_prefix)
+    }
+}
+
+fn parse_pool(p: IpPool) -> Option<Pool> {
+    let name = p.metadata.name.clone();
+    let cidr: IpNetwork = match p.spec.cidr.parse() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("pool {name}: bad cidr {:?}: {e}", p.spec.cidr);
+            return None;
+        }
+    };
+    let block_prefix = p.spec.effective_block_size(cidr.is_ipv6());
+    let range = if cidr.is_ipv4() { 20..=32 } else { 116..=128 };
+    if cidr.network() != cidr.ip() || !range.contains(&block_prefix) || block_prefix < cidr.prefix()
+    {
+        warn!("pool {name}: invalid cidr/blockSize {cidr}/{block_prefix}");
+        return None;
+    }
+    Some(Pool {
+        name,
+        cidr,
+        block_prefix,
+        pool: p,
+    })
+}
+
+impl Ipam<'_> {
+    /// Every stored pool that parses (enabled or not), in name order.
+    pub(crate) fn all_pools(&self) -> IpamResult<Vec<Pool>> {
+        let kvs = self.store.list(&ListPrefix::Resources {
+            kind: ResourceKind::IpPool,
+            namespace: None,
+        })?;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| match IpPool::from_json(&kv.value) {
+                Ok(p) => parse_pool(p),
+                Err(e) => {
+                    warn!("skipping pool {}: {e}", kv.key);
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// The stored IPPool resources (for admin tools).
+    pub fn list_pools(&self) -> IpamResult<Vec<IpPool>> {
+        Ok(self.all_pools()?.into_iter().map(|p| p.pool).collect())
+    }
+
+    /// Enabled pools of a family (not disabled, not being deleted).
+    pub(crate) fn enabled_pools(&self, version: IpVersion) -> IpamResult<Vec<Pool>> {
+        Ok(self
+            .all_pools()?
+            .into_iter()
+            .filter(|p| {
+                !p.pool.spec.disabled
+                    && p.pool.metadata.deletion_timestamp.is_none()
+                    && IpVersion::of_net(&p.cidr) == version
+            })
+            .collect())
+    }
+
+    /// Labels of the host's Calico Node (empty, or `NodeNotFound`, when it does not exist —
+    /// see `IpamOptions::require_node`).
+    pub(crate) fn node_labels(
+        &self,
+        host: &str,
+    ) -> IpamResult<std::collections::BTreeMap<String, String>> {
+        let key = Key::resource(ResourceKind::Node, host);
+        match self.store.get_opt(&key)? {
+            Some(kv) => Ok(Node::from_json(&kv.value)
+                .map_err(|e| IpamError::corrupt(&key, e))?
+                .metadata
+                .labels),
+            None if self.opts.require_node => Err(IpamError::NodeNotFound(host.to_string())),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// Calico's `determinePools`: explicitly requested pools (exact CIDR of an enabled pool,
+    /// selectors ignored) or else every automatic pool whose nodeSelector matches the host;
+    /// then filtered by intended use.
+    pub(crate) fn determine_pools(
+        &self,
+        version: IpVersion,
+        requested: &[IpNetwork],
+        host: &str,
+        use_: IntendedUse,
+    ) -> IpamResult<Vec<Pool>> {
+        let enabled = self.enabled_pools(version)?;
+        if enabled.is_empty() {
+            return Err(IpamError::NoPools("cannot find a qualified ippool".into()));
+        }
+        let chosen: Vec<Pool> = if !requested.is_empty() {
+            requested
+                .iter()
+                .map(|r| {
+                    enabled
+                        .iter()
+                        .find(|p| p.cidr == *r)
+                        .cloned()
+                        .ok_or_else(|| {
+                            IpamError::NoPools(format!(
+                                "the given pool ({r}) does not exist, or is not enabled"
+                            ))
+                        })
+                })
+                .collect::<IpamResult<_>>()?
+        } else {
+            let labels = self.node_labels(host)?;
+            let selected: Vec<Pool> = enabled
+                .into_iter()
+                .filter(|p| {
+                    let sel = p.pool.spec.effective_node_selector();
+                    p.pool.spec.is_automatic()
+                        && match Selector::parse(sel) {
+                            Ok(s) => s.matches(&labels),
+                            Err(e) => {
+                                warn!("pool {}: ignoring pool with {e}", p.name);
+                                false
+                            }
+                        }
+                })
+                .collect();
+            if selected.is_empty() {
+                return Err(IpamError::NoPools(format!(
+                    "no configured Calico pools for node {host}"
+                )));
+            }
+            selected
+        };
+        let usable: Vec<Pool> = chosen
+            .into_iter()
+            .filter(|p| p.pool.spec.allows_use(use_.as_str()))
+            .collect();
+        if usable.is_empty() {
+            return Err(IpamError::NoPools(format!(
+                "cannot find a qualified ippool, no pools match the required use ({})",
+                use_.as_str()
+            )));
+        }
+        Ok(usable)
+    }
+
+    /// Resolve `ipv4_pools`/`ipv6_pools` entries (pool names or CIDRs) to pool CIDRs, checking
+    /// the family. Errors use Calico's wording.
+    pub fn resolve_pools(
+        &self,
+        entries: &[String],
+        version: IpVersion,
+    ) -> IpamResult<Vec<IpNetwork>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self.all_pools()?;
+        entries
+            .iter()
+            .map(|e| {
+                let cidr = match e.parse::<IpNetwork>() {
+                    Ok(c) => c,
+                    Err(_) => all
+                        .iter()
+                        .find(|p| p.name == *e)
+                        .map(|p| p.cidr)
+                        .ok_or_else(|| {
+                            IpamError::InvalidArgument(format!(
+                                "error parsing pool \"{e}\": no pool with this name or CIDR"
+                            ))
+                        })?,
+                };
+                if IpVersion::of_net(&cidr) != version {
+                    return Err(IpamError::InvalidArgument(format!(
+                        "\"{}\" isn't a IPv{} address",
+                        cidr.ip(),
+                        version.number()
+                    )));
+                }
+                Ok(cidr)
+            })
+            .collect()
+    }
+
+    /// Create an IPPool resource (fails with `AlreadyExists` if the name is taken). Validates
+    /// CIDR and block size and rejects overlap with existing pools.
+    pub fn create_pool(&self, pool: &IpPool) -> IpamResult<()> {
+        let name = &pool.metadata.name;
+        let parsed = parse_pool(pool.clone()).ok_or_else(|| {
+            IpamError::InvalidArgument(format!("pool {name}: invalid cidr or blockSize"))
+        })?;
+        let key = Key::resource(ResourceKind::IpPool, name);
+        if !key.is_valid() {
+            return Err(IpamError::InvalidArgument(format!(
+                "invalid pool name {name:?}"
+            )));
+        }
+        for p in self.all_pools()? {
+            if p.cidr.contains(parsed.cidr.network()) || parsed.cidr.contains(p.cidr.network()) {
+                return Err(IpamError::InvalidArgument(format!(
+                    "IPPool({name}) CIDR overlaps with IPPool({}) CIDR {}",
+                    p.name, p.cidr
+                )));
+            }
+        }
+        self.store.create(&key, &pool.to_json())?;
+        Ok(())
+    }
+}

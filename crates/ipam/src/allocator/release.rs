@@ -1,0 +1,237 @@
+//! Releasing addresses: by handle (CNI DEL) and by address (GC, rollback, admin).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use log::{debug, warn};
+
+use super::typed::{lost_race, BlockKv};
+use super::{check_handle, Ipam};
+use crate::error::{IpamError, IpamResult};
+use crate::keys::{IpVersion, Key};
+use crate::model::IpamHandle;
+use crate::store::StoreError;
+
+/// One address to release, optionally guarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    pub ip: IpAddr,
+    /// Only release if the address is held by this handle (otherwise `ReleaseRefused`).
+    pub handle_id: Option<String>,
+    /// Only release if the allocation carries this sequence number (ABA protection for
+    /// asynchronous releasers).
+    pub sequence_number: Option<u64>,
+}
+
+impl ReleaseRequest {
+    /// Unguarded release of `ip`.
+    pub fn ip(ip: IpAddr) -> Self {
+        ReleaseRequest {
+            ip,
+            handle_id: None,
+            sequence_number: None,
+        }
+    }
+}
+
+impl Ipam<'_> {
+    /// Release every address held by `handle` and delete the handle. `HandleNotFound` if the
+    /// handle does not exist (callers wanting idempotency treat that as success). Returns the
+    /// addresses freed.
+    pub fn release_by_handle(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
+        check_handle(handle)?;
+        let key = Key::handle(handle);
+        let mut freed = Vec::new();
+        let mut seen = false;
+        self.retry(|| {
+            let Some(kv) = self.store.get_opt(&key)? else {
+                if !seen {
+                    return Err(IpamError::HandleNotFound(handle.to_string()));
+                }
+                return Ok(Some(()));
+            };
+            let h: IpamHandle =
+                serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
+            seen = true;
+            for block in h.block.keys() {
+                let Ok(cidr) = block.parse::<IpNetwork>() else {
+                    warn!("handle {handle} references unparsable block {block:?}");
+                    continue;
+                };
+                freed.extend(self.release_handle_in_block(cidr, handle)?);
+            }
+            // Only now drop the index; if it changed meanwhile (a concurrent assign under the
+            // same handle), go round again so that allocation is released too.
+            lost_race(self.store.delete(&key, Some(&kv.revision)))
+        })?;
+        debug!("released {} addresses of handle {handle}", freed.len());
+        Ok(freed)
+    }
+
+    fn release_handle_in_block(&self, cidr: IpNetwork, handle: &str) -> IpamResult<Vec<IpAddr>> {
+        self.retry(|| {
+            let Some(mut b) = self.get_block(cidr)? else {
+                return Ok(Some(Vec::new()));
+            };
+            let ords = b.block.ordinals_of_handle(handle);
+            if ords.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            b.block.release_ordinals(&ords);
+            let ips = ords.iter().map(|&o| b.block.ordinal_to_ip(o)).collect();
+            Ok(self.write_released(&mut b)?.map(|_| ips))
+        })
+    }
+
+    /// Write a block after releases: delete it when it is empty and unaffine, else CAS update.
+    fn write_released(&self, b: &mut BlockKv) -> IpamResult<Option<()>> {
+        let r = if b.block.is_empty() && !b.block.has_affinity() {
+            self.store.delete(&b.key(), Some(&b.rev))
+        } else {
+            self.update_block(b).map(|_| ())
+        };
+        match r {
+            // A block deleted under us has nothing left to release.
+            Err(StoreError::NotFound(_)) => Ok(Some(())),
+            r => lost_race(r),
+        }
+    }
+
+    /// Release individual addresses. Returns the addresses that were not allocated (not an
+    /// error, as Calico). Guard violations fail the whole call for that block before anything
+    /// in it is written.
+    pub fn release_ips(&self, reqs: &[ReleaseRequest]) -> IpamResult<Vec<IpAddr>> {
+        let mut unallocated = Vec::new();
+        let mut by_block: BTreeMap<IpNetwork, Vec<&ReleaseRequest>> = BTreeMap::new();
+        let pools = self.all_pools()?;
+        let mut scanned: Option<Vec<IpNetwork>> = None;
+        for r in reqs {
+            let cidr = match pools.iter().find(|p| p.cidr.contains(r.ip)) {
+                Some(p) => p.block_of(r.ip),
+                None => {
+                    // Outside every pool (pool deleted): find the block by scanning.
+                    if scanned.is_none() {
+                        scanned = Some(
+                            self.list_blocks(None)?
+                                .into_iter()
+                                .map(|b| b.block.cidr)
+                                .collect(),
+                        );
+                    }
+                    scanned
+                        .as_ref()
+                        .and_then(|s| s.iter().find(|c| c.contains(r.ip)).copied())
+                }
+            };
+            match cidr {
+                Some(c) => by_block.entry(c).or_default().push(r),
+                None => unallocated.push(r.ip),
+            }
+        }
+        for (cidr, rs) in by_block {
+            unallocated.extend(self.release_in_block(cidr, &rs)?);
+        }
+        Ok(unallocated)
+    }
+
+    fn release_in_block(
+        &self,
+        cidr: IpNetwork,
+        reqs: &[&ReleaseRequest],
+    ) -> IpamResult<Vec<IpAddr>> {
+        let (unallocated, freed) = self.retry(|| {
+            let Some(mut b) = self.get_block(cidr)? else {
+                return Ok(Some((reqs.iter().map(|r| r.ip).collect(), Vec::new())));
+            };
+            let mut unallocated = Vec::new();
+            let mut ords = Vec::new();
+            for r in reqs {
+                let ord = b.block.ip_to_ordinal(r.ip);
+                let Some(ord) = ord.filter(|&o| b.block.allocations[o].is_some()) else {
+                    unallocated.push(r.ip);
+                    continue;
+                };
+                if let Some(h) = &r.handle_id {
+                    if b.block.handle_of(ord) != Some(h.as_str()) {
+                        return Err(IpamError::ReleaseRefused {
+                            ip: r.ip,
+                            reason: format!("address is not held by handle {h}"),
+                        });
+                    }
+                }
+                if let Some(seq) = r.sequence_number {
+                    if b.block.sequence_number_of(ord) != Some(seq) {
+                        return Err(IpamError::ReleaseRefused {
+                            ip: r.ip,
+                            reason: "sequence number mismatch".into(),
+                        });
+                    }
+                }
+                if !ords.contains(&ord) {
+                    ords.push(ord);
+                }
+            }
+            if ords.is_empty() {
+                return Ok(Some((unallocated, Vec::new())));
+            }
+            let freed = b.block.release_ordinals(&ords);
+            Ok(self
+                .write_released(&mut b)?
+                .map(|_| (unallocated.clone(), freed)))
+        })?;
+        // Block written: now shrink the handle index (after, never before — see module docs).
+        let mut per_handle: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, h) in freed {
+            if let Some(h) = h {
+                *per_handle.entry(h).or_default() += 1;
+            }
+        }
+        for (h, n) in per_handle {
+            if Key::handle(&h).is_valid() {
+                self.decrement_handle(&h, &cidr, n)?;
+            }
+        }
+        Ok(unallocated)
+    }
+
+    /// Addresses currently held by `handle` (reads every block the handle references).
+    pub fn ips_by_handle(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
+        check_handle(handle)?;
+        let key = Key::handle(handle);
+        let Some(kv) = self.store.get_opt(&key)? else {
+            return Err(IpamError::HandleNotFound(handle.to_string()));
+        };
+        let h: IpamHandle =
+            serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
+        let mut out = Vec::new();
+        for block in h.block.keys() {
+            let Ok(cidr) = block.parse::<IpNetwork>() else {
+                continue;
+            };
+            if let Some(b) = self.get_block(cidr)? {
+                out.extend(
+                    b.block
+                        .ordinals_of_handle(handle)
+                        .into_iter()
+                        .map(|o| b.block.ordinal_to_ip(o)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Release every affinity of `host` (node removal): empty blocks are deleted, others
+    /// become unaffine. Returns the number of affinities released.
+    pub fn release_host_affinities(&self, host: &str) -> IpamResult<usize> {
+        let mut n = 0;
+        for version in [IpVersion::V4, IpVersion::V6] {
+            for a in self.list_affinities(Some(host), Some(version))? {
+                if self.release_block_affinity(host, a.cidr, None)? {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,243 @@
+//! Typed reads/writes of blocks, affinities, handles and config (JSON ↔ model), plus the handle
+//! counters. Parsing failures become `IpamError::Corrupt` so we never write over data we do
+//! not understand.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use log::warn;
+
+use super::Ipam;
+use crate::error::{IpamError, IpamResult};
+use crate::keys::{IpVersion, Key, ListPrefix};
+use crate::model::{AffinityState, AllocationBlock, BlockAffinity, IpamConfig, IpamHandle};
+use crate::store::{Revision, StoreError};
+
+/// A block as read, with the revision to CAS against.
+pub(crate) struct BlockKv {
+    pub block: AllocationBlock,
+    pub rev: Revision,
+}
+
+impl BlockKv {
+    pub(crate) fn key(&self) -> Key {
+        Key::block(self.block.cidr)
+    }
+}
+
+/// An affinity as read.
+pub(crate) struct AffinityKv {
+    pub host: String,
+    pub cidr: IpNetwork,
+    pub affinity: BlockAffinity,
+    pub rev: Revision,
+}
+
+/// Block CIDR with a given address's host part zeroed, for result addresses.
+pub(crate) fn with_block_prefix(ip: IpAddr, block: &IpNetwork) -> IpNetwork {
+    IpNetwork::new(ip, block.prefix()).unwrap_or(*block)
+}
+
+fn parse_block(key: &Key, value: &str) -> IpamResult<AllocationBlock> {
+    let b = AllocationBlock::from_json(value).map_err(|e| IpamError::corrupt(key, e.reason))?;
+    if Key::block(b.cidr) != *key {
+        return Err(IpamError::corrupt(key, "cidr does not match key"));
+    }
+    Ok(b)
+}
+
+impl Ipam<'_> {
+    pub(crate) fn get_block(&self, cidr: IpNetwork) -> IpamResult<Option<BlockKv>> {
+        let key = Key::block(cidr);
+        let Some(kv) = self.store.get_opt(&key)? else {
+            return Ok(None);
+        };
+        Ok(Some(BlockKv {
+            block: parse_block(&key, &kv.value)?,
+            rev: kv.revision,
+        }))
+    }
+
+    pub(crate) fn list_blocks(&self, version: Option<IpVersion>) -> IpamResult<Vec<BlockKv>> {
+        let mut out = Vec::new();
+        for kv in self.store.list(&ListPrefix::Blocks { version })? {
+            match parse_block(&kv.key, &kv.value) {
+                Ok(block) => out.push(BlockKv {
+                    block,
+                    rev: kv.revision,
+                }),
+                // One unreadable block must not stop allocation elsewhere; it is never written.
+                Err(e) => warn!("skipping block: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// CAS-write a block, bumping its sequence number (every block write does).
+    pub(crate) fn update_block(&self, b: &mut BlockKv) -> Result<Revision, StoreError> {
+        b.block.sequence_number = b.block.sequence_number.wrapping_add(1);
+        let rev = self.store.update(&b.key(), &b.block.to_json(), &b.rev)?;
+        b.rev = rev.clone();
+        Ok(rev)
+    }
+
+    pub(crate) fn get_affinity(
+        &self,
+        host: &str,
+        cidr: IpNetwork,
+    ) -> IpamResult<Option<AffinityKv>> {
+        let key = Key::host_affinity(host, cidr);
+        let Some(kv) = self.store.get_opt(&key)? else {
+            return Ok(None);
+        };
+        let affinity =
+            BlockAffinity::from_json(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
+        Ok(Some(AffinityKv {
+            host: host.to_string(),
+            cidr,
+            affinity,
+            rev: kv.revision,
+        }))
+    }
+
+    /// Affinities of `host` (type `host`), optionally of one family, in key order.
+    pub(crate) fn list_affinities(
+        &self,
+        host: Option<&str>,
+        version: Option<IpVersion>,
+    ) -> IpamResult<Vec<AffinityKv>> {
+        let prefix = ListPrefix::Affinities {
+            host: host.map(str::to_string),
+            version,
+        };
+        let mut out = Vec::new();
+        for kv in self.store.list(&prefix)? {
+            let Key::Affinity {
+                host,
+                cidr,
+                affinity_type,
+                ..
+            } = &kv.key
+            else {
+                continue;
+            };
+            if affinity_type != crate::keys::AFFINITY_TYPE_HOST {
+                continue;
+            }
+            match BlockAffinity::from_json(&kv.value) {
+                Ok(affinity) => out.push(AffinityKv {
+                    host: host.clone(),
+                    cidr: *cidr,
+                    affinity,
+                    rev: kv.revision,
+                }),
+                Err(e) => warn!("skipping affinity {}: {e}", kv.key),
+            }
+        }
+        Ok(out)
+    }
+
+    /// CAS-write an affinity state.
+    pub(crate) fn set_affinity_state(
+        &self,
+        a: &AffinityKv,
+        state: AffinityState,
+    ) -> Result<Revision, StoreError> {
+        let mut v = a.affinity.clone();
+        v.state = state;
+        let json = serde_json::to_string(&v).unwrap_or_default();
+        self.store
+            .update(&Key::host_affinity(&a.host, a.cidr), &json, &a.rev)
+    }
+
+    /// The IPAM config, or Calico's defaults when none is stored.
+    pub fn get_config(&self) -> IpamResult<IpamConfig> {
+        match self.store.get_opt(&Key::IpamConfig)? {
+            None => Ok(IpamConfig::default_when_absent()),
+            Some(kv) => {
+                serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&Key::IpamConfig, e))
+            }
+        }
+    }
+
+    /// Validate and store the IPAM config (CAS; creates it when absent).
+    pub fn set_config(&self, cfg: &IpamConfig) -> IpamResult<()> {
+        cfg.validate().map_err(IpamError::InvalidArgument)?;
+        let json = serde_json::to_string(cfg).unwrap_or_default();
+        self.retry(|| {
+            let r = match self.store.get_opt(&Key::IpamConfig)? {
+                None => self.store.create(&Key::IpamConfig, &json),
+                Some(kv) => self.store.update(&Key::IpamConfig, &json, &kv.revision),
+            };
+            lost_race(r.map(|_| ()))
+        })
+    }
+
+    /// Add `n` to `handle`'s count for block `cidr` (creating the handle).
+    pub(crate) fn increment_handle(
+        &self,
+        handle: &str,
+        cidr: &IpNetwork,
+        n: usize,
+    ) -> IpamResult<()> {
+        self.change_handle(handle, cidr, n as i64)
+    }
+
+    /// Subtract `n`; the handle object is deleted when no block counts remain.
+    pub(crate) fn decrement_handle(
+        &self,
+        handle: &str,
+        cidr: &IpNetwork,
+        n: usize,
+    ) -> IpamResult<()> {
+        self.change_handle(handle, cidr, -(n as i64))
+    }
+
+    fn change_handle(&self, handle: &str, cidr: &IpNetwork, delta: i64) -> IpamResult<()> {
+        let key = Key::handle(handle);
+        let block = cidr.to_string();
+        self.retry(|| {
+            let Some(kv) = self.store.get_opt(&key)? else {
+                if delta <= 0 {
+                    warn!("handle {handle} not found while releasing from {block}");
+                    return Ok(Some(()));
+                }
+                let mut h = IpamHandle::default();
+                h.block.insert(block.clone(), delta as u64);
+                let json = serde_json::to_string(&h).unwrap_or_default();
+                return lost_race(self.store.create(&key, &json).map(|_| ()));
+            };
+            let mut h: IpamHandle =
+                serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
+            let cur = h.block.get(&block).copied().unwrap_or(0);
+            let new = cur as i64 + delta;
+            if new < 0 {
+                warn!("handle {handle} count for {block} would go negative ({cur}{delta:+})");
+            }
+            if new <= 0 {
+                h.block.remove(&block);
+            } else {
+                h.block.insert(block.clone(), new as u64);
+            }
+            let r = if h.block.is_empty() {
+                self.store.delete(&key, Some(&kv.revision))
+            } else {
+                let json = serde_json::to_string(&h).unwrap_or_default();
+                self.store.update(&key, &json, &kv.revision).map(|_| ())
+            };
+            lost_race(r)
+        })
+    }
+}
+
+/// Map a write outcome for a retry loop: conflicts (and the races that surface as
+/// not-found/already-exists) mean "re-read and try again"; everything else is final.
+pub(crate) fn lost_race(r: Result<(), StoreError>) -> IpamResult<Option<()>> {
+    match r {
+        Ok(()) => Ok(Some(())),
+        Err(StoreError::Conflict(_) | StoreError::AlreadyExists(_) | StoreError::NotFound(_)) => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

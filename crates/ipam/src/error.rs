@@ -1,0 +1,68 @@
+//! Allocator errors. Messages reproduce Calico's where the plugin surfaces them to users.
+
+use std::net::IpAddr;
+
+use crate::store::StoreError;
+
+/// Everything the allocator can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    /// Datastore failure (see [`IpamError::is_unavailable`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Caller passed something unusable (bad host name, handle, family mismatch, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A stored value could not be parsed or violates invariants; we never write over it.
+    #[error("corrupt datastore value at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// No pool qualifies (`cannot find a qualified ippool`, `no configured Calico pools for
+    /// node …`, `the given pool (…) does not exist, or is not enabled`).
+    #[error("{0}")]
+    NoPools(String),
+    /// Fewer addresses available than requested (nothing stays allocated for this request):
+    /// `Assigned 0 out of 1 requested IPv4 addresses; <reasons>`.
+    #[error("{message}")]
+    Exhausted {
+        version: crate::keys::IpVersion,
+        message: String,
+    },
+    /// `AssignIP` of an address outside every enabled pool.
+    #[error("The provided IP address is not in a configured pool: {0}")]
+    NotInPool(IpAddr),
+    /// `AssignIP` of an address that is already allocated.
+    #[error("Address already assigned in block: {0}")]
+    AlreadyAssigned(IpAddr),
+    /// `AssignIP` into a block affine to another host while strict affinity is on.
+    #[error("block {0} is not affine to this host and strict affinity is enabled")]
+    NotAffine(String),
+    /// Release by handle of an unknown handle.
+    #[error("resource does not exist: IPAMHandle({0})")]
+    HandleNotFound(String),
+    /// The Calico Node object for the host is missing.
+    #[error("failed to get node for host {0}: resource does not exist")]
+    NodeNotFound(String),
+    /// A release was refused because the address now belongs to another handle / generation.
+    #[error("release of {ip} refused: {reason}")]
+    ReleaseRefused { ip: IpAddr, reason: String },
+    /// CAS retry budget exhausted.
+    #[error("Max retries hit - excessive concurrent IPAM requests")]
+    MaxRetries,
+}
+
+impl IpamError {
+    /// Whether the datastore was unreachable (CNI error code 11, "try again later").
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, IpamError::Store(StoreError::Unavailable(_)))
+    }
+
+    pub(crate) fn corrupt(key: &crate::keys::Key, reason: impl ToString) -> Self {
+        IpamError::Corrupt {
+            key: key.path(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Result alias.
+pub type IpamResult<T> = Result<T, IpamError>;

@@ -1,0 +1,122 @@
+//! In-memory [`Store`]: a mutex-guarded ordered map with an etcd-like global revision counter.
+//! For tests and simulations only (nothing is persisted); shareable between threads.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::keys::{Key, ListPrefix};
+use crate::store::{filter_listed, KvPair, Revision, Store, StoreError, StoreResult};
+
+#[derive(Default)]
+struct Inner {
+    /// path → (value, mod revision)
+    kv: BTreeMap<String, (String, i64)>,
+    revision: i64,
+}
+
+/// See module docs.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic in another test thread must not hide this store's contents.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every stored `(path, value)`, ascending (for assertions and dumps).
+    pub fn dump(&self) -> Vec<(String, String)> {
+        self.lock()
+            .kv
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl Inner {
+    fn bump(&mut self) -> i64 {
+        self.revision += 1;
+        self.revision
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &Key) -> StoreResult<KvPair> {
+        let path = key.path();
+        let g = self.lock();
+        let (value, rev) = g.kv.get(&path).ok_or(StoreError::NotFound(path))?;
+        Ok(KvPair {
+            key: key.clone(),
+            value: value.clone(),
+            revision: Revision::from_i64(*rev),
+        })
+    }
+
+    fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
+        let p = prefix.path();
+        let g = self.lock();
+        let rows =
+            g.kv.range(p.clone()..)
+                .take_while(|(k, _)| k.starts_with(&p))
+                .map(|(k, (v, r))| (k.clone(), v.clone(), Revision::from_i64(*r)));
+        Ok(filter_listed(prefix, rows))
+    }
+
+    fn create(&self, key: &Key, value: &str) -> StoreResult<Revision> {
+        let path = key.path();
+        let mut g = self.lock();
+        if g.kv.contains_key(&path) {
+            return Err(StoreError::AlreadyExists(path));
+        }
+        let rev = g.bump();
+        g.kv.insert(path, (value.to_string(), rev));
+        Ok(Revision::from_i64(rev))
+    }
+
+    fn update(&self, key: &Key, value: &str, revision: &Revision) -> StoreResult<Revision> {
+        let path = key.path();
+        let mut g = self.lock();
+        match g.kv.get(&path) {
+            None => return Err(StoreError::NotFound(path)),
+            Some((_, cur)) if Some(*cur) != revision.as_i64() => {
+                return Err(StoreError::Conflict(path))
+            }
+            Some(_) => {}
+        }
+        let rev = g.bump();
+        g.kv.insert(path, (value.to_string(), rev));
+        Ok(Revision::from_i64(rev))
+    }
+
+    fn delete(&self, key: &Key, revision: Option<&Revision>) -> StoreResult<()> {
+        let path = key.path();
+        let mut g = self.lock();
+        match (g.kv.get(&path), revision) {
+            (None, _) => return Err(StoreError::NotFound(path)),
+            (Some((_, cur)), Some(r)) if Some(*cur) != r.as_i64() => {
+                return Err(StoreError::Conflict(path))
+            }
+            _ => {}
+        }
+        g.kv.remove(&path);
+        // Deletes advance the counter too, so a re-created key never reuses a revision.
+        g.bump();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_store_conforms() {
+        crate::conformance::run_all(&super::MemoryStore::new());
+    }
+}

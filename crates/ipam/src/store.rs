@@ -1,0 +1,182 @@
+//! The datastore contract every IPAM backend implements.
+//!
+//! # Model
+//!
+//! A [`Store`] is a *revisioned object store* keyed by [`Key`]. Each object's value is the JSON
+//! text exactly as Calico's etcdv3 backend stores it (see [`crate::model`]): plain KV stores
+//! (etcd, SQLite, memory) store it verbatim under [`Key::path`]; a store that keeps objects
+//! elsewhere (e.g. Kubernetes CRDs) converts between that JSON and its own representation,
+//! using the typed [`Key`] variant to know which model type it holds.
+//!
+//! Every stored object carries a [`Revision`]: an opaque token that changes on every write of
+//! that object (etcd `ModRevision`, SQLite global counter, k8s `resourceVersion`). Writers
+//! read `(value, revision)`, compute a new value, and write it back *only if the revision is
+//! unchanged* (compare-and-swap). The allocator never blind-writes.
+//!
+//! # Semantics (all implementations must follow these)
+//!
+//! | call | success | errors |
+//! |---|---|---|
+//! | `get(k)` | current value + revision | `NotFound` if absent |
+//! | `list(p)` | every object whose key `p.matches`, **ascending by `Key::path()`** | (empty vec if none) |
+//! | `create(k, v)` | new revision; only if `k` is absent | `AlreadyExists` if present |
+//! | `update(k, v, rev)` | new revision; only if current revision == `rev` | `NotFound` if absent, `Conflict` if revision differs |
+//! | `delete(k, Some(rev))` | removed; only if current revision == `rev` | `NotFound` if absent, `Conflict` if revision differs |
+//! | `delete(k, None)` | removed unconditionally | `NotFound` if absent |
+//!
+//! * Each call is atomic and linearizable with respect to all other calls on the same
+//!   datastore, from any thread or process.
+//! * A revision returned for one key must never be accepted as current for that key after any
+//!   later write to it (no ABA: a deleted-then-recreated key gets a fresh revision). Revisions
+//!   of different keys are not compared by the allocator.
+//! * `Unavailable` means the datastore could not be reached or did not answer in time and the
+//!   operation **may or may not** have been applied (callers re-read before retrying);
+//!   callers surface it as CNI error code 11 ("try again later").
+//! * `Other` is any other failure (bad data, permissions, I/O corruption, ...).
+//! * The trait is synchronous: async backends hide their own (current-thread) runtime.
+//!   No `Send`/`Sync` supertrait is required; concrete stores that are shared between threads
+//!   (the memory and SQLite stores are) implement them themselves.
+
+use std::fmt;
+
+use crate::keys::{Key, ListPrefix};
+
+/// Opaque per-object version token used for compare-and-swap.
+///
+/// Stores backed by integer revisions (etcd `ModRevision`, SQLite counter) use
+/// [`Revision::from_i64`]/[`Revision::as_i64`]; others may put any string here (a Kubernetes
+/// store could encode `resourceVersion` plus UID). The allocator only compares and passes
+/// revisions back, it never interprets them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Revision(String);
+
+impl Revision {
+    /// A revision from an opaque string.
+    pub fn new(s: impl Into<String>) -> Self {
+        Revision(s.into())
+    }
+
+    /// A revision from an integer counter.
+    pub fn from_i64(n: i64) -> Self {
+        Revision(n.to_string())
+    }
+
+    /// The integer form, if this revision was made by [`Revision::from_i64`].
+    pub fn as_i64(&self) -> Option<i64> {
+        self.0.parse().ok()
+    }
+
+    /// The opaque string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPair {
+    pub key: Key,
+    /// JSON text in Calico's etcdv3 value shape.
+    pub value: String,
+    pub revision: Revision,
+}
+
+/// Datastore failures, classified so the allocator can decide between retrying and failing.
+/// The `String` carries the key path or a human-readable cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("resource does not exist: {0}")]
+    NotFound(String),
+    /// `create` of an object that already exists.
+    #[error("resource already exists: {0}")]
+    AlreadyExists(String),
+    /// CAS failed: the object changed since it was read.
+    #[error("update conflict: {0}")]
+    Conflict(String),
+    /// The datastore cannot be reached / timed out (CNI code 11). The write may have happened.
+    #[error("datastore unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("datastore error: {0}")]
+    Other(String),
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A revisioned object store over Calico's keys. See the module docs for the exact contract.
+pub trait Store {
+    /// Read one object.
+    fn get(&self, key: &Key) -> StoreResult<KvPair>;
+
+    /// All objects matching `prefix`, ascending by key path.
+    fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>>;
+
+    /// Create `key` with `value` if it does not exist; returns the new revision.
+    fn create(&self, key: &Key, value: &str) -> StoreResult<Revision>;
+
+    /// Replace `key`'s value if its current revision is `revision`; returns the new revision.
+    fn update(&self, key: &Key, value: &str, revision: &Revision) -> StoreResult<Revision>;
+
+    /// Delete `key`, if `revision` is given only when it is still current.
+    fn delete(&self, key: &Key, revision: Option<&Revision>) -> StoreResult<()>;
+
+    /// [`Store::get`] mapping `NotFound` to `None`.
+    fn get_opt(&self, key: &Key) -> StoreResult<Option<KvPair>> {
+        match self.get(key) {
+            Ok(kv) => Ok(Some(kv)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<S: Store + ?Sized> Store for &S {
+    fn get(&self, key: &Key) -> StoreResult<KvPair> {
+        (**self).get(key)
+    }
+    fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
+        (**self).list(prefix)
+    }
+    fn create(&self, key: &Key, value: &str) -> StoreResult<Revision> {
+        (**self).create(key, value)
+    }
+    fn update(&self, key: &Key, value: &str, revision: &Revision) -> StoreResult<Revision> {
+        (**self).update(key, value, revision)
+    }
+    fn delete(&self, key: &Key, revision: Option<&Revision>) -> StoreResult<()> {
+        (**self).delete(key, revision)
+    }
+}
+
+/// Helper for plain KV stores: turn raw `(path, value, revision)` rows fetched by a prefix scan
+/// of `prefix.path()` into the typed listing — rows whose path is not one of our keys, or not
+/// matched by `prefix`, are dropped; the result is sorted by path.
+pub fn filter_listed<I>(prefix: &ListPrefix, rows: I) -> Vec<KvPair>
+where
+    I: IntoIterator<Item = (String, String, Revision)>,
+{
+    let mut out: Vec<(String, KvPair)> = rows
+        .into_iter()
+        .filter_map(|(path, value, revision)| {
+            let key = Key::from_path(&path)?;
+            prefix.matches(&key).then_some((
+                path,
+                KvPair {
+                    key,
+                    value,
+                    revision,
+                },
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, kv)| kv).collect()
+}

@@ -1,0 +1,191 @@
+//! nftables backend: one `nft -f -` transaction per operation (two when a first attempt reports
+//! elements that must be treated differently); nothing is ever listed.
+
+pub mod render;
+
+use ipnetwork::IpNetwork;
+
+use crate::error::PortmapError;
+use crate::exec;
+use crate::Request;
+use render::{Tag, Txn};
+
+/// A failed transaction: nft's stderr and the (1-based line, message) pairs it reported.
+#[derive(Debug)]
+struct Failure {
+    stderr: String,
+    lines: Vec<(usize, String)>,
+}
+
+/// Extracts `(line, message)` from nft's `/dev/stdin:LINE:COLS: Error: MESSAGE` lines.
+fn parse_errors(stderr: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for l in stderr.lines() {
+        let Some((location, msg)) = l.split_once(": Error: ") else {
+            continue;
+        };
+        let mut parts = location.rsplitn(3, ':');
+        let _cols = parts.next();
+        if let Some(Ok(n)) = parts.next().map(str::parse::<usize>) {
+            out.push((n, msg.trim().to_string()));
+        }
+    }
+    out
+}
+
+fn run(txn: &Txn) -> Result<(), Failure> {
+    let text = txn.text();
+    let out = exec::run("nft", &["-f", "-"], Some(&text)).map_err(|e| Failure {
+        stderr: e.to_string(),
+        lines: Vec::new(),
+    })?;
+    if out.success {
+        return Ok(());
+    }
+    Err(Failure {
+        lines: parse_errors(&out.stderr),
+        stderr: out.stderr.trim().to_string(),
+    })
+}
+
+fn setup_error(f: &Failure) -> PortmapError {
+    PortmapError::Setup(format!(
+        "unable to set up nftables rules for port mappings: {}",
+        f.stderr
+    ))
+}
+
+/// Installs static structures and this attachment's elements for `addrs` (one per family).
+pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
+    let txn = render::add(req, addrs);
+    let failure = match run(&txn) {
+        Ok(()) => return Ok(()),
+        Err(f) => f,
+    };
+    if failure.lines.is_empty() {
+        return Err(setup_error(&failure));
+    }
+    let groups = render::add_groups(req, addrs);
+    // Our own owner element exists: a repeated ADD; those keys are replaced below.
+    let mut owned: Vec<usize> = failure
+        .lines
+        .iter()
+        .filter(|(_, msg)| msg.contains("File exists"))
+        .filter_map(|(line, _)| match txn.tag_of_line(*line) {
+            Some(Tag::Owner(g)) => Some(g),
+            _ => None,
+        })
+        .collect();
+    owned.sort_unstable();
+    owned.dedup();
+    for (line, _) in &failure.lines {
+        match txn.tag_of_line(*line) {
+            Some(Tag::Owner(g)) | Some(Tag::Dnat(g)) | Some(Tag::Other(g))
+                if owned.contains(&g) => {}
+            Some(Tag::Dnat(g)) => {
+                let (family, key, _) = &groups[g];
+                let on = key
+                    .host_ip
+                    .map(|ip| format!(" on {ip}"))
+                    .unwrap_or_default();
+                return Err(PortmapError::Conflict(format!(
+                    "{family} host port {}/{}{on} is already mapped by another container",
+                    key.proto, key.port
+                )));
+            }
+            _ => return Err(setup_error(&failure)),
+        }
+    }
+    log::debug!(
+        "replacing {} existing port mapping(s) of this attachment",
+        owned.len()
+    );
+    let mut retry = txn.without_groups(&owned);
+    let replaced: Vec<_> = owned.iter().map(|g| (*g, groups[*g].clone())).collect();
+    retry.append(render::replace(req, &replaced));
+    run(&retry).map_err(|f| setup_error(&f))
+}
+
+/// Removes this attachment's elements from both families. Keys that do not exist or belong to
+/// someone else are skipped (their owner element is missing, so their group fails).
+pub fn del(req: &Request) -> Result<(), PortmapError> {
+    let mut txn = render::del(req);
+    // Each retry drops the groups nft reported; two rounds cover "missing table" (userspace)
+    // and "missing element" (kernel) failures; the third is a safety margin.
+    for _ in 0..3 {
+        if txn.is_empty() {
+            return Ok(());
+        }
+        let failure = match run(&txn) {
+            Ok(()) => return Ok(()),
+            Err(f) => f,
+        };
+        let failed: Vec<usize> = failure
+            .lines
+            .iter()
+            .filter_map(|(l, _)| txn.tag_of_line(*l).and_then(Tag::group))
+            .collect();
+        if failed.is_empty() {
+            log::warn!(
+                "nft DEL failed without attributable errors: {}",
+                failure.stderr
+            );
+            break;
+        }
+        log::debug!("nft DEL: {} key group(s) not present", failed.len());
+        txn = txn.without_groups(&failed);
+    }
+    // Last resort: every remaining group on its own, failures logged.
+    let groups: Vec<usize> = {
+        let mut g: Vec<usize> = txn.lines.iter().filter_map(|(t, _)| t.group()).collect();
+        g.dedup();
+        g
+    };
+    for g in &groups {
+        let others: Vec<usize> = groups.iter().copied().filter(|x| x != g).collect();
+        if let Err(f) = run(&txn.without_groups(&others)) {
+            log::info!("nft DEL of key group {g} failed: {}", f.stderr);
+        }
+    }
+    Ok(())
+}
+
+/// Verifies every expected element exists (and re-asserts it) in one transaction.
+pub fn check(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
+    let txn = render::check(req, addrs);
+    if txn.is_empty() {
+        return Ok(());
+    }
+    run(&txn).map_err(|f| {
+        PortmapError::CheckFailed(format!(
+            "missing hostport elements in table {}: {}",
+            render::TABLE,
+            f.stderr
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines() {
+        let stderr =
+            "/dev/stdin:1:26-33: Error: Could not process rule: No such file or directory\n\
+                      delete element ip6 t w { tcp . 81 }\n\
+                      ^^^^\n\
+                      /dev/stdin:12:20-23: Error: Could not process rule: File exists\n";
+        assert_eq!(
+            parse_errors(stderr),
+            vec![
+                (
+                    1,
+                    "Could not process rule: No such file or directory".to_string()
+                ),
+                (12, "Could not process rule: File exists".to_string())
+            ]
+        );
+        assert!(parse_errors("Error: syntax error").is_empty());
+    }
+}

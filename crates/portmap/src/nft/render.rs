@@ -1,0 +1,496 @@
+//! Pure rendering of the nftables `cni_hostport` tables and per-attachment transactions.
+//!
+//! Layout (per family, `table ip cni_hostport` / `table ip6 cni_hostport`):
+//! * upstream's chains `prerouting`/`output` (nat, priority -100, `fib daddr type local jump
+//!   hostports_all`, conditions prepended), `hostports_all`, and the legacy per-rule chains
+//!   `hostip_hostports`/`hostports` (kept so rules written by upstream's nft backend keep working);
+//! * per-attachment state lives only in **set/map elements** keyed by `[hostIP .] proto . port`:
+//!   `hostip_hostport_dnat`/`hostport_dnat` (→ `podIP . containerPort`), the masquerade key sets,
+//!   and `hostport_owner` (`token . hostIP|any . proto . port`, token = hash of name+container ID).
+//!
+//! Why elements instead of upstream's comment-tagged rules: nft can add and delete an element
+//! without reading the ruleset, whereas deleting a rule needs its handle (a listing that grows
+//! with every mapping on the node: upstream DEL takes 1.2 s at 10k mappings), and `nft` fetches all
+//! chains of a table before adding a rule, so per-container chains would make ADD grow too.
+//! The owner element makes DEL safe without reading: it is created together with the DNAT
+//! element (`create` = fail if present) and deleted together with it, so a DEL only succeeds for
+//! keys this attachment really owns.
+//!
+//! Masquerading needs no per-pod address either: hairpin traffic is recognised after DNAT as
+//! "the new destination is routed back out of the interface the packet came in on"
+//! (`fib daddr . iif oif exists`) and marked (`markMasqBit`, like the iptables backend);
+//! `masqAll` keys are marked before DNAT; localhost traffic is recognised by its 127.0.0.1
+//! source. A marked connection is masqueraded in `hostports_masquerade`. Hairpin matches, like
+//! the iptables `-s <podIP/prefix>` rule, any source behind the pod's host interface (with a
+//! bridge: sibling pods; with Calico's per-pod veth: only the pod itself).
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::mapping::{Family, PortMapping, Protocol};
+use crate::Request;
+
+pub const TABLE: &str = "cni_hostport";
+
+/// Priority of the hairpin-marking chain: after DNAT (-100) so the new destination is visible.
+const MARK_PRIORITY: i32 = -90;
+
+fn fam(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
+    }
+}
+
+fn addr_type(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "ipv4_addr",
+        Family::V6 => "ipv6_addr",
+    }
+}
+
+/// One host-side match: the destination address (if restricted), protocol and host port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub host_ip: Option<IpAddr>,
+    pub proto: Protocol,
+    pub port: u16,
+}
+
+impl Key {
+    fn dnat_map(&self) -> &'static str {
+        if self.host_ip.is_some() {
+            "hostip_hostport_dnat"
+        } else {
+            "hostport_dnat"
+        }
+    }
+
+    fn masq_set(&self, all: bool) -> &'static str {
+        match (self.host_ip.is_some(), all) {
+            (true, false) => "hostip_hostport_masq",
+            (false, false) => "hostport_masq",
+            (true, true) => "hostip_hostport_masq_all",
+            (false, true) => "hostport_masq_all",
+        }
+    }
+
+    fn text(&self) -> String {
+        match self.host_ip {
+            Some(ip) => format!("{ip} . {} . {}", self.proto, self.port),
+            None => format!("{} . {}", self.proto, self.port),
+        }
+    }
+
+    fn owner_text(&self, family: Family, token: &str) -> String {
+        let ip = self.host_ip.unwrap_or_else(|| family.unspecified());
+        format!("\"{token}\" . {ip} . {} . {}", self.proto, self.port)
+    }
+}
+
+/// The keys of `family`, deduplicated (the first mapping of a key wins, as the first matching
+/// DNAT rule does with iptables).
+pub fn keys<'a>(req: &'a Request, family: Family) -> Vec<(Key, &'a PortMapping)> {
+    let mut out: Vec<(Key, &PortMapping)> = Vec::new();
+    for m in req.mappings.iter().filter(|m| m.applies_to(family)) {
+        let key = Key {
+            host_ip: m.dest_ip(),
+            proto: m.protocol,
+            port: m.host_port,
+        };
+        if !out.iter().any(|(k, _)| *k == key) {
+            out.push((key, m));
+        }
+    }
+    out
+}
+
+/// What a line of a transaction is, so failures reported by line number can be attributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// Table, chains, sets and static rules.
+    Static,
+    /// The owner element of group N.
+    Owner(usize),
+    /// The DNAT element of group N.
+    Dnat(usize),
+    /// Any other line of group N.
+    Other(usize),
+}
+
+impl Tag {
+    pub fn group(self) -> Option<usize> {
+        match self {
+            Tag::Static => None,
+            Tag::Owner(g) | Tag::Dnat(g) | Tag::Other(g) => Some(g),
+        }
+    }
+}
+
+/// An `nft -f -` script whose lines are tagged.
+#[derive(Debug, Default, Clone)]
+pub struct Txn {
+    pub lines: Vec<(Tag, String)>,
+}
+
+impl Txn {
+    fn push(&mut self, tag: Tag, line: String) {
+        self.lines.push((tag, line));
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for (_, l) in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Tag of 1-based line `n`.
+    pub fn tag_of_line(&self, n: usize) -> Option<Tag> {
+        self.lines.get(n.checked_sub(1)?).map(|(t, _)| *t)
+    }
+
+    /// The same transaction without the lines of `groups`.
+    pub fn without_groups(&self, groups: &[usize]) -> Txn {
+        Txn {
+            lines: self
+                .lines
+                .iter()
+                .filter(|(t, _)| t.group().is_none_or(|g| !groups.contains(&g)))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn append(&mut self, other: Txn) {
+        self.lines.extend(other.lines);
+    }
+}
+
+/// Table, sets, chains and static rules of one family, asserted on every ADD (the `add`
+/// commands are idempotent; the chains we own are flushed and refilled, so the conditions and
+/// mark of the latest ADD apply, as with upstream).
+pub fn static_part(req: &Request, family: Family) -> Txn {
+    let f = fam(family);
+    let at = addr_type(family);
+    let t = format!("{f} {TABLE}");
+    let mut x = Txn::default();
+    let mut s = |line: String| x.push(Tag::Static, line);
+    s(format!(
+        "add table {t} {{ comment \"CNI portmap plugin\"; }}"
+    ));
+    s(format!(
+        "add set {t} hostport_owner {{ type ifname . {at} . inet_proto . inet_service; }}"
+    ));
+    s(format!(
+        "add map {t} hostip_hostport_dnat {{ type {at} . inet_proto . inet_service : {at} . inet_service; }}"
+    ));
+    s(format!(
+        "add map {t} hostport_dnat {{ type inet_proto . inet_service : {at} . inet_service; }}"
+    ));
+    for all in ["", "_all"] {
+        s(format!(
+            "add set {t} hostip_hostport_masq{all} {{ type {at} . inet_proto . inet_service; }}"
+        ));
+        s(format!(
+            "add set {t} hostport_masq{all} {{ type inet_proto . inet_service; }}"
+        ));
+    }
+    for chain in ["hostports", "hostip_hostports", "hostports_all"] {
+        s(format!("add chain {t} {chain}"));
+    }
+    s(format!(
+        "add chain {t} prerouting {{ type nat hook prerouting priority -100; }}"
+    ));
+    s(format!(
+        "add chain {t} output {{ type nat hook output priority -100; }}"
+    ));
+    // masqAll keys are marked here, before DNAT, where the packet is known to be on a host port
+    // path (`fib daddr type local`): marking later by original port could also catch other
+    // software's DNATs to the same port. The mark rules are always present; set membership
+    // decides (keys only enter the sets with snat).
+    let mark = format!("{:#x}", req.conf.mark());
+    let set_mark = format!("meta mark set meta mark | {mark}");
+    s(format!("flush chain {t} hostports_all"));
+    s(format!(
+        "add rule {t} hostports_all {f} daddr . meta l4proto . th dport @hostip_hostport_masq_all {set_mark}"
+    ));
+    s(format!(
+        "add rule {t} hostports_all dnat {f} to {f} daddr . meta l4proto . th dport map @hostip_hostport_dnat"
+    ));
+    s(format!("add rule {t} hostports_all jump hostip_hostports"));
+    s(format!(
+        "add rule {t} hostports_all meta l4proto . th dport @hostport_masq_all {set_mark}"
+    ));
+    s(format!(
+        "add rule {t} hostports_all dnat {f} to meta l4proto . th dport map @hostport_dnat"
+    ));
+    s(format!("add rule {t} hostports_all jump hostports"));
+    let conditions = match family {
+        Family::V4 => &req.conf.conditions_v4,
+        Family::V6 => &req.conf.conditions_v6,
+    };
+    let cond: String = conditions.iter().map(|c| format!("{c} ")).collect();
+    for chain in ["prerouting", "output"] {
+        s(format!("flush chain {t} {chain}"));
+        s(format!(
+            "add rule {t} {chain} {cond}fib daddr type local jump hostports_all"
+        ));
+    }
+    if req.conf.snat {
+        let protos = "meta l4proto { tcp, udp, sctp }";
+        let orig_hostip = format!("ct original {f} daddr . meta l4proto . ct original proto-dst");
+        let orig = "meta l4proto . ct original proto-dst";
+        s(format!(
+            "add chain {t} hostports_mark {{ type filter hook prerouting priority {MARK_PRIORITY}; }}"
+        ));
+        s(format!(
+            "add chain {t} hostports_masquerade {{ type nat hook postrouting priority 100; }}"
+        ));
+        // Hairpin is only recognisable after DNAT: the new destination is routed back out of the
+        // interface the packet came in on.
+        s(format!("flush chain {t} hostports_mark"));
+        let hairpin = "fib daddr . iif oif exists";
+        let new_dnat = format!("ct state new ct status dnat {protos}");
+        s(format!(
+            "add rule {t} hostports_mark {new_dnat} {orig_hostip} @hostip_hostport_masq {hairpin} {set_mark}"
+        ));
+        s(format!(
+            "add rule {t} hostports_mark {new_dnat} {orig} @hostport_masq {hairpin} {set_mark}"
+        ));
+        s(format!("flush chain {t} hostports_masquerade"));
+        s(format!(
+            "add rule {t} hostports_masquerade meta mark & {mark} == {mark} masquerade"
+        ));
+        if family == Family::V4 {
+            // Connections from 127.0.0.1 are DNATed in the output hook, which hostports_mark does
+            // not see; they are recognised by their source here (route_localnet lets them out).
+            let local = format!("ip saddr 127.0.0.1 ct status dnat {protos}");
+            s(format!(
+                "add rule {t} hostports_masquerade {local} {orig_hostip} @hostip_hostport_masq masquerade"
+            ));
+            s(format!(
+                "add rule {t} hostports_masquerade {local} {orig} @hostport_masq masquerade"
+            ));
+        }
+    }
+    x
+}
+
+fn dnat_data(addr: &IpNetwork, m: &PortMapping) -> String {
+    format!("{} . {}", addr.ip(), m.container_port)
+}
+
+/// Elements of one key: owner (create), DNAT (create), masquerade key (add).
+fn add_lines(x: &mut Txn, g: usize, req: &Request, family: Family, key: &Key, data: &str) {
+    let t = format!("{} {TABLE}", fam(family));
+    let token = req.attachment.nft_token();
+    let comment = req.attachment.nft_comment();
+    x.push(
+        Tag::Owner(g),
+        format!(
+            "create element {t} hostport_owner {{ {} comment \"{comment}\" }}",
+            key.owner_text(family, &token)
+        ),
+    );
+    x.push(
+        Tag::Dnat(g),
+        format!(
+            "create element {t} {} {{ {} : {data} }}",
+            key.dnat_map(),
+            key.text()
+        ),
+    );
+    if req.conf.snat {
+        x.push(
+            Tag::Other(g),
+            format!(
+                "add element {t} {} {{ {} }}",
+                key.masq_set(req.conf.masq_all),
+                key.text()
+            ),
+        );
+    }
+}
+
+/// Removal of one key. The owner delete fails unless this attachment owns the key, which aborts
+/// the whole transaction before anything of another attachment could be removed. The masquerade
+/// sets are cleared with add+delete so DEL succeeds whatever `snat`/`masqAll` were at ADD time.
+fn del_lines(x: &mut Txn, g: usize, req: &Request, family: Family, key: &Key) {
+    let t = format!("{} {TABLE}", fam(family));
+    let token = req.attachment.nft_token();
+    x.push(
+        Tag::Owner(g),
+        format!(
+            "delete element {t} hostport_owner {{ {} }}",
+            key.owner_text(family, &token)
+        ),
+    );
+    x.push(
+        Tag::Dnat(g),
+        format!("delete element {t} {} {{ {} }}", key.dnat_map(), key.text()),
+    );
+    for all in [false, true] {
+        let set = key.masq_set(all);
+        x.push(
+            Tag::Other(g),
+            format!("add element {t} {set} {{ {} }}", key.text()),
+        );
+        x.push(
+            Tag::Other(g),
+            format!("delete element {t} {set} {{ {} }}", key.text()),
+        );
+    }
+}
+
+/// ADD transaction for the container addresses (one per family): static parts and one group per
+/// key. Group numbers index [`add_groups`].
+pub fn add(req: &Request, addrs: &[IpNetwork]) -> Txn {
+    let mut x = Txn::default();
+    for addr in addrs {
+        x.append(static_part(req, Family::of(&addr.ip())));
+    }
+    for (g, (family, key, data)) in add_groups(req, addrs).iter().enumerate() {
+        add_lines(&mut x, g, req, *family, key, data);
+    }
+    x
+}
+
+/// The (family, key, DNAT data) groups of an ADD, in group-number order.
+pub fn add_groups(req: &Request, addrs: &[IpNetwork]) -> Vec<(Family, Key, String)> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let family = Family::of(&addr.ip());
+        for (key, m) in keys(req, family) {
+            out.push((family, key, dnat_data(addr, m)));
+        }
+    }
+    out
+}
+
+/// Replacement of groups this attachment already owns (a repeated ADD): delete, then create
+/// with the new data, in the same transaction.
+pub fn replace(req: &Request, groups: &[(usize, (Family, Key, String))]) -> Txn {
+    let mut x = Txn::default();
+    for (g, (family, key, data)) in groups {
+        del_lines(&mut x, *g, req, *family, key);
+        add_lines(&mut x, *g, req, *family, key, data);
+    }
+    x
+}
+
+/// DEL transaction: every key of both families (the container address is unknown at DEL).
+pub fn del(req: &Request) -> Txn {
+    let mut x = Txn::default();
+    let mut g = 0;
+    for family in Family::BOTH {
+        for (key, _) in keys(req, family) {
+            del_lines(&mut x, g, req, family, &key);
+            g += 1;
+        }
+    }
+    x
+}
+
+/// CHECK transaction: delete and re-add each expected element. It commits only if every element
+/// exists (a delete of a missing element fails the whole transaction) and leaves the same state.
+pub fn check(req: &Request, addrs: &[IpNetwork]) -> Txn {
+    let mut x = Txn::default();
+    for (g, (family, key, data)) in add_groups(req, addrs).iter().enumerate() {
+        let t = format!("{} {TABLE}", fam(*family));
+        let token = req.attachment.nft_token();
+        let comment = req.attachment.nft_comment();
+        let owner = key.owner_text(*family, &token);
+        x.push(
+            Tag::Owner(g),
+            format!("delete element {t} hostport_owner {{ {owner} }}"),
+        );
+        x.push(
+            Tag::Owner(g),
+            format!("add element {t} hostport_owner {{ {owner} comment \"{comment}\" }}"),
+        );
+        let map = key.dnat_map();
+        let k = key.text();
+        x.push(Tag::Dnat(g), format!("delete element {t} {map} {{ {k} }}"));
+        x.push(
+            Tag::Dnat(g),
+            format!("add element {t} {map} {{ {k} : {data} }}"),
+        );
+        if req.conf.snat {
+            let set = key.masq_set(req.conf.masq_all);
+            x.push(Tag::Other(g), format!("delete element {t} {set} {{ {k} }}"));
+            x.push(Tag::Other(g), format!("add element {t} {set} {{ {k} }}"));
+        }
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortMapConf;
+    use crate::naming::Attachment;
+    use serde_json::json;
+
+    fn mappings() -> Vec<PortMapping> {
+        PortMapping::list_from_json(Some(&json!([
+            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+            {"hostPort": 8080, "containerPort": 81, "protocol": "tcp"},
+            {"hostPort": 53, "containerPort": 53, "protocol": "udp", "hostIP": "192.0.2.1"},
+            {"hostPort": 9000, "containerPort": 90, "protocol": "tcp", "hostIP": "2001:db8::1"},
+        ])))
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_are_deduplicated_and_family_filtered() {
+        let conf = PortMapConf::default();
+        let m = mappings();
+        let req = Request {
+            conf: &conf,
+            attachment: Attachment {
+                network: "n",
+                container_id: "c",
+            },
+            mappings: &m,
+        };
+        let v4 = keys(&req, Family::V4);
+        assert_eq!(v4.len(), 2);
+        assert_eq!(v4[0].1.container_port, 80);
+        assert_eq!(v4[1].0.host_ip, Some("192.0.2.1".parse().unwrap()));
+        let v6 = keys(&req, Family::V6);
+        assert_eq!(v6.len(), 2);
+        assert_eq!(v6[1].0.text(), "2001:db8::1 . tcp . 9000");
+    }
+
+    #[test]
+    fn txn_tags_and_group_removal() {
+        let conf = PortMapConf::default();
+        let m = mappings();
+        let req = Request {
+            conf: &conf,
+            attachment: Attachment {
+                network: "n",
+                container_id: "c",
+            },
+            mappings: &m,
+        };
+        let d = del(&req);
+        assert_eq!(d.lines.len(), 4 * 6);
+        assert_eq!(d.tag_of_line(1), Some(Tag::Owner(0)));
+        assert_eq!(d.tag_of_line(7), Some(Tag::Owner(1)));
+        let rest = d.without_groups(&[0, 2]);
+        assert_eq!(rest.lines.len(), 12);
+        assert!(rest
+            .lines
+            .iter()
+            .all(|(t, _)| matches!(t.group(), Some(1) | Some(3))));
+    }
+}
