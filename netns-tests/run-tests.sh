@@ -20,6 +20,10 @@ have_cmd curl || need+=(curl)
 have_cmd jq || need+=(jq)
 have_cmd openssl || need+=(openssl)
 [ -x /usr/lib/cni/portmap ] || need+=(containernetworking-plugins)
+have_cmd sqlite3 || need+=(sqlite3)
+have_cmd go || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] || need+=(golang-github-appc-cni-dev)
+have_cmd xz || need+=(xz-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -38,5 +42,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (all plugin binaries, used by the netns tests)"
 cargo build --workspace --bins
+echo "== cnitool (libcni's reference client, built offline from Debian packages; cached)"
+netns-tests/tools/build-cnitool.sh
 echo "== cargo test"
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"

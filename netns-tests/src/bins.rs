@@ -4,7 +4,8 @@
 //! `cargo build --bins` first (same `CARGO_TARGET_DIR`). Search order:
 //! 1. `$CNI_BIN_DIR` (colon-separated) if set: nothing else is searched;
 //! 2. `$CARGO_TARGET_DIR/debug` (relative values are relative to the workspace root);
-//! 3. the profile directory of the running test executable (`<target>/<profile>/deps/..`);
+//! 3. the profile directory of the running executable (`<target>/<profile>/deps/..` for a test,
+//!    the executable's own directory for a binary such as the demo driver);
 //! 4. `<workspace>/target/debug`.
 
 use std::path::{Path, PathBuf};
@@ -32,10 +33,16 @@ pub fn bin_dirs() -> Vec<PathBuf> {
         dirs.push(workspace_root().join(t).join("debug"));
     }
     if let Ok(exe) = std::env::current_exe() {
-        if let Some(deps) = exe.parent().filter(|p| p.ends_with("deps")) {
-            if let Some(profile) = deps.parent() {
-                dirs.push(profile.to_path_buf());
+        match exe.parent() {
+            // A test executable: <target>/<profile>/deps/<test>.
+            Some(deps) if deps.ends_with("deps") => {
+                if let Some(profile) = deps.parent() {
+                    dirs.push(profile.to_path_buf());
+                }
             }
+            // A binary of this crate (the demo driver) sits next to the plugins.
+            Some(profile) => dirs.push(profile.to_path_buf()),
+            None => {}
         }
     }
     dirs.push(workspace_root().join("target").join("debug"));

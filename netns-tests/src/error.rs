@@ -30,6 +30,8 @@ pub enum HarnessError {
         name: String,
         searched: Vec<PathBuf>,
     },
+    #[error("{tool} not found: {hint}")]
+    ToolMissing { tool: String, hint: String },
     #[error("cannot parse {what}: {detail}")]
     Parse { what: String, detail: String },
     #[error("invalid conflist: {0}")]

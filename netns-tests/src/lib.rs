@@ -30,10 +30,13 @@
 pub mod bins;
 pub mod cache;
 pub mod chain;
+pub mod cnitool;
 pub mod error;
 pub mod exec;
 pub mod fixture;
+pub mod ipam_state;
 pub mod netns;
+pub mod node;
 pub mod plugin;
 pub mod root;
 pub mod state;

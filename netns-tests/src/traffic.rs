@@ -232,3 +232,15 @@ pub fn ping(ns: &Netns, ip: IpAddr) -> Result<bool> {
         .output("ping", &["-n", "-c1", "-W1", &ip.to_string()])?
         .success())
 }
+
+/// Up to `attempts` single pings; true at the first reply. Right after a veth comes up the
+/// kernel may drop the first packets until it activates the device (link watch runs up to a
+/// second later), so a fresh path is not judged by one packet.
+pub fn ping_eventually(ns: &Netns, ip: IpAddr, attempts: u32) -> Result<bool> {
+    for _ in 0..attempts {
+        if ping(ns, ip)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

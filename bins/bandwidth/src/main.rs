@@ -1,4 +1,3 @@
 fn main() {
-    eprintln!("bandwidth: not implemented yet");
-    std::process::exit(1);
+    cni::skel::run(&bandwidth::Bandwidth, "bandwidth plugin (calico-cni-rs)")
 }

@@ -1,4 +1,6 @@
 fn main() {
-    eprintln!("calico-ipam: not implemented yet");
-    std::process::exit(1);
+    cni::skel::run(
+        &calico_ipam::CalicoIpam,
+        "Calico CNI IPAM plugin (calico-cni-rs)",
+    )
 }

@@ -1,12 +1,13 @@
 //! calico-ipam's view of the network config. Keys are matched like Go's `encoding/json`
 //! (exact, else case-insensitive), unknown keys are ignored, a wrong JSON type is an error.
-//! Netconf values win over the `DATASTORE_TYPE` / `ETCD_*` environment (with or without the
-//! `CALICO_` prefix), as in Calico.
+//! Datastore selection is the `datastore` crate's (netconf values win over the
+//! `DATASTORE_TYPE` / `ETCD_*` environment, with or without the `CALICO_` prefix, as in Calico).
 
 use std::path::PathBuf;
 
 use cni::caps::CiObject;
 use cni::{CniError, ErrorCode, NetConf};
+use datastore::DatastoreSettings;
 use ipam_store_local::init::LocalDefaults;
 use ipnetwork::IpNetwork;
 use serde::de::DeserializeOwned;
@@ -17,26 +18,14 @@ pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
 /// Calico's default host lock.
 pub const DEFAULT_LOCK_FILE: &str = "/var/run/calico/ipam.lock";
 
-/// Settings for `datastore_type: etcdv3` (Calico's `etcd_*` keys).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EtcdSettings {
-    pub endpoints: Option<String>,
-    pub discovery_srv: Option<String>,
-    pub key_file: Option<String>,
-    pub cert_file: Option<String>,
-    pub ca_cert_file: Option<String>,
-}
-
 /// Everything calico-ipam reads from its config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IpamConf {
     /// Network name (handle prefix).
     pub network: String,
-    /// `local`, `etcdv3` or `kubernetes` (Calico's default rule applied).
-    pub datastore_type: String,
-    /// `datastore_path` for `local`.
-    pub datastore_path: PathBuf,
-    pub etcd: EtcdSettings,
+    /// Which datastore and how to reach it (`datastore_type`, `datastore_path`, `etcd_*`,
+    /// `kubernetes.kubeconfig`, and the matching environment).
+    pub datastore: DatastoreSettings,
     pub nodename: Option<String>,
     pub nodename_file: PathBuf,
     pub hostname: Option<String>,
@@ -109,27 +98,11 @@ impl IpamConf {
             Some(v) => CiObject::from_value(v)
                 .ok_or_else(|| invalid("failed to load netconf: \"ipam\" is not an object"))?,
         };
-        let env2 =
-            |name: &str| non_empty(env(name)).or_else(|| non_empty(env(&format!("CALICO_{name}"))));
         let s = |o: &CiObject, key: &str| -> Result<Option<String>, CniError> {
             Ok(non_empty(field::<String>(o, key)?))
         };
-        let etcd = EtcdSettings {
-            endpoints: s(&top, "etcd_endpoints")?.or_else(|| env2("ETCD_ENDPOINTS")),
-            discovery_srv: s(&top, "etcd_discovery_srv")?.or_else(|| env2("ETCD_DISCOVERY_SRV")),
-            key_file: s(&top, "etcd_key_file")?.or_else(|| env2("ETCD_KEY_FILE")),
-            cert_file: s(&top, "etcd_cert_file")?.or_else(|| env2("ETCD_CERT_FILE")),
-            ca_cert_file: s(&top, "etcd_ca_cert_file")?.or_else(|| env2("ETCD_CA_CERT_FILE")),
-        };
-        let datastore_type = s(&top, "datastore_type")?
-            .or_else(|| env2("DATASTORE_TYPE"))
-            .unwrap_or_else(|| {
-                if etcd.endpoints.is_some() || etcd.discovery_srv.is_some() {
-                    "etcdv3".into()
-                } else {
-                    "kubernetes".into()
-                }
-            });
+        let datastore = DatastoreSettings::from_calico_config(&nc.raw, env)
+            .map_err(|e| invalid(e.to_string()))?;
         let d = LocalDefaults::default();
         let local_defaults = LocalDefaults {
             ipv4_pool: cidr(&ipam, "default_ipv4_pool", d.ipv4_pool)?,
@@ -142,12 +115,7 @@ impl IpamConf {
         };
         Ok(IpamConf {
             network: nc.name.clone(),
-            datastore_type,
-            datastore_path: PathBuf::from(
-                s(&top, "datastore_path")?
-                    .unwrap_or_else(|| ipam_store_local::DEFAULT_PATH.to_string()),
-            ),
-            etcd,
+            datastore,
             nodename: s(&top, "nodename")?,
             nodename_file: PathBuf::from(
                 s(&top, "nodename_file")?.unwrap_or_else(|| DEFAULT_NODENAME_FILE.into()),
@@ -169,6 +137,7 @@ impl IpamConf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datastore::DatastoreKind;
     use serde_json::json;
 
     fn conf(v: Value) -> Result<IpamConf, CniError> {
@@ -188,11 +157,14 @@ mod tests {
     fn defaults_follow_calico() {
         let c = conf(json!({"name":"k8s-pod-network","cniVersion":"1.0.0","type":"calico","ipam":{"type":"calico-ipam"}})).unwrap();
         assert_eq!(c.network, "k8s-pod-network");
-        assert_eq!(c.datastore_type, "kubernetes");
+        assert_eq!(c.datastore.kind, DatastoreKind::Etcdv3);
         assert!(c.assign_ipv4 && !c.assign_ipv6);
         assert_eq!(c.nodename_file, PathBuf::from(DEFAULT_NODENAME_FILE));
         assert_eq!(c.lock_file, PathBuf::from(DEFAULT_LOCK_FILE));
-        assert_eq!(c.datastore_path, PathBuf::from("/var/lib/calico/ipam.db"));
+        assert_eq!(
+            c.datastore.local_path,
+            PathBuf::from("/var/lib/calico/ipam.db")
+        );
         assert_eq!(c.local_defaults, LocalDefaults::default());
         assert!(c.host_lock);
     }
@@ -222,7 +194,7 @@ mod tests {
             json!({"name":"n","Datastore_Type":"local","IPAM":{"IPv4_Pools":["a","10.0.0.0/16"]}}),
         )
         .unwrap();
-        assert_eq!(c.datastore_type, "local");
+        assert_eq!(c.datastore.kind, DatastoreKind::Local);
         assert_eq!(c.ipv4_pools, vec!["a", "10.0.0.0/16"]);
         let e = conf(json!({"name":"n","ipam":{"ipv4_pools":"x"}})).unwrap_err();
         assert!(e.msg.contains("ipv4_pools"), "{}", e.msg);
@@ -232,9 +204,6 @@ mod tests {
 
     #[test]
     fn datastore_type_precedence() {
-        let c = conf_env(json!({"name":"n"}), &[("ETCD_ENDPOINTS", "http://e:2379")]).unwrap();
-        assert_eq!(c.datastore_type, "etcdv3");
-        assert_eq!(c.etcd.endpoints.as_deref(), Some("http://e:2379"));
         let c = conf_env(
             json!({"name":"n","etcd_endpoints":"http://conf:2379"}),
             &[
@@ -243,14 +212,16 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.datastore_type, "local");
-        assert_eq!(c.etcd.endpoints.as_deref(), Some("http://conf:2379"));
+        assert_eq!(c.datastore.kind, DatastoreKind::Local);
+        assert_eq!(c.datastore.etcd.endpoints, vec!["http://conf:2379"]);
         let c = conf_env(
             json!({"name":"n","datastore_type":"etcdv3"}),
             &[("DATASTORE_TYPE", "local")],
         )
         .unwrap();
-        assert_eq!(c.datastore_type, "etcdv3");
+        assert_eq!(c.datastore.kind, DatastoreKind::Etcdv3);
+        let e = conf(json!({"name":"n","datastore_type":"zookeeper"})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
     }
 
     #[test]
@@ -268,5 +239,39 @@ mod tests {
         let c = conf(json!({"name":"n","ipam":{"default_ipv4_pool":""}})).unwrap();
         assert_eq!(c.local_defaults.ipv4_pool, None);
         assert!(conf(json!({"name":"n","ipam":{"default_ipv4_pool":"10.77.0.1/16"}})).is_err());
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+    use datastore::DatastoreKind;
+
+    /// The real-world etcd + TLS conflist parses verbatim into calico-ipam's view.
+    #[test]
+    fn seed_etcd_tls_conflist() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/10-calico-etcd-tls.conflist"
+        );
+        let list: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut plugin = list["plugins"][0].clone();
+        plugin["name"] = list["name"].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        let nc = NetConf::parse(plugin.to_string().as_bytes()).unwrap();
+        let c = IpamConf::from_netconf(&nc, |_| None).unwrap();
+        assert_eq!(c.network, "k8s-pod-network");
+        assert_eq!(c.datastore.kind, DatastoreKind::Etcdv3);
+        assert_eq!(c.datastore.etcd.endpoints.len(), 3);
+        assert_eq!(
+            c.datastore.etcd.ca_cert_file.as_deref(),
+            Some(std::path::Path::new("/etc/cni/net.d/calico-tls/etcd-ca"))
+        );
+        assert_eq!(
+            c.datastore.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/etc/cni/net.d/calico-kubeconfig"))
+        );
+        assert!(c.assign_ipv4 && !c.assign_ipv6 && c.host_lock);
     }
 }

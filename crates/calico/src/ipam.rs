@@ -5,15 +5,26 @@ use cni::delegate::Delegation;
 use cni::{CniError, CniResult, Command, ErrorCode, Invocation};
 use ipnetwork::IpNetwork;
 use serde_json::Value;
+use std::net::IpAddr;
 
-/// Environment variable naming the node's pod CIDRs (comma separated) for host-local's
-/// `usePodCidr` when no Kubernetes API is configured (tests, single nodes).
+/// Override for the node's pod CIDRs (comma separated) behind host-local's `usePodCidr`, used
+/// only when no Kubernetes API is configured (single nodes without Kubernetes, tests, builds
+/// without the `kubernetes` feature). With an API, the Node's `spec.podCIDRs` are used.
 pub const POD_CIDRS_ENV: &str = "CALICO_POD_CIDRS";
+
+/// Where the node's pod CIDRs come from (the Kubernetes Node object in Kubernetes mode).
+pub trait PodCidrs {
+    /// `None`: no source configured (the [`POD_CIDRS_ENV`] override then applies).
+    fn pod_cidrs(&self) -> Option<Result<(String, Vec<IpNetwork>), CniError>>;
+}
 
 pub struct Ipam<'a> {
     inv: &'a Invocation,
     plugin: &'a str,
     cni_args: String,
+    /// The netconf sent to the plugin when Calico rewrote it (pool annotations).
+    config: Option<Value>,
+    pod_cidrs: Option<&'a dyn PodCidrs>,
 }
 
 fn is_placeholder(s: &str) -> Option<bool> {
@@ -59,29 +70,52 @@ fn replace_pod_cidr(
     Ok(changed)
 }
 
-/// The node's pod CIDRs from [`POD_CIDRS_ENV`]; the Kubernetes Node lookup replaces this when
-/// a kubeconfig is usable.
-fn pod_cidr(v4: bool) -> Result<String, CniError> {
-    let family = if v4 { "IPv4" } else { "IPv6" };
+/// Picks the CIDR of one family from the node's pod CIDRs, with Calico's rules and errors.
+fn pick_pod_cidr(node: &str, cidrs: &[IpNetwork], v4: bool) -> Result<String, CniError> {
+    let invalid = |msg: String| CniError::new(ErrorCode::InvalidConfig, msg);
+    if cidrs.is_empty() {
+        return Err(invalid(format!("no podCidr for node {node}")));
+    }
+    let of_family: Vec<&IpNetwork> = cidrs.iter().filter(|c| c.is_ipv4() == v4).collect();
+    if cidrs.iter().filter(|c| c.is_ipv4()).count() > 1
+        || cidrs.iter().filter(|c| c.is_ipv6()).count() > 1
+    {
+        return Err(invalid(
+            "ClusterCIDR contains two ranges of the same type".to_string(),
+        ));
+    }
+    of_family.first().map(|c| c.to_string()).ok_or_else(|| {
+        invalid(format!(
+            "usePodCidr found but there is no {} CIDR configured",
+            if v4 { "IPv4" } else { "IPv6" }
+        ))
+    })
+}
+
+/// The [`POD_CIDRS_ENV`] override, when no Kubernetes API is configured.
+fn env_pod_cidrs() -> Result<(String, Vec<IpNetwork>), CniError> {
     let raw = std::env::var(POD_CIDRS_ENV).map_err(|_| {
         CniError::new(
             ErrorCode::InvalidConfig,
             format!(
-                "ipam.subnet is usePodCidr but the node's podCIDR is unknown: no Kubernetes Node lookup is available, set {POD_CIDRS_ENV}"
+                "ipam.subnet is usePodCidr but the node's podCIDR is unknown: configure kubernetes.kubeconfig (or set {POD_CIDRS_ENV})"
             ),
         )
     })?;
-    raw.split(',')
+    let cidrs = raw
+        .split(',')
         .map(str::trim)
-        .filter_map(|c| c.parse::<IpNetwork>().ok())
-        .find(|c| c.is_ipv4() == v4)
-        .map(|c| c.to_string())
-        .ok_or_else(|| {
-            CniError::new(
-                ErrorCode::InvalidConfig,
-                format!("usePodCidr found but there is no {family} CIDR configured in {POD_CIDRS_ENV}={raw:?}"),
-            )
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<IpNetwork>().map_err(|e| {
+                CniError::new(
+                    ErrorCode::InvalidEnvironment,
+                    format!("invalid CIDR {c:?} in {POD_CIDRS_ENV}: {e}"),
+                )
+            })
         })
+        .collect::<Result<_, _>>()?;
+    Ok((format!("{POD_CIDRS_ENV}={raw:?}"), cidrs))
 }
 
 impl<'a> Ipam<'a> {
@@ -107,7 +141,34 @@ impl<'a> Ipam<'a> {
             inv,
             plugin,
             cni_args,
+            config: None,
+            pod_cidrs: None,
         })
+    }
+
+    /// Sends `config` instead of the received netconf (Calico's pool/family annotations).
+    pub fn with_config(mut self, config: Value) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Resolves host-local's `usePodCidr` from `source`.
+    pub fn with_pod_cidrs(mut self, source: &'a dyn PodCidrs) -> Self {
+        self.pod_cidrs = Some(source);
+        self
+    }
+
+    /// The netconf the plugin gets (before `usePodCidr` substitution).
+    pub fn config(&self) -> &Value {
+        self.config.as_ref().unwrap_or(&self.inv.config.raw)
+    }
+
+    /// The node's pod CIDRs, looked up at most once per call site (Calico does it lazily).
+    fn resolve_pod_cidrs(&self) -> Result<(String, Vec<IpNetwork>), CniError> {
+        match self.pod_cidrs.and_then(|s| s.pod_cidrs()) {
+            Some(r) => r,
+            None => env_pod_cidrs(),
+        }
     }
 
     pub fn plugin(&self) -> &str {
@@ -119,16 +180,28 @@ impl<'a> Ipam<'a> {
     /// releases by container id; the subnet only has to parse).
     fn stdin(&self, command: Command) -> Result<Vec<u8>, CniError> {
         if self.plugin != "host-local" {
-            return Ok(self.inv.stdin.clone());
+            return Ok(match &self.config {
+                Some(c) => serde_json::to_vec(c).expect("config re-serialises"),
+                None => self.inv.stdin.clone(),
+            });
         }
-        let mut conf = self.inv.config.raw.clone();
+        let mut conf = self.config().clone();
         let changed = match command {
-            Command::Add | Command::Check => replace_pod_cidr(&mut conf, &mut pod_cidr)?,
+            Command::Add | Command::Check => {
+                let mut cidrs = None;
+                replace_pod_cidr(&mut conf, &mut |v4| {
+                    if cidrs.is_none() {
+                        cidrs = Some(self.resolve_pod_cidrs()?);
+                    }
+                    let (node, list) = cidrs.as_ref().expect("set above");
+                    pick_pod_cidr(node, list, v4)
+                })?
+            }
             _ => replace_pod_cidr(&mut conf, &mut |v4| {
                 Ok(if v4 { "0.0.0.0/0" } else { "::/0" }.to_string())
             })?,
         };
-        Ok(if changed {
+        Ok(if changed || self.config.is_some() {
             serde_json::to_vec(&conf).expect("config re-serialises")
         } else {
             self.inv.stdin.clone()
@@ -142,6 +215,16 @@ impl<'a> Ipam<'a> {
     pub fn add(&self) -> Result<CniResult, CniError> {
         let stdin = self.stdin(Command::Add)?;
         self.delegation().add(&stdin, &self.inv.config.cni_version)
+    }
+
+    /// ADD asking for one specific address: Calico appends `IP=<ip>` to `CNI_ARGS` for the
+    /// `ipAddrs` annotation (calico-ipam honours it).
+    pub fn add_ip(&self, ip: IpAddr) -> Result<CniResult, CniError> {
+        let stdin = self.stdin(Command::Add)?;
+        let args = format!("{};IP={ip}", self.cni_args);
+        Delegation::new(self.plugin, &self.inv.cni_path)
+            .env("CNI_ARGS", &args)
+            .add(&stdin, &self.inv.config.cni_version)
     }
 
     pub fn run(&self, command: Command) -> Result<(), CniError> {
@@ -176,6 +259,20 @@ mod tests {
         assert_eq!(c["ipam"]["ranges"][1][0]["subnet"], "10.9.0.0/24");
         let mut plain = json!({"ipam":{"type":"host-local","subnet":"10.0.0.0/24"}});
         assert!(!replace_pod_cidr(&mut plain, &mut |_| unreachable!()).unwrap());
+    }
+
+    #[test]
+    fn pod_cidr_rules_and_errors() {
+        let c = |s: &str| s.parse::<IpNetwork>().unwrap();
+        let dual = [c("10.244.3.0/24"), c("fd00:3::/64")];
+        assert_eq!(pick_pod_cidr("n", &dual, true).unwrap(), "10.244.3.0/24");
+        assert_eq!(pick_pod_cidr("n", &dual, false).unwrap(), "fd00:3::/64");
+        let e = pick_pod_cidr("n1", &[], true).unwrap_err();
+        assert_eq!(e.msg, "no podCidr for node n1");
+        let e = pick_pod_cidr("n", &[c("10.0.0.0/24"), c("10.1.0.0/24")], true).unwrap_err();
+        assert!(e.msg.contains("two ranges of the same type"), "{}", e.msg);
+        let e = pick_pod_cidr("n", &[c("10.0.0.0/24")], false).unwrap_err();
+        assert!(e.msg.contains("no IPv6 CIDR configured"), "{}", e.msg);
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! container), IPAM delegation (`calico-ipam`, `host-local`) and the Linux dataplane (veth,
 //! /32 addresses, 169.254.1.1 next hop, host routes, sysctls).
 //!
+//! In Kubernetes mode (`kubernetes` cargo feature, see [`k8s`]) it also reads the pod and
+//! namespace annotations, resolves host-local's `usePodCidr` from the Node, and publishes the
+//! pod's IPs on the pod (`datastore_type: kubernetes`).
+//!
 //! Owns: wiring one pod interface and undoing it; every failure after IPAM rolls back.
 //! Must not: allocate addresses itself (IPAM plugins do, by exec), touch firewall rules or
 //! shaping (portmap, bandwidth), or enter a namespace on the calling thread.
@@ -10,6 +14,7 @@ pub mod config;
 pub mod dataplane;
 pub mod identity;
 pub mod ipam;
+pub mod k8s;
 pub mod node;
 
 use cni::{CniError, CniResult, Command, ErrorCode, Interface, Invocation, IpConfig, Plugin};
@@ -108,6 +113,16 @@ fn pod_interface(
     })
 }
 
+/// Undoes a partial or complete dataplane setup (interfaces first; routes go with them).
+fn undo_dataplane(inv: &Invocation, pod: &PodInterface) {
+    if let Err(re) = dataplane::remove(inv.netns.as_deref(), &inv.ifname) {
+        log::error!("rollback: {re}");
+    }
+    if let Err(re) = dataplane::remove_host_veth(&pod.host_veth) {
+        log::error!("rollback: {re}");
+    }
+}
+
 /// Calico leaves host routes to Felix when calico-ipam returns no routes (KubeVirt targets).
 fn wants_host_routes(ipam_plugin: &str, ipam_result: &CniResult) -> bool {
     !(ipam_plugin == "calico-ipam" && ipam_result.routes.is_empty())
@@ -133,10 +148,24 @@ impl Plugin for Calico {
         let ns = open_netns(inv)?;
         // Refuse before allocating: a repeated ADD must not disturb the interface it would collide with.
         dataplane::ensure_absent(&ns, &inv.ifname).map_err(|e| dp_err("ADD", e))?;
-        let ipam = Ipam::new(inv)?;
-        let allocated = ipam.add()?;
+        // Kubernetes lookups come before IPAM, so an unreachable API server fails the ADD
+        // with nothing allocated or created.
+        let kube = k8s::Kube::new(inv, &conf, &node);
+        kube.require_datastore_ready()?;
+        let settings = kube.pod_settings()?;
+        let mut ipam = Ipam::new(inv)?.with_pod_cidrs(&kube);
+        if let Some(c) = settings.ipam_config.clone() {
+            ipam = ipam.with_config(c);
+        }
+        let allocation = settings.allocate(&ipam)?;
+        let release = || {
+            if allocation.from_ipam {
+                ipam.release_after_failure();
+            }
+        };
+        let allocated = &allocation.result;
         if allocated.ips.is_empty() {
-            ipam.release_after_failure();
+            release();
             return Err(CniError::generic("IPAM plugin returned missing IP config"));
         }
         let addresses: Vec<IpNetwork> = allocated
@@ -144,16 +173,25 @@ impl Plugin for Calico {
             .iter()
             .map(|ip| dataplane::host_prefix(ip.address))
             .collect();
-        let pod = match pod_interface(
-            inv,
-            &conf,
-            addresses.clone(),
-            wants_host_routes(ipam.plugin(), &allocated),
-            mtu,
-        ) {
+        let pod = settings
+            .check_floating_ips(&addresses)
+            .and_then(|()| {
+                pod_interface(
+                    inv,
+                    &conf,
+                    addresses.clone(),
+                    allocation.force_host_routes || wants_host_routes(ipam.plugin(), allocated),
+                    mtu,
+                )
+            })
+            .map(|mut p| {
+                p.container_mac = settings.hw_addr;
+                p
+            });
+        let pod = match pod {
             Ok(p) => p,
             Err(e) => {
-                ipam.release_after_failure();
+                release();
                 return Err(e);
             }
         };
@@ -167,16 +205,16 @@ impl Plugin for Calico {
             Ok(mac) => mac,
             Err(e) => {
                 // Undo in reverse: interfaces first, then the addresses they carried.
-                if let Err(re) = dataplane::remove(inv.netns.as_deref(), &inv.ifname) {
-                    log::error!("rollback: {re}");
-                }
-                if let Err(re) = dataplane::remove_host_veth(&pod.host_veth) {
-                    log::error!("rollback: {re}");
-                }
-                ipam.release_after_failure();
+                undo_dataplane(inv, &pod);
+                release();
                 return Err(dp_err("failed to set up the pod interface", e));
             }
         };
+        if let Err(e) = kube.record_pod_ips(&addresses) {
+            undo_dataplane(inv, &pod);
+            release();
+            return Err(e);
+        }
         Ok(CniResult {
             interfaces: vec![
                 Interface {
@@ -199,13 +237,17 @@ impl Plugin for Calico {
                     interface: Some(1),
                 })
                 .collect(),
-            routes: allocated.routes,
-            dns: allocated.dns,
+            routes: allocation.result.routes,
+            dns: allocation.result.dns,
         })
     }
 
     fn del(&self, inv: &Invocation) -> Result<(), CniError> {
-        Self::prologue(inv)?;
+        let conf = Self::prologue(inv)?;
+        let node = node::node_name(&conf)?;
+        // First, and fatal on API errors: a DEL that cannot see the pod must not tear it down
+        // (the runtime retries).
+        k8s::Kube::new(inv, &conf, &node).clear_pod_ips()?;
         // The interface goes first: releasing an address still configured on a live interface
         // could hand it to another pod while this one still answers for it.
         dataplane::remove(inv.netns.as_deref(), &inv.ifname)
@@ -238,7 +280,9 @@ impl Plugin for Calico {
                 inv.ifname
             )));
         }
-        let ipam = Ipam::new(inv)?;
+        let node = node::node_name(&conf)?;
+        let kube = k8s::Kube::new(inv, &conf, &node);
+        let ipam = Ipam::new(inv)?.with_pod_cidrs(&kube);
         let pod = pod_interface(
             inv,
             &conf,

@@ -1,1 +1,24 @@
-//! Chooses and opens the IPAM datastore (local, etcdv3, kubernetes) from plugin config or calicoctl env (in progress).
+//! Chooses and opens the IPAM datastore: Calico's `etcdv3` (default), `kubernetes`, or our
+//! embedded `local` SQLite store.
+//!
+//! Owns: reading the datastore selection the way Calico does — from a `calico`/`calico-ipam`
+//! network config (`datastore_type`, `datastore_path`, `etcd_*`, `kubernetes.kubeconfig`; the
+//! config wins over the `DATASTORE_TYPE`/`ETCD_*`/`KUBECONFIG` environment, `CALICO_`-prefixed
+//! or not) or from calicoctl's environment alone — into [`DatastoreSettings`], and turning
+//! those into a boxed [`ipam::Store`] with [`open`].
+//!
+//! Must NOT: implement IPAM logic (the `ipam` crate), initialise or modify datastore contents
+//! (callers decide: the plugin seeds an empty local store, `calicoctl datastore init` the
+//! others), or know about CNI verbs. The Kubernetes backend lives in `kdd` (cargo feature
+//! `kubernetes`); without it, `datastore_type: kubernetes` is a clear error.
+
+mod error;
+#[cfg(feature = "kubernetes")]
+mod kdd;
+mod open;
+mod settings;
+
+pub use error::DatastoreError;
+pub use ipam_store_etcd::EtcdConfig;
+pub use open::open;
+pub use settings::{DatastoreKind, DatastoreSettings, DEFAULT_ETCD_ENDPOINT, DEFAULT_LOCAL_PATH};

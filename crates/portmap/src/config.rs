@@ -68,19 +68,22 @@ impl Default for PortMapConf {
 impl PortMapConf {
     /// Parses and validates the plugin object (the whole stdin config; unknown keys ignored).
     pub fn from_json(v: &serde_json::Value) -> Result<PortMapConf, PortmapError> {
-        let raw: RawConf = serde_json::from_value(v.clone())
-            .map_err(|e| PortmapError::InvalidConfig(format!("failed to parse config: {e}")))?;
+        // parse_named reports type errors with the field's path ("markMasqBit", "snat", …).
+        let raw: RawConf =
+            cni::config::parse_named(v).map_err(|e| PortmapError::InvalidConfig(e.msg))?;
         if raw.mark_masq_bit.is_some() && raw.external_set_mark_chain.is_some() {
-            return Err(PortmapError::InvalidConfig(
-                "Cannot specify externalSetMarkChain and markMasqBit".into(),
+            return Err(PortmapError::field(
+                "markMasqBit",
+                "Cannot specify externalSetMarkChain and markMasqBit",
             ));
         }
         let mark_masq_bit = match raw.mark_masq_bit {
             None => DEFAULT_MARK_BIT,
             Some(b @ 0..=31) => b as u8,
-            Some(_) => {
-                return Err(PortmapError::InvalidConfig(
-                    "MasqMarkBit must be between 0 and 31".into(),
+            Some(b) => {
+                return Err(PortmapError::field(
+                    "markMasqBit",
+                    format!("MasqMarkBit must be between 0 and 31, got {b}"),
                 ))
             }
         };
@@ -89,9 +92,10 @@ impl PortMapConf {
             Some("iptables") => Some(Backend::Iptables),
             Some("nftables") => Some(Backend::Nftables),
             Some(other) => {
-                return Err(PortmapError::InvalidConfig(format!(
-                    "unrecognized backend {other:?}"
-                )))
+                return Err(PortmapError::field(
+                    "backend",
+                    format!("unrecognized backend {other:?}"),
+                ))
             }
         };
         let conf = PortMapConf {
@@ -210,17 +214,24 @@ mod tests {
     #[test]
     fn mark_bit_range_and_exclusivity() {
         let e = PortMapConf::from_json(&json!({"markMasqBit": 32})).unwrap_err();
-        assert_eq!(e.to_string(), "MasqMarkBit must be between 0 and 31");
+        assert_eq!(
+            e.to_string(),
+            "invalid network config field \"markMasqBit\": MasqMarkBit must be between 0 and 31, got 32"
+        );
         let e = PortMapConf::from_json(&json!({"markMasqBit": -1})).unwrap_err();
-        assert_eq!(e.to_string(), "MasqMarkBit must be between 0 and 31");
+        assert!(e.to_string().contains("got -1"), "{e}");
         let e = PortMapConf::from_json(
             &json!({"markMasqBit": 5, "externalSetMarkChain": "KUBE-MARK-MASQ"}),
         )
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "Cannot specify externalSetMarkChain and markMasqBit"
+            "invalid network config field \"markMasqBit\": Cannot specify externalSetMarkChain and markMasqBit"
         );
+        let e = PortMapConf::from_json(&json!({"markMasqBit": "13"})).unwrap_err();
+        assert!(e.to_string().contains("\"markMasqBit\""), "{e}");
+        let e = PortMapConf::from_json(&json!({"snat": "yes"})).unwrap_err();
+        assert!(e.to_string().contains("\"snat\""), "{e}");
         let c = PortMapConf::from_json(&json!({"markMasqBit": 5, "snat": false})).unwrap();
         assert_eq!(c.mark(), 0x20);
         assert!(!c.snat);
@@ -229,7 +240,10 @@ mod tests {
     #[test]
     fn backend_validation() {
         let e = PortMapConf::from_json(&json!({"backend": "bpf"})).unwrap_err();
-        assert_eq!(e.to_string(), "unrecognized backend \"bpf\"");
+        assert_eq!(
+            e.to_string(),
+            "invalid network config field \"backend\": unrecognized backend \"bpf\""
+        );
         let e =
             PortMapConf::from_json(&json!({"backend": "nftables", "externalSetMarkChain": "X"}))
                 .unwrap_err();

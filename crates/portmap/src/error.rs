@@ -4,15 +4,15 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum PortmapError {
-    /// Bad plugin configuration (maps to CNI code 7).
+    /// Bad plugin configuration or `runtimeConfig.portMappings` entry (CNI code 7). `field` is
+    /// the JSON path of the offending value (e.g. `runtimeConfig.portMappings[1].protocol`),
+    /// `msg` upstream's wording where upstream has one, so both the field and the familiar
+    /// message appear in the error.
+    #[error("invalid network config field {field:?}: {msg}")]
+    InvalidField { field: String, msg: String },
+    /// Bad plugin configuration not tied to one field (CNI code 7).
     #[error("{0}")]
     InvalidConfig(String),
-    /// Bad `runtimeConfig.portMappings` entry (upstream reports these as plain errors).
-    #[error("{0}")]
-    InvalidMapping(String),
-    /// ADD/CHECK called without `prevResult`.
-    #[error("{0}")]
-    MissingPrevResult(&'static str),
     /// A helper binary could not be started or failed.
     #[error("{0}")]
     Exec(String),
@@ -25,4 +25,30 @@ pub enum PortmapError {
     /// Anything else that went wrong while programming the host.
     #[error("{0}")]
     Setup(String),
+}
+
+impl PortmapError {
+    /// An [`PortmapError::InvalidField`] for `field`.
+    pub fn field(field: impl Into<String>, msg: impl Into<String>) -> PortmapError {
+        PortmapError::InvalidField {
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Prefixes the field path of an [`PortmapError::InvalidField`] with `parent` (e.g. the
+    /// list index a mapping came from); other errors are returned unchanged.
+    pub fn within(self, parent: &str) -> PortmapError {
+        match self {
+            PortmapError::InvalidField { field, msg } => PortmapError::InvalidField {
+                field: if field.is_empty() {
+                    parent.to_string()
+                } else {
+                    format!("{parent}.{field}")
+                },
+                msg,
+            },
+            other => other,
+        }
+    }
 }

@@ -9,7 +9,11 @@
 //!
 //! * iptables: upstream's chains, rule shapes, comments and marks (`CNI-HOSTPORT-DNAT`,
 //!   `CNI-DN-<hash>`, `CNI-HOSTPORT-SETMARK`, `CNI-HOSTPORT-MASQ`), so a node can switch between
-//!   this plugin and the Go one in both directions and each DEL removes the other's rules.
+//!   this plugin and the Go one in both directions and each DEL removes the other's rules. State is
+//!   read with per-chain listings (`iptables -S <chain>`) of our own chains only; `iptables-save`
+//!   (the whole table, kube-proxy's included) is a last resort. This layout cannot be flat with
+//!   iptables-nft (the tool loads the chain list, and for `-D` every rule of the table); the
+//!   nftables backend is the one whose cost does not grow with the node's mappings.
 //! * nftables: upstream's `cni_hostport` tables and base chains, with per-attachment state kept
 //!   in set/map elements so ADD and DEL never list the ruleset (see [`nft::render`]).
 //!

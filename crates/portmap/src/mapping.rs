@@ -62,9 +62,10 @@ impl Protocol {
             "tcp" | "" => Ok(Protocol::Tcp),
             "udp" => Ok(Protocol::Udp),
             "sctp" => Ok(Protocol::Sctp),
-            _ => Err(PortmapError::InvalidMapping(format!(
-                "unsupported protocol {s:?} (expected tcp, udp or sctp)"
-            ))),
+            _ => Err(PortmapError::field(
+                "protocol",
+                format!("unsupported protocol {s:?} (expected tcp, udp or sctp)"),
+            )),
         }
     }
 
@@ -113,22 +114,21 @@ impl PortMapping {
         protocol: &str,
         host_ip: &str,
     ) -> Result<PortMapping, PortmapError> {
-        let port = |n: i64, what: &str| -> Result<u16, PortmapError> {
+        let port = |n: i64, what: &str, field: &str| -> Result<u16, PortmapError> {
             u16::try_from(n).ok().filter(|p| *p > 0).ok_or_else(|| {
-                PortmapError::InvalidMapping(format!("Invalid {what} port number: {n}"))
+                PortmapError::field(field, format!("Invalid {what} port number: {n}"))
             })
         };
-        let container_port = port(container_port, "container")?;
-        let host_port = port(host_port, "host")?;
+        let container_port = port(container_port, "container", "containerPort")?;
+        let host_port = port(host_port, "host", "hostPort")?;
         let protocol = Protocol::parse(protocol)?;
-        let host_ip =
-            if host_ip.is_empty() {
-                None
-            } else {
-                Some(host_ip.parse::<IpAddr>().map_err(|_| {
-                    PortmapError::InvalidMapping(format!("invalid hostIP {host_ip:?}"))
-                })?)
-            };
+        let host_ip = if host_ip.is_empty() {
+            None
+        } else {
+            Some(host_ip.parse::<IpAddr>().map_err(|_| {
+                PortmapError::field("hostIP", format!("invalid IP address {host_ip:?}"))
+            })?)
+        };
         Ok(PortMapping {
             host_port,
             container_port,
@@ -140,7 +140,7 @@ impl PortMapping {
     /// Parses one JSON object with case-insensitive keys.
     pub fn from_json(v: &Value) -> Result<PortMapping, PortmapError> {
         let obj = v.as_object().ok_or_else(|| {
-            PortmapError::InvalidMapping(format!("port mapping must be an object, got {v}"))
+            PortmapError::field("", format!("port mapping must be an object, got {v}"))
         })?;
         let get = |key: &str| {
             obj.iter()
@@ -151,7 +151,7 @@ impl PortMapping {
             match get(key) {
                 None | Some(Value::Null) => Ok(0),
                 Some(v) => v.as_i64().ok_or_else(|| {
-                    PortmapError::InvalidMapping(format!("{key} must be an integer, got {v}"))
+                    PortmapError::field(key, format!("must be an integer, got {v}"))
                 }),
             }
         };
@@ -159,9 +159,10 @@ impl PortMapping {
             match get(key) {
                 None | Some(Value::Null) => Ok(String::new()),
                 Some(Value::String(s)) => Ok(s.clone()),
-                Some(v) => Err(PortmapError::InvalidMapping(format!(
-                    "{key} must be a string, got {v}"
-                ))),
+                Some(v) => Err(PortmapError::field(
+                    key,
+                    format!("must be a string, got {v}"),
+                )),
             }
         };
         PortMapping::from_parts(
@@ -176,10 +177,17 @@ impl PortMapping {
     pub fn list_from_json(v: Option<&Value>) -> Result<Vec<PortMapping>, PortmapError> {
         match v {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items.iter().map(PortMapping::from_json).collect(),
-            Some(other) => Err(PortmapError::InvalidMapping(format!(
-                "portMappings must be a list, got {other}"
-            ))),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    PortMapping::from_json(m).map_err(|e| e.within(&format!("portMappings[{i}]")))
+                })
+                .collect(),
+            Some(other) => Err(PortmapError::field(
+                "portMappings",
+                format!("must be a list, got {other}"),
+            )),
         }
     }
 }
@@ -203,24 +211,40 @@ mod tests {
     #[test]
     fn invalid_ports_use_upstream_messages() {
         let e = PortMapping::from_json(&json!({"hostPort": 1, "containerPort": 0})).unwrap_err();
-        assert_eq!(e.to_string(), "Invalid container port number: 0");
+        assert_eq!(
+            e.to_string(),
+            "invalid network config field \"containerPort\": Invalid container port number: 0"
+        );
         let e = PortMapping::from_json(&json!({"hostPort": -3, "containerPort": 80})).unwrap_err();
-        assert_eq!(e.to_string(), "Invalid host port number: -3");
-        let e =
-            PortMapping::from_json(&json!({"hostPort": 70000, "containerPort": 80})).unwrap_err();
-        assert_eq!(e.to_string(), "Invalid host port number: 70000");
+        assert_eq!(
+            e.to_string(),
+            "invalid network config field \"hostPort\": Invalid host port number: -3"
+        );
+        let e = PortMapping::list_from_json(Some(&json!([
+            {"hostPort": 80, "containerPort": 80},
+            {"hostPort": 70000, "containerPort": 80}
+        ])))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid network config field \"portMappings[1].hostPort\": Invalid host port number: 70000"
+        );
     }
 
     #[test]
     fn protocol_and_host_ip_validation() {
-        assert!(PortMapping::from_json(
-            &json!({"hostPort": 1, "containerPort": 1, "protocol": "icmp"})
+        let e =
+            PortMapping::from_json(&json!({"hostPort": 1, "containerPort": 1, "protocol": "icmp"}))
+                .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid network config field \"protocol\": unsupported protocol \"icmp\" (expected tcp, udp or sctp)"
+        );
+        let e = PortMapping::from_json(
+            &json!({"hostPort": 1, "containerPort": 1, "hostIP": "not-an-ip"}),
         )
-        .is_err());
-        assert!(PortMapping::from_json(
-            &json!({"hostPort": 1, "containerPort": 1, "hostIP": "not-an-ip"})
-        )
-        .is_err());
+        .unwrap_err();
+        assert!(e.to_string().contains("field \"hostIP\""), "{e}");
         let m = PortMapping::from_json(
             &json!({"hostPort": 1, "containerPort": 1, "protocol": "udp", "hostIP": "0.0.0.0"}),
         )

@@ -13,7 +13,7 @@ pub struct Portmap;
 impl From<PortmapError> for CniError {
     fn from(e: PortmapError) -> CniError {
         let code = match e {
-            PortmapError::InvalidConfig(_) | PortmapError::InvalidMapping(_) => {
+            PortmapError::InvalidConfig(_) | PortmapError::InvalidField { .. } => {
                 ErrorCode::InvalidConfig
             }
             _ => cni::error::GENERIC,
@@ -32,13 +32,15 @@ fn parse(inv: &Invocation) -> Result<(PortMapConf, Vec<PortMapping>), CniError> 
         .runtime_config
         .port_mappings
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             PortMapping::from_parts(
                 i64::from(m.host_port),
                 i64::from(m.container_port),
                 &m.protocol,
                 &m.host_ip,
             )
+            .map_err(|e| e.within(&format!("runtimeConfig.portMappings[{i}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((conf, mappings))

@@ -1,5 +1,6 @@
 //! iptables backend: upstream's chains, applied with one `iptables-restore --noflush -w` per
-//! family and operation; `iptables-save -t nat` is read only when the optimistic script fails.
+//! family and operation; `iptables-save -t nat` is read only when the optimistic script fails
+//! (first ADD on a node, repeated ADD, DEL of rules whose shape differs from ours).
 
 pub mod render;
 pub mod save;
@@ -10,7 +11,7 @@ use crate::error::PortmapError;
 use crate::exec;
 use crate::mapping::Family;
 use crate::Request;
-use save::NatState;
+use save::{NatState, SavedRule};
 
 fn restore_tool(family: Family) -> &'static str {
     match family {
@@ -73,66 +74,146 @@ fn read_state(family: Family) -> Result<NatState, String> {
     Ok(NatState::parse(&out.stdout))
 }
 
-/// Whether `chain` exists in the nat table. Listing one (small) chain is cheap with iptables-nft,
-/// unlike `iptables-save`, which reads the whole table (kube-proxy's included).
-fn chain_exists(family: Family, chain: &str) -> Result<bool, String> {
-    let out = exec::run(
-        iptables_tool(family),
-        &["-w", "-t", "nat", "-S", chain],
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+/// Lists one chain with `iptables -S <chain>`: `None` when it does not exist. With iptables-nft
+/// this loads only that chain, unlike `iptables-save` (or a `-C`/`-D` in a restore script), which
+/// loads every rule of the table, kube-proxy's included.
+fn list_chain(family: Family, chain: &str) -> Result<Option<Vec<SavedRule>>, String> {
+    let tool = iptables_tool(family);
+    let out =
+        exec::run(tool, &["-w", "-t", "nat", "-S", chain], None).map_err(|e| e.to_string())?;
     if out.success {
-        return Ok(true);
+        return Ok(Some(NatState::parse_listing(&out.stdout)));
     }
     // iptables-legacy says "No chain/target/match", iptables-nft 1.8.9 calls a missing chain
-    // "incompatible". Any other failure (tool unusable) is left to the save that follows.
+    // "incompatible"; anything else means the tool itself does not work.
     let missing = ["No chain", "does not exist", "incompatible"];
-    Ok(!missing.iter().any(|m| out.stderr.contains(m)))
+    if missing.iter().any(|m| out.stderr.contains(m)) {
+        Ok(None)
+    } else {
+        Err(format!("{tool} -S {chain} failed: {}", out.stderr.trim()))
+    }
 }
 
-/// Installs the rules for one container address.
+/// The nat-table state restricted to `chains` (listed concurrently): the ones that exist, with
+/// their rules. Enough for rendering as long as our rules sit where upstream puts them.
+fn read_chains(family: Family, chains: &[&str]) -> Result<NatState, String> {
+    let listings: Vec<Result<Option<Vec<SavedRule>>, String>> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = chains
+            .iter()
+            .map(|c| scope.spawn(move || list_chain(family, c)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err("chain listing thread panicked".to_string()))
+            })
+            .collect()
+    });
+    let mut state = NatState::default();
+    for (chain, listing) in chains.iter().zip(listings) {
+        if let Some(rules) = listing? {
+            state.chains.insert(chain.to_string());
+            state.rules.extend(rules);
+        }
+    }
+    Ok(state)
+}
+
+/// The chains whose listing shows whether the shared rules are in place.
+fn shared_rule_chains(req: &Request) -> Vec<&'static str> {
+    render::shared_rules_by_chain(req)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// Applies `script` rendered from a partial state; when that fails (rules of ours in unexpected
+/// places), renders again from the whole table (`iptables-save`) as a last resort.
+fn restore_with_fallback(
+    family: Family,
+    script: Option<String>,
+    render_full: impl FnOnce(&NatState) -> Option<String>,
+) -> Result<(), String> {
+    let first = match script {
+        Some(s) => restore(family, &s),
+        None => return Ok(()),
+    };
+    let Err(e) = first else { return Ok(()) };
+    log::debug!("{family} script from chain listings failed, reading the whole table: {e}");
+    let state = read_state(family)?;
+    match render_full(&state) {
+        Some(s) => restore(family, &s),
+        None => Ok(()),
+    }
+}
+
+/// Installs the rules for one container address: if the shared rules are in place, one restore
+/// creating the container chain; otherwise (first ADD on the node, repeated ADD) one restore
+/// rendered from the listings of the shared chains. `iptables-save` only as a last resort.
 pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
     let family = Family::of(&addr.ip());
-    let fast = render::add_fast(req, addr);
-    match restore(family, &fast) {
-        Ok(()) => return Ok(()),
-        Err(e) => log::debug!("{family} fast ADD path not applicable: {e}"),
+    let setup_err = |e: String| PortmapError::Setup(format!("unable to setup DNAT: {e}"));
+    let mut chains = shared_rule_chains(req);
+    let shared = read_chains(family, &chains).map_err(setup_err)?;
+    let present = render::shared_rules(req)
+        .iter()
+        .all(|sh| shared.has_rule(sh.chain, &sh.rule));
+    if present {
+        match restore(family, &render::add_fast(req, addr)) {
+            Ok(()) => return Ok(()),
+            Err(e) => log::debug!("{family} fast ADD path not applicable: {e}"),
+        }
     }
-    let state = read_state(family)
-        .map_err(|e| PortmapError::Setup(format!("unable to setup DNAT: {e}")))?;
-    let full = render::add_full(req, addr, &state);
-    restore(family, &full).map_err(|e| PortmapError::Setup(format!("unable to setup DNAT: {e}")))
+    for c in render::shared_chains(req) {
+        if !chains.contains(&c) {
+            chains.push(c);
+        }
+    }
+    let state = read_chains(family, &chains).map_err(setup_err)?;
+    let script = render::add_full(req, addr, &state);
+    restore_with_fallback(family, Some(script), |full| {
+        Some(render::add_full(req, addr, full))
+    })
+    .map_err(setup_err)
 }
 
-/// Removes everything of this attachment in both families.
+/// Removes everything of this attachment in both families: one restore with the entry rules as
+/// this configuration renders them; if that does not apply, and the container chain exists, one
+/// restore rendered from the listings of the chains upstream's rules live in.
 pub fn del(req: &Request) -> Result<(), PortmapError> {
     let mut unusable = Vec::new();
+    let dn = req.attachment.dnat_chain();
+    let sn = req.attachment.old_snat_chain();
     for family in Family::BOTH {
         match restore(family, &render::del_fast(req, family)) {
             Ok(()) => continue,
             Err(e) => log::debug!("{family} fast DEL path not applicable: {e}"),
         }
-        // Usually nothing is there (second DEL, or no address of this family): check that
-        // cheaply before reading the whole table. (The pre-2017 CNI-SN chain is only looked for
-        // when the CNI-DN chain exists.)
-        if let Ok(false) = chain_exists(family, &req.attachment.dnat_chain()) {
-            continue;
-        }
-        let state = match read_state(family) {
-            Ok(s) => s,
+        // Usually nothing is there (second DEL, or no address of this family): one small
+        // listing says so. (The pre-2017 CNI-SN chain is only looked for when CNI-DN exists.)
+        match list_chain(family, &dn) {
+            Ok(None) => continue,
+            Ok(Some(_)) => {}
             Err(e) => {
                 // A family whose tools do not work cannot hold rules of ours.
                 log::info!("skipping {family} teardown: {e}");
-                unusable.push(format!("({}) {e}", save_tool(family)));
+                unusable.push(format!("({}) {e}", iptables_tool(family)));
                 continue;
             }
-        };
-        if let Some(script) = render::del_full(req, &state) {
-            restore(family, &script).map_err(|e| {
-                PortmapError::Setup(format!("could not teardown {family} dnat: {e}"))
-            })?;
         }
+        let parents = [
+            render::TOP_DNAT_CHAIN,
+            render::OLD_SNAT_CHAIN,
+            dn.as_str(),
+            sn.as_str(),
+        ];
+        let teardown_err =
+            |e: String| PortmapError::Setup(format!("could not teardown {family} dnat: {e}"));
+        let state = read_chains(family, &parents).map_err(teardown_err)?;
+        restore_with_fallback(family, render::del_full(req, &state), |full| {
+            render::del_full(req, full)
+        })
+        .map_err(teardown_err)?;
     }
     if unusable.len() == Family::BOTH.len() {
         return Err(PortmapError::Setup(format!(

@@ -14,6 +14,8 @@ use crate::Request;
 pub const TOP_DNAT_CHAIN: &str = "CNI-HOSTPORT-DNAT";
 pub const SETMARK_CHAIN: &str = "CNI-HOSTPORT-SETMARK";
 pub const MASQ_CHAIN: &str = "CNI-HOSTPORT-MASQ";
+/// Parent of the pre-2017 per-container SNAT chains (only ever torn down).
+pub const OLD_SNAT_CHAIN: &str = "CNI-HOSTPORT-SNAT";
 
 /// `multiport` accepts at most 15 ports per rule.
 const MULTIPORT_MAX: usize = 15;
@@ -285,16 +287,29 @@ fn push_container_rules(s: &mut Script, req: &Request, addr: &IpNetwork) {
     }
 }
 
-/// ADD assuming the shared chains and jumps exist: `-C` proves they do (the whole transaction
-/// fails otherwise, and [`add_full`] is used). The container chain is created or flushed.
+/// ADD for a first attachment, once the shared chains and rules were seen (see
+/// `iptables::add`). `-N` fails when the container chain already exists (a repeated ADD, or
+/// leftovers of another plugin), which aborts the transaction so [`add_full`] can replace the old
+/// entry rules instead of duplicating them. No `-C` here: with iptables-nft each `-C` of a rule
+/// jumping to a user chain makes the tool load every rule of the table (kube-proxy's included).
 pub fn add_fast(req: &Request, addr: &IpNetwork) -> String {
     let mut s = Script::new();
-    s.declare(&req.attachment.dnat_chain());
-    for sh in shared_rules(req) {
-        s.cmd("-C", sh.chain, &sh.rule);
-    }
+    s.cmd("-N", &req.attachment.dnat_chain(), &[]);
     push_container_rules(&mut s, req, addr);
     s.finish()
+}
+
+/// The shared chains whose listings prove the shared rules are in place, with the rules each
+/// must contain.
+pub fn shared_rules_by_chain(req: &Request) -> Vec<(&'static str, Vec<Rule>)> {
+    let mut out: Vec<(&'static str, Vec<Rule>)> = Vec::new();
+    for sh in shared_rules(req) {
+        match out.iter_mut().find(|(c, _)| *c == sh.chain) {
+            Some((_, rules)) => rules.push(sh.rule),
+            None => out.push((sh.chain, vec![sh.rule])),
+        }
+    }
+    out
 }
 
 /// ADD from a known table state: creates what is missing, replaces this container's entries.

@@ -61,6 +61,21 @@ impl NatState {
         state
     }
 
+    /// Parses the `-A` lines of an `iptables -S <chain>` listing (same rule syntax as a save).
+    pub fn parse_listing(text: &str) -> Vec<SavedRule> {
+        text.lines()
+            .filter_map(|l| l.trim_end().strip_prefix("-A "))
+            .map(|rest| {
+                let (chain, raw) = rest.split_once(' ').unwrap_or((rest, ""));
+                SavedRule {
+                    chain: chain.to_string(),
+                    args: tokenize(raw),
+                    raw: raw.to_string(),
+                }
+            })
+            .collect()
+    }
+
     pub fn has_chain(&self, name: &str) -> bool {
         self.chains.contains(name)
     }
@@ -154,6 +169,16 @@ COMMIT
             "PREROUTING",
             &tokenize("-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT")
         ));
+    }
+
+    #[test]
+    fn chain_listing() {
+        let text = "-N CNI-HOSTPORT-MASQ\n-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE\n";
+        let rules = NatState::parse_listing(text);
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].chain, "CNI-HOSTPORT-MASQ");
+        assert_eq!(rules[0].target(), Some("MASQUERADE"));
+        assert!(NatState::parse_listing("-P PREROUTING ACCEPT\n").is_empty());
     }
 
     #[test]

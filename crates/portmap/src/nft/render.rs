@@ -23,6 +23,15 @@
 //! source. A marked connection is masqueraded in `hostports_masquerade`. Hairpin matches, like
 //! the iptables `-s <podIP/prefix>` rule, any source behind the pod's host interface (with a
 //! bridge: sibling pods; with Calico's per-pod veth: only the pod itself).
+//!
+//! Known limits of this layout (compared with upstream's comment-tagged rules):
+//! * DEL removes the keys its own `portMappings` name; a DEL sent with different mappings than
+//!   the ADD leaves the other keys (libcni-based runtimes replay the ADD's capability args).
+//! * A second container mapping an already mapped host port is refused (`Conflict`) instead of
+//!   being shadowed by the first one's rule.
+//! * Rules written by upstream's nft backend keep working (reached through `hostports_all`) but
+//!   are not removed by our DEL, and an upstream ADD re-creates `hostports_all` without our map
+//!   lookups (restored by our next ADD).
 
 use std::net::IpAddr;
 

@@ -1,0 +1,338 @@
+//! KddStore against the test API server: the store contract, Calico's object shapes as seen
+//! on the wire, concurrent allocation through the allocator, and API-down behaviour.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use ipam::keys::{Key, ListPrefix};
+use ipam::model::AllocationBlock;
+use ipam::{AutoAssignRequest, Ipam, IpamError, Store, StoreError};
+use ipam_store_kdd::{KddStore, Timeouts};
+use serde_json::json;
+use test_apiserver::TestApiServer;
+
+const CRD: &str = "/apis/crd.projectcalico.org/v1";
+
+fn store(api: &TestApiServer) -> KddStore {
+    KddStore::open(&api.kubeconfig_path()).expect("open KDD store")
+}
+
+/// A Calico IPPool CRD and Kubernetes Nodes, as a cluster with Calico installed has them.
+fn seed_cluster(api: &TestApiServer, pool_cidr: &str, block: u8, nodes: &[&str]) {
+    api.put(
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+        "metadata": {"name": "default-ipv4-ippool"},
+        "spec": {"cidr": pool_cidr, "blockSize": block, "ipipMode": "Never",
+                 "vxlanMode": "Never", "natOutgoing": true, "nodeSelector": "all()"}}),
+    )
+    .unwrap();
+    for n in nodes {
+        api.put(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}}))
+            .unwrap();
+    }
+}
+
+fn assign(ipam: &Ipam<'_>, node: &str, handle: &str) -> Result<Vec<IpAddr>, IpamError> {
+    let req = AutoAssignRequest {
+        num_v4: 1,
+        handle_id: handle.into(),
+        hostname: node.into(),
+        attrs: [
+            ("node".to_string(), node.to_string()),
+            ("pod".to_string(), handle.to_string()),
+            ("namespace".to_string(), "default".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    Ok(ipam
+        .auto_assign(&req)?
+        .ipv4
+        .iter()
+        .map(|n| n.ip())
+        .collect())
+}
+
+#[test]
+fn conforms_to_the_store_contract() {
+    let api = TestApiServer::start().unwrap();
+    ipam::conformance::run_all(&store(&api));
+}
+
+#[test]
+fn writes_calico_kdd_objects() {
+    let api = TestApiServer::start().unwrap();
+    seed_cluster(&api, "10.244.0.0/16", 26, &["node1"]);
+    let s = store(&api);
+    let ipam = Ipam::new(&s);
+    let handle = "k8s-pod-network.ABCDEF0123";
+    let ips = assign(&ipam, "node1", handle).unwrap();
+    assert_eq!(ips.len(), 1);
+    // Calico picks a random free block of the pool; find which one from the address.
+    let net = ipnetwork::IpNetwork::new(ips[0], 26).unwrap();
+    let cidr = ipnetwork::IpNetwork::new(net.network(), 26).unwrap();
+    let bname = ipam_store_kdd::names::block_name(&cidr);
+    assert!(
+        bname.starts_with("10-244-") && bname.ends_with("-26"),
+        "{bname}"
+    );
+    let block = api
+        .get(&format!("{CRD}/ipamblocks/{bname}"))
+        .expect("IPAMBlock");
+    let spec = &block["spec"];
+    assert_eq!(spec["cidr"], cidr.to_string());
+    assert_eq!(spec["affinity"], "host:node1");
+    assert_eq!(spec["strictAffinity"], false);
+    assert_eq!(spec["allocations"].as_array().unwrap().len(), 64);
+    assert_eq!(
+        spec["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| **a == 0)
+            .count(),
+        1
+    );
+    assert_eq!(spec["attributes"][0]["handle_id"], handle);
+    assert_eq!(spec["attributes"][0]["secondary"]["node"], "node1");
+    assert!(spec.get("affinity_claim_time").is_none());
+
+    let aff = api
+        .get(&format!("{CRD}/blockaffinities/node1-{bname}"))
+        .expect("BlockAffinity");
+    assert_eq!(aff["spec"]["state"], "confirmed");
+    assert_eq!(aff["spec"]["node"], "node1");
+    assert_eq!(aff["spec"]["cidr"], cidr.to_string());
+    assert_eq!(aff["spec"]["deleted"], "false");
+    assert_eq!(
+        aff["metadata"]["labels"]["projectcalico.org/ip-version"],
+        "4"
+    );
+    assert_eq!(
+        aff["metadata"]["labels"]["projectcalico.org/hostname-hash"]
+            .as_str()
+            .unwrap()
+            .len(),
+        52
+    );
+
+    let h = api
+        .get(&format!("{CRD}/ipamhandles/k8s-pod-network.abcdef0123"))
+        .expect("IPAMHandle named by the lower-cased id");
+    assert_eq!(h["spec"]["handleID"], handle);
+    assert_eq!(h["spec"]["block"][cidr.to_string()], 1);
+
+    // The allocator reads back what it wrote, by the original (mixed-case) handle.
+    assert_eq!(ipam.release_by_handle(handle).unwrap(), ips);
+    assert!(api
+        .get(&format!("{CRD}/ipamhandles/k8s-pod-network.abcdef0123"))
+        .is_none());
+    let block = api.get(&format!("{CRD}/ipamblocks/{bname}")).unwrap();
+    assert!(block["spec"]["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a.is_null()));
+}
+
+#[test]
+fn reads_objects_calico_wrote_and_finishes_soft_deletes() {
+    let api = TestApiServer::start().unwrap();
+    // An IPAMConfig and a soft-deleted handle as Calico's KDD backend leaves them.
+    api.put(
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMConfig",
+        "metadata": {"name": "default"},
+        "spec": {"strictAffinity": true, "autoAllocateBlocks": true, "maxBlocksPerHost": 4}}),
+    )
+    .unwrap();
+    api.put(
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMHandle",
+        "metadata": {"name": "gone"}, "spec": {"handleID": "gone", "block": {}, "deleted": true}}),
+    )
+    .unwrap();
+    let s = store(&api);
+    let cfg = s.get(&Key::IpamConfig).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&cfg.value).unwrap();
+    assert_eq!(
+        v,
+        json!({"strict_affinity": true, "auto_allocate_blocks": true, "maxBlocksPerHost": 4})
+    );
+    assert!(s.list(&ListPrefix::Handles).unwrap().is_empty());
+    assert!(matches!(
+        s.get(&Key::handle("gone")),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        api.get(&format!("{CRD}/ipamhandles/gone")).is_none(),
+        "reader must finish Calico's two-step delete"
+    );
+}
+
+#[test]
+fn concurrent_allocation_never_duplicates() {
+    let api = TestApiServer::start().unwrap();
+    // Small blocks so threads on a node contend on the same block and borrow across nodes.
+    seed_cluster(&api, "10.50.0.0/24", 29, &["node-a", "node-b"]);
+    // As in the issue: 2 nodes x 25 parallel ADDs, plus a second round on each thread.
+    let threads = 50;
+    let rounds = 2;
+    let barrier = Arc::new(Barrier::new(threads));
+    let got: Arc<Mutex<Vec<(String, IpAddr)>>> = Arc::default();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (barrier, got) = (barrier.clone(), got.clone());
+            // One store (client + runtime) per thread, like separate plugin processes.
+            let s = store(&api);
+            std::thread::spawn(move || {
+                let ipam = Ipam::new(&s);
+                let node = if t % 2 == 0 { "node-a" } else { "node-b" };
+                barrier.wait();
+                for r in 0..rounds {
+                    let h = format!("k8s-pod-network.t{t}r{r}");
+                    let ips = assign(&ipam, node, &h).unwrap_or_else(|e| panic!("{h}: {e}"));
+                    let mut g = got.lock().unwrap();
+                    g.extend(ips.into_iter().map(|ip| (h.clone(), ip)));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), threads * rounds);
+    let distinct: HashSet<IpAddr> = got.iter().map(|(_, ip)| *ip).collect();
+    assert_eq!(distinct.len(), got.len(), "an IP was handed out twice");
+    eprintln!(
+        "{} assignments, {} requests, {} answered 409",
+        got.len(),
+        api.request_count(),
+        api.count_responses(409)
+    );
+    assert!(
+        api.count_responses(409) > 0,
+        "the test must actually exercise 409 retries"
+    );
+
+    // The datastore agrees with what was handed out.
+    let s = store(&api);
+    let mut stored = HashSet::new();
+    for kv in s.list(&ListPrefix::Blocks { version: None }).unwrap() {
+        let b = AllocationBlock::from_json(&kv.value).unwrap();
+        for o in 0..b.allocations.len() {
+            if b.handle_of(o).is_some() {
+                assert!(stored.insert(b.ordinal_to_ip(o)));
+            }
+        }
+    }
+    assert_eq!(stored, distinct);
+
+    let ipam = Ipam::new(&s);
+    for (h, _) in &got {
+        ipam.release_by_handle(h).unwrap();
+    }
+    assert!(s.list(&ListPrefix::Handles).unwrap().is_empty());
+    for kv in s.list(&ListPrefix::Blocks { version: None }).unwrap() {
+        let b = AllocationBlock::from_json(&kv.value).unwrap();
+        assert!((0..b.allocations.len()).all(|o| b.handle_of(o).is_none()));
+    }
+}
+
+#[test]
+fn api_down_is_unavailable() {
+    let api = TestApiServer::start().unwrap();
+    seed_cluster(&api, "10.60.0.0/16", 26, &["node1"]);
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        read: Duration::from_secs(1),
+        call: Duration::from_secs(2),
+    };
+    let s = KddStore::open_with(&api.kubeconfig_path(), timeouts).unwrap();
+    s.list(&ListPrefix::Handles).unwrap();
+
+    api.set_down(true);
+    assert!(matches!(
+        s.get(&Key::IpamConfig),
+        Err(StoreError::Unavailable(_))
+    ));
+    let ipam = Ipam::new(&s);
+    match assign(&ipam, "node1", "k8s-pod-network.down") {
+        Err(IpamError::Store(StoreError::Unavailable(_))) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    api.set_down(false);
+    assert_eq!(
+        assign(&ipam, "node1", "k8s-pod-network.up").unwrap().len(),
+        1
+    );
+
+    api.set_stall(true);
+    let t0 = Instant::now();
+    assert!(matches!(
+        s.list(&ListPrefix::Handles),
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "timeouts must bound a stalled call"
+    );
+    api.set_stall(false);
+
+    // Wrong credentials are not "try again later".
+    let bad = api.kubeconfig_path().with_file_name("bad-kubeconfig");
+    api.write_kubeconfig(&bad, "wrong-token").unwrap();
+    let s = KddStore::open(&bad).unwrap();
+    assert!(matches!(s.get(&Key::IpamConfig), Err(StoreError::Other(_))));
+}
+
+#[test]
+fn finds_and_labels_affinities_written_before_calico_3_31() {
+    let api = TestApiServer::start().unwrap();
+    let path = format!("{CRD}/blockaffinities/node1-10-70-0-0-26");
+    api.put(json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "BlockAffinity",
+        "metadata": {"name": "node1-10-70-0-0-26"},
+        "spec": {"state": "confirmed", "node": "node1", "cidr": "10.70.0.0/26", "deleted": "false"}}))
+        .unwrap();
+    let s = store(&api);
+    let mine = ListPrefix::Affinities {
+        host: Some("node1".into()),
+        version: None,
+    };
+    let all_v4 = ListPrefix::Affinities {
+        host: None,
+        version: Some(ipam::IpVersion::V4),
+    };
+    assert_eq!(
+        s.list(&all_v4).unwrap().len(),
+        1,
+        "cluster-wide listing sees unlabelled rows"
+    );
+    let found = s.list(&mine).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].key,
+        Key::host_affinity("node1", "10.70.0.0/26".parse().unwrap())
+    );
+    let labels = &api.get(&path).unwrap()["metadata"]["labels"];
+    assert_eq!(labels["projectcalico.org/ip-version"], "4");
+    // The returned revision is the labelled object's, so a CAS on it succeeds.
+    assert_eq!(
+        api.get(&path).unwrap()["metadata"]["resourceVersion"],
+        found[0].revision.as_str()
+    );
+    let before = api.request_count();
+    assert_eq!(s.list(&mine).unwrap().len(), 1);
+    assert_eq!(
+        api.request_count(),
+        before + 1,
+        "labelled rows need one LIST"
+    );
+    let other = ListPrefix::Affinities {
+        host: Some("node2".into()),
+        version: None,
+    };
+    assert!(s.list(&other).unwrap().is_empty());
+}

@@ -1,0 +1,203 @@
+//! The three core objects the plugins read, reduced to the fields they use. Fetched as
+//! dynamic objects so the binary does not carry deserializers for whole Pod/Node types.
+
+use crate::client::Client;
+use crate::error::Error;
+use ipnetwork::IpNetwork;
+use k8s_openapi::api::core::v1 as core;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A pod: identity, preconditions for updates, and its labels/annotations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    pub host_network: bool,
+}
+
+/// A namespace: only its annotations matter to Calico's CNI.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Namespace {
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A node: its pod CIDRs (`spec.podCIDRs`, else `spec.podCIDR`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub pod_cidrs: Vec<IpNetwork>,
+}
+
+fn resource<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
+    ApiResource::erase::<K>(&())
+}
+
+fn str_at(v: &Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl Pod {
+    fn from_object(o: DynamicObject) -> Pod {
+        let m = o.metadata;
+        Pod {
+            namespace: m.namespace.unwrap_or_default(),
+            name: m.name.unwrap_or_default(),
+            uid: m.uid,
+            resource_version: m.resource_version,
+            labels: m.labels.unwrap_or_default(),
+            annotations: m.annotations.unwrap_or_default(),
+            service_account: str_at(&o.data, "/spec/serviceAccountName"),
+            host_network: o
+                .data
+                .pointer("/spec/hostNetwork")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+}
+
+impl Node {
+    /// Reads `spec.podCIDRs` (dual-stack clusters) or the older single `spec.podCIDR`.
+    fn from_object(o: DynamicObject) -> Result<Node, Error> {
+        let name = o.metadata.name.unwrap_or_default();
+        let mut raw: Vec<&str> = o
+            .data
+            .pointer("/spec/podCIDRs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if raw.is_empty() {
+            raw.extend(o.data.pointer("/spec/podCIDR").and_then(Value::as_str));
+        }
+        let pod_cidrs = raw
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNetwork>().map_err(|e| {
+                    Error::Decode(format!("node {name:?} has an invalid podCIDR {s:?}: {e}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Node { name, pod_cidrs })
+    }
+}
+
+impl Client {
+    fn namespaced(&self, ns: &str, ar: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.kube().clone(), ns, ar)
+    }
+
+    /// GET `namespaces/<ns>/pods/<name>`.
+    pub fn pod(&self, namespace: &str, name: &str) -> Result<Pod, Error> {
+        let api = self.namespaced(namespace, &resource::<core::Pod>());
+        let label = format!("{namespace}/{name}");
+        self.call("pod", &label, api.get(name))
+            .map(Pod::from_object)
+    }
+
+    /// GET `namespaces/<name>`.
+    pub fn namespace(&self, name: &str) -> Result<Namespace, Error> {
+        let api: Api<DynamicObject> =
+            Api::all_with(self.kube().clone(), &resource::<core::Namespace>());
+        let o = self.call("namespace", name, api.get(name))?;
+        Ok(Namespace {
+            name: name.to_string(),
+            annotations: o.metadata.annotations.unwrap_or_default(),
+        })
+    }
+
+    /// GET `nodes/<name>`.
+    pub fn node(&self, name: &str) -> Result<Node, Error> {
+        let api: Api<DynamicObject> = Api::all_with(self.kube().clone(), &resource::<core::Node>());
+        Node::from_object(self.call("node", name, api.get(name))?)
+    }
+
+    /// GET `clusterinformations.crd.projectcalico.org/default` and read `spec.datastoreReady`
+    /// (absent counts as not ready, as in Calico: calico-node sets it once the datastore is
+    /// initialised, and an operator clears it to pause pod networking during upgrades).
+    pub fn datastore_ready(&self) -> Result<bool, Error> {
+        let gvk = GroupVersionKind::gvk("crd.projectcalico.org", "v1", "ClusterInformation");
+        let ar = ApiResource::from_gvk_with_plural(&gvk, "clusterinformations");
+        let api: Api<DynamicObject> = Api::all_with(self.kube().clone(), &ar);
+        let o = self.call("clusterinformation", "default", api.get("default"))?;
+        Ok(o.data
+            .pointer("/spec/datastoreReady")
+            .and_then(Value::as_bool)
+            .unwrap_or(false))
+    }
+
+    /// Strategic-merge PATCH of `pods/<name>/status` (what Calico's RBAC allows the CNI).
+    pub fn patch_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<(), Error> {
+        let api = self.namespaced(namespace, &resource::<core::Pod>());
+        let label = format!("{namespace}/{name}");
+        self.call(
+            "pod",
+            &label,
+            api.patch_status(name, &PatchParams::default(), &Patch::Strategic(patch)),
+        )
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dynamic(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn node_cidrs_prefer_the_list() {
+        let n = Node::from_object(dynamic(json!({"metadata":{"name":"n1"},
+            "spec":{"podCIDR":"10.0.0.0/24","podCIDRs":["10.0.0.0/24","fd00::/64"]}})))
+        .unwrap();
+        assert_eq!(n.pod_cidrs.len(), 2);
+        let n = Node::from_object(dynamic(
+            json!({"metadata":{"name":"n1"},"spec":{"podCIDR":"10.0.1.0/24"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            n.pod_cidrs,
+            vec!["10.0.1.0/24".parse::<IpNetwork>().unwrap()]
+        );
+        let n = Node::from_object(dynamic(json!({"metadata":{"name":"n1"},"spec":{}}))).unwrap();
+        assert!(n.pod_cidrs.is_empty());
+        let e = Node::from_object(dynamic(
+            json!({"metadata":{"name":"n1"},"spec":{"podCIDR":"banana"}}),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("banana"), "{e}");
+    }
+
+    #[test]
+    fn pod_fields() {
+        let p = Pod::from_object(dynamic(
+            json!({"metadata":{"name":"p","namespace":"ns","uid":"u1",
+            "resourceVersion":"7","annotations":{"a":"b"}},
+            "spec":{"serviceAccountName":"sa","hostNetwork":true}}),
+        ));
+        assert_eq!(p.uid.as_deref(), Some("u1"));
+        assert_eq!(p.resource_version.as_deref(), Some("7"));
+        assert_eq!(p.annotations["a"], "b");
+        assert_eq!(p.service_account.as_deref(), Some("sa"));
+        assert!(p.host_network);
+    }
+}

@@ -1,0 +1,593 @@
+//! `calico` + `calico-ipam` on the Kubernetes datastore (Calico's CRDs in
+//! `crd.projectcalico.org/v1`) against the test API server (crates/test-apiserver): pods get
+//! addresses from an IPPool CRD and reach each other, the API server then holds the IPAMBlock,
+//! BlockAffinity and IPAMHandles Calico would write (read back over HTTPS with `curl`, not with
+//! the plugin's own client), CHECK passes, DEL releases, and an unreachable API is CNI code 11
+//! with nothing left behind.
+//!
+//! Needs the built binaries (`cargo build --bins`: calico, calico-ipam) and `curl`.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+use netns_tests::{bins, exec_plugin, traffic, Attachment, ChainError, Netns, TestEnv};
+use serde_json::{json, Value};
+use test_apiserver::TestApiServer;
+
+const NODE: &str = "kdd-node1";
+const NETWORK: &str = "k8s-pod-network";
+const POOL: &str = "10.77.0.0/16";
+const BLOCK_SIZE: u8 = 26;
+const POD_IP: &str = "cni.projectcalico.org/podIP";
+const CRDS: &str = "/apis/crd.projectcalico.org/v1";
+
+/// A host namespace with the API server listening in it, seeded with what the kubelet and
+/// calico-node would have created: namespace `default`, the Node, the datastore's
+/// ClusterInformation, an IPPool, the default IPAMConfig and the nodename file.
+struct Cluster {
+    /// `Some` until drop. The server's own wake-up connections (drop, set_down) go to
+    /// 127.0.0.1, so they must be made from inside the host namespace: see [`Cluster::api_ctl`].
+    api: Option<TestApiServer>,
+    env: TestEnv,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let api = self.api.take();
+        let _ = self.env.host.run(move || drop(api));
+    }
+}
+
+impl Cluster {
+    fn new(name: &str) -> Cluster {
+        let env = TestEnv::new(name).unwrap();
+        // Started on a thread inside the host namespace, so 127.0.0.1 is the plugins' loopback.
+        let api = env.host.run(TestApiServer::start).unwrap().unwrap();
+        let c = Cluster {
+            api: Some(api),
+            env,
+        };
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": {}}),
+            json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+                "metadata": {"name": "default-ipv4-ippool"},
+                "spec": {"cidr": POOL, "blockSize": BLOCK_SIZE, "ipipMode": "Never",
+                    "vxlanMode": "Never", "natOutgoing": true, "nodeSelector": "all()",
+                    "allowedUses": ["Workload", "Tunnel"]}}),
+            json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "ClusterInformation",
+                "metadata": {"name": "default"},
+                "spec": {"datastoreReady": true, "clusterType": "k8s,bgp,kdd"}}),
+            json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMConfig",
+                "metadata": {"name": "default"},
+                "spec": {"strictAffinity": false, "autoAllocateBlocks": true}}),
+        ] {
+            c.api().put(obj).unwrap();
+        }
+        std::fs::write(c.tmp().join("nodename"), NODE).unwrap();
+        c
+    }
+
+    fn api(&self) -> &TestApiServer {
+        self.api.as_ref().expect("set until drop")
+    }
+
+    /// Runs a fault-injection call in the host namespace (where the server's loopback is).
+    fn api_ctl(&self, f: impl FnOnce(&TestApiServer) + Send) {
+        let api = self.api();
+        self.env.host.run(|| f(api)).unwrap();
+    }
+
+    fn tmp(&self) -> &Path {
+        self.env.tmp()
+    }
+
+    fn pod(&self, name: &str) {
+        self.api()
+            .put(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
+            .unwrap();
+    }
+
+    fn pod_annotation(&self, name: &str, key: &str) -> Value {
+        self.api()
+            .get(&format!("/api/v1/namespaces/default/pods/{name}"))
+            .unwrap_or_else(|| panic!("pod {name} missing"))["metadata"]["annotations"][key]
+            .clone()
+    }
+
+    /// The calico plugin object as an operator writes it for KDD with calico-ipam.
+    fn calico(&self) -> Value {
+        json!({
+            "type": "calico",
+            "log_level": "debug",
+            "log_file_path": self.tmp().join("cni.log"),
+            "datastore_type": "kubernetes",
+            "nodename": NODE,
+            // What calico-node writes on a real node; calico insists on it (calico#6309).
+            "nodename_file": self.tmp().join("nodename"),
+            "mtu": 0,
+            "ipam_lock_file": self.tmp().join("ipam.lock"),
+            "ipam": {"type": "calico-ipam"},
+            "policy": {"type": "k8s"},
+            "kubernetes": {"kubeconfig": self.api().kubeconfig_path()}
+        })
+    }
+
+    fn conflist(&self) -> Value {
+        json!({"cniVersion": "1.0.0", "name": NETWORK, "plugins": [self.calico()]})
+    }
+
+    /// LIST a Calico CRD collection over HTTPS with curl (independent of the plugins' client);
+    /// items by name.
+    fn list(&self, plural: &str) -> Vec<(String, Value)> {
+        let auth = format!("Authorization: Bearer {}", self.api().token());
+        let ca = self.api().ca_path();
+        let url = format!("{}{CRDS}/{plural}", self.api().url());
+        let out = self
+            .env
+            .host
+            .exec(
+                "curl",
+                &[
+                    "-sS",
+                    "--fail",
+                    "--cacert",
+                    ca.to_str().unwrap(),
+                    "-H",
+                    &auth,
+                    &url,
+                ],
+            )
+            .unwrap();
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {list}"))
+            .iter()
+            .map(|o| {
+                (
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                    o.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn names(&self, plural: &str) -> Vec<String> {
+        self.list(plural).into_iter().map(|(n, _)| n).collect()
+    }
+
+    fn crd(&self, plural: &str, name: &str) -> Value {
+        self.list(plural)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {plural}/{name} in {:?}", self.names(plural)))
+            .1
+    }
+
+    fn cali_links(&self) -> Vec<String> {
+        self.env
+            .host
+            .links()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| n.starts_with("cali"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn pod_att(container_id: &str, ns: &Netns, pod: &str) -> Attachment {
+    Attachment::new(container_id, ns)
+        .arg("IgnoreUnknown", "1")
+        .arg("K8S_POD_NAMESPACE", "default")
+        .arg("K8S_POD_NAME", pod)
+        .arg("K8S_POD_INFRA_CONTAINER_ID", container_id)
+}
+
+fn only_ip(result: &Value) -> IpNetwork {
+    let ips = result["ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 1, "{result}");
+    ips[0]["address"].as_str().unwrap().parse().unwrap()
+}
+
+/// The /26 block holding `ip`, computed here from the pool's block size.
+fn block_of(ip: IpAddr) -> Ipv4Network {
+    let IpAddr::V4(v4) = ip else {
+        panic!("{ip} is not IPv4")
+    };
+    let net = Ipv4Network::new(v4, BLOCK_SIZE).unwrap();
+    Ipv4Network::new(net.network(), BLOCK_SIZE).unwrap()
+}
+
+/// Calico's object names, spelled out here rather than taken from ipam-store-kdd.
+fn block_name(block: Ipv4Network) -> String {
+    block.to_string().replace(['.', '/'], "-")
+}
+
+fn handle_name(container_id: &str) -> String {
+    format!("{NETWORK}.{container_id}").to_lowercase()
+}
+
+/// Handle ids of the non-free ordinals of an IPAMBlock, by address.
+fn block_allocations(block: &Value) -> Vec<(IpAddr, String)> {
+    let cidr: Ipv4Network = block["spec"]["cidr"].as_str().unwrap().parse().unwrap();
+    let attrs = block["spec"]["attributes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    block["spec"]["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter_map(|(ordinal, a)| {
+            let idx = a.as_u64()? as usize;
+            let ip = IpAddr::V4(cidr.nth(ordinal as u32).unwrap());
+            let handle = attrs[idx]["handle_id"].as_str().unwrap_or_default();
+            Some((ip, handle.to_string()))
+        })
+        .collect()
+}
+
+fn expect_err(r: Result<Value, ChainError>) -> ChainError {
+    match r {
+        Ok(v) => panic!("expected an error, got {v}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn calico_ipam_on_crds_runs_add_check_del() {
+    let k = Cluster::new("kdd-ipam");
+    let chain = k.env.chain(&k.conflist()).unwrap();
+    k.pod("pod-a");
+    k.pod("pod-b");
+    let (ca, cb) = (k.env.container("a").unwrap(), k.env.container("b").unwrap());
+    let (aa, ab) = (pod_att("sb-a", &ca, "pod-a"), pod_att("sb-b", &cb, "pod-b"));
+    let ra = chain.add(&aa).unwrap();
+    let rb = chain.add(&ab).unwrap();
+
+    // Addresses from the IPPool CRD, as /32s, on the pods' eth0.
+    let (ipa, ipb) = (only_ip(&ra), only_ip(&rb));
+    let pool: IpNetwork = POOL.parse().unwrap();
+    for (ip, ns) in [(ipa, &ca), (ipb, &cb)] {
+        assert!(pool.contains(ip.ip()), "{ip} outside {POOL}");
+        assert_eq!(ip.prefix(), 32);
+        assert!(ns.addrs("eth0").unwrap().iter().any(|a| a.ip() == ip.ip()));
+    }
+    assert_ne!(ipa.ip(), ipb.ip());
+    assert!(traffic::ping(&ca, ipb.ip()).unwrap(), "a -> b");
+    assert!(traffic::ping(&cb, ipa.ip()).unwrap(), "b -> a");
+
+    // The pods carry their IPs for everyone watching the API.
+    assert_eq!(
+        k.pod_annotation("pod-a", POD_IP),
+        format!("{}/32", ipa.ip())
+    );
+    assert_eq!(
+        k.pod_annotation("pod-b", POD_IP),
+        format!("{}/32", ipb.ip())
+    );
+
+    // Both pods came from this node's one block: the API server holds it, affine to the node,
+    // with each address owned by its pod's handle.
+    let block = block_of(ipa.ip());
+    assert_eq!(block, block_of(ipb.ip()), "one affine block per node");
+    assert_eq!(k.names("ipamblocks"), vec![block_name(block)]);
+    let b = k.crd("ipamblocks", &block_name(block));
+    assert_eq!(b["spec"]["affinity"], format!("host:{NODE}"), "{b}");
+    let mut allocs = block_allocations(&b);
+    allocs.sort();
+    let mut want = vec![
+        (ipa.ip(), format!("{NETWORK}.sb-a")),
+        (ipb.ip(), format!("{NETWORK}.sb-b")),
+    ];
+    want.sort();
+    assert_eq!(allocs, want, "{b}");
+
+    let aff_name = format!("{NODE}-{}", block_name(block));
+    assert_eq!(k.names("blockaffinities"), vec![aff_name.clone()]);
+    let aff = k.crd("blockaffinities", &aff_name);
+    assert_eq!(aff["spec"]["node"], NODE, "{aff}");
+    assert_eq!(aff["spec"]["cidr"], block.to_string(), "{aff}");
+    assert_eq!(aff["spec"]["state"], "confirmed", "{aff}");
+
+    let mut handles = k.names("ipamhandles");
+    handles.sort();
+    assert_eq!(handles, vec![handle_name("sb-a"), handle_name("sb-b")]);
+    let h = k.crd("ipamhandles", &handle_name("sb-a"));
+    assert_eq!(h["spec"]["handleID"], format!("{NETWORK}.sb-a"), "{h}");
+    assert_eq!(h["spec"]["block"][block.to_string()], 1, "{h}");
+
+    chain.check(&aa).unwrap();
+    chain.check(&ab).unwrap();
+
+    // DEL releases: handles gone, the block (still affine, as Calico keeps it) empty.
+    chain.del(&aa).unwrap();
+    assert_eq!(k.names("ipamhandles"), vec![handle_name("sb-b")]);
+    chain.del(&ab).unwrap();
+    assert!(
+        k.names("ipamhandles").is_empty(),
+        "{:?}",
+        k.names("ipamhandles")
+    );
+    let b = k.crd("ipamblocks", &block_name(block));
+    assert!(block_allocations(&b).is_empty(), "{b}");
+    assert_eq!(b["spec"]["affinity"], format!("host:{NODE}"), "{b}");
+    assert_eq!(
+        k.pod_annotation("pod-a", POD_IP),
+        "",
+        "DEL clears the pod IP"
+    );
+    assert!(k.cali_links().is_empty(), "{:?}", k.cali_links());
+    assert!(ca.link("eth0").unwrap().is_none());
+
+    // A repeated DEL (nothing left to release) still succeeds.
+    chain.del(&aa).unwrap();
+    chain.del(&ab).unwrap();
+
+    // The freed address is handed out again from the same block.
+    let ra2 = chain.add(&aa).unwrap();
+    assert_eq!(block_of(only_ip(&ra2).ip()), block);
+    chain.del(&aa).unwrap();
+    assert!(k.names("ipamhandles").is_empty());
+}
+
+#[test]
+fn api_down_is_code_11_and_leaves_nothing() {
+    let k = Cluster::new("kdd-ipam-down");
+    let chain = k.env.chain(&k.conflist()).unwrap();
+    k.pod("p");
+    let ctr = k.env.container("p").unwrap();
+    let att = pod_att("sb-p", &ctr, "p");
+
+    // Through the chain: calico cannot read the pod, so ADD stops before IPAM and the dataplane.
+    k.api_ctl(|a| a.set_down(true));
+    let e = expect_err(chain.add(&att));
+    assert_eq!(e.code(), Some(11), "{}", e.msg());
+    assert!(k.cali_links().is_empty(), "{:?}", k.cali_links());
+    assert!(ctr.link("eth0").unwrap().is_none(), "pod interface left");
+
+    // calico-ipam on its own (as calico delegates to it): the CRD store is unreachable.
+    let mut stdin = k.calico();
+    stdin["cniVersion"] = json!("1.0.0");
+    stdin["name"] = json!(NETWORK);
+    let ctr_path = ctr.path().to_str().unwrap().to_string();
+    let ipam_env = |cmd: &'static str| {
+        [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "sb-p"),
+            ("CNI_NETNS", ctr_path.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/nonexistent"),
+            ("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p"),
+        ]
+    };
+    let bin = bins::binary("calico-ipam").unwrap();
+    let out = exec_plugin(
+        &k.env.host,
+        &bin,
+        &ipam_env("ADD"),
+        stdin.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert!(!out.success(), "{}", out.stdout_str());
+    let err: Value = serde_json::from_str(&out.stdout_str()).unwrap();
+    assert_eq!(err["code"], 11, "{err}");
+
+    // Back up: the failed ADDs wrote nothing.
+    k.api_ctl(|a| a.set_down(false));
+    assert!(k.names("ipamhandles").is_empty());
+    assert!(k.names("ipamblocks").is_empty());
+    assert!(k.names("blockaffinities").is_empty());
+
+    // DEL of a live pod while the API is down: code 11, the address stays held and wired.
+    let r = chain.add(&att).unwrap();
+    let ip = only_ip(&r).ip();
+    k.api_ctl(|a| a.set_down(true));
+    let e = chain.del(&att).unwrap_err();
+    assert_eq!(e.code(), Some(11), "{}", e.msg());
+    let out = exec_plugin(
+        &k.env.host,
+        &bin,
+        &ipam_env("DEL"),
+        stdin.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert!(!out.success(), "calico-ipam DEL with the API down");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout_str()).unwrap()["code"],
+        11
+    );
+    k.api_ctl(|a| a.set_down(false));
+    assert!(ctr.addrs("eth0").unwrap().iter().any(|a| a.ip() == ip));
+    assert_eq!(k.names("ipamhandles"), vec![handle_name("sb-p")]);
+    chain.del(&att).unwrap();
+    assert!(k.names("ipamhandles").is_empty());
+    assert!(k.cali_links().is_empty(), "{:?}", k.cali_links());
+
+    // A server that accepts but never answers: calico-ipam's request deadline turns it into
+    // code 11 well inside the runtime's budget, and nothing is held afterwards.
+    k.api_ctl(|a| a.set_stall(true));
+    let started = std::time::Instant::now();
+    let out = exec_plugin(
+        &k.env.host,
+        &bin,
+        &ipam_env("ADD"),
+        stdin.to_string().as_bytes(),
+    )
+    .unwrap();
+    let took = started.elapsed();
+    k.api_ctl(|a| a.set_stall(false));
+    assert!(!out.success(), "{}", out.stdout_str());
+    let err: Value = serde_json::from_str(&out.stdout_str()).unwrap();
+    assert_eq!(err["code"], 11, "{err}");
+    assert!(took < std::time::Duration::from_secs(40), "{took:?}");
+    assert!(k.names("ipamhandles").is_empty());
+    for (name, b) in k.list("ipamblocks") {
+        assert!(block_allocations(&b).is_empty(), "{name}: {b}");
+    }
+}
+
+#[test]
+fn pool_and_ip_annotations_and_a_second_node_on_crds() {
+    let k = Cluster::new("kdd-ipam-ann");
+    let other = "10.78.0.0/16";
+    k.api()
+        .put(
+            json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+            "metadata": {"name": "other"},
+            "spec": {"cidr": other, "blockSize": 28, "ipipMode": "Never", "vxlanMode": "Never",
+                "nodeSelector": "all()"}}),
+        )
+        .unwrap();
+    let node2 = "kdd-node2";
+    k.api()
+        .put(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node2}, "spec": {}}))
+        .unwrap();
+    // With two pools, unannotated pods are pinned to the first by the config.
+    let conf_for = |node: &str| {
+        let mut calico = k.calico();
+        calico["nodename"] = json!(node);
+        calico["ipam"]["ipv4_pools"] = json!([POOL]);
+        json!({"cniVersion": "1.0.0", "name": NETWORK, "plugins": [calico]})
+    };
+    let chain1 = k.env.chain(&conf_for(NODE)).unwrap();
+    let chain2 = k.env.chain(&conf_for(node2)).unwrap();
+
+    // The pod's pool annotation (by pool name) wins over the config: a /28 block of `other`.
+    k.api()
+        .put(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "in-other", "namespace": "default",
+                "annotations": {"cni.projectcalico.org/ipv4pools": "[\"other\"]"}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
+        .unwrap();
+    let c1 = k.env.container("c1").unwrap();
+    let a1 = pod_att("sb-other", &c1, "in-other");
+    let ip1 = only_ip(&chain1.add(&a1).unwrap()).ip();
+    assert!(other.parse::<IpNetwork>().unwrap().contains(ip1), "{ip1}");
+    let IpAddr::V4(v4) = ip1 else { unreachable!() };
+    let block28 = Ipv4Network::new(Ipv4Network::new(v4, 28).unwrap().network(), 28).unwrap();
+    let b = k.crd("ipamblocks", &block_name(block28));
+    assert_eq!(b["spec"]["affinity"], format!("host:{NODE}"), "{b}");
+    assert_eq!(
+        block_allocations(&b),
+        vec![(ip1, format!("{NETWORK}.sb-other"))]
+    );
+
+    // ipAddrs: exactly the requested address; its block is claimed for this node.
+    k.api()
+        .put(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "fixed", "namespace": "default",
+                "annotations": {"cni.projectcalico.org/ipAddrs": "[\"10.77.9.9\"]"}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
+        .unwrap();
+    let c2 = k.env.container("c2").unwrap();
+    let a2 = pod_att("sb-fixed", &c2, "fixed");
+    let r2 = chain1.add(&a2).unwrap();
+    assert_eq!(only_ip(&r2), "10.77.9.9/32".parse::<IpNetwork>().unwrap());
+    let fixed_block = block_of("10.77.9.9".parse().unwrap());
+    let b = k.crd("ipamblocks", &block_name(fixed_block));
+    assert_eq!(
+        block_allocations(&b),
+        vec![("10.77.9.9".parse().unwrap(), format!("{NETWORK}.sb-fixed"))],
+        "{b}"
+    );
+    assert!(traffic::ping(&c1, "10.77.9.9".parse().unwrap()).unwrap());
+
+    // A pod on the second node gets its own block and affinity.
+    k.pod("on-node2");
+    let c3 = k.env.container("c3").unwrap();
+    let a3 = pod_att("sb-node2", &c3, "on-node2");
+    let ip3 = only_ip(&chain2.add(&a3).unwrap()).ip();
+    assert!(POOL.parse::<IpNetwork>().unwrap().contains(ip3), "{ip3}");
+    let block3 = block_of(ip3);
+    assert_ne!(block3, fixed_block);
+    let b = k.crd("ipamblocks", &block_name(block3));
+    assert_eq!(b["spec"]["affinity"], format!("host:{node2}"), "{b}");
+    let aff = k.crd(
+        "blockaffinities",
+        &format!("{node2}-{}", block_name(block3)),
+    );
+    assert_eq!(aff["spec"]["node"], node2, "{aff}");
+    let mut affinities = k.names("blockaffinities");
+    affinities.sort();
+    let mut want = vec![
+        format!("{NODE}-{}", block_name(block28)),
+        format!("{NODE}-{}", block_name(fixed_block)),
+        format!("{node2}-{}", block_name(block3)),
+    ];
+    want.sort();
+    assert_eq!(affinities, want);
+
+    for (chain, att) in [(&chain1, &a1), (&chain1, &a2), (&chain2, &a3)] {
+        chain.del(att).unwrap();
+    }
+    assert!(k.names("ipamhandles").is_empty());
+    for (name, b) in k.list("ipamblocks") {
+        assert!(block_allocations(&b).is_empty(), "{name}: {b}");
+    }
+    // The annotated address can be requested again once released.
+    let r2 = chain1.add(&a2).unwrap();
+    assert_eq!(only_ip(&r2), "10.77.9.9/32".parse::<IpNetwork>().unwrap());
+    chain1.del(&a2).unwrap();
+}
+
+/// ADDs that fail after calico-ipam allocated must give the address back in the CRDs.
+#[test]
+fn failed_add_releases_its_crd_allocation() {
+    let k = Cluster::new("kdd-ipam-rollback");
+    let assert_released = |why: &str| {
+        assert!(
+            k.names("ipamhandles").is_empty(),
+            "{why}: {:?}",
+            k.names("ipamhandles")
+        );
+        for (name, b) in k.list("ipamblocks") {
+            assert!(block_allocations(&b).is_empty(), "{why}: {name}: {b}");
+        }
+        assert!(k.cali_links().is_empty(), "{why}: {:?}", k.cali_links());
+    };
+
+    // An interface already named eth0 in the pod: refused before IPAM, so nothing to release.
+    let chain = k.env.chain(&k.conflist()).unwrap();
+    k.pod("p");
+    let ctr = k.env.container("p").unwrap();
+    ctr.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ])
+    .unwrap();
+    let e = expect_err(chain.add(&pod_att("sb-taken", &ctr, "p")));
+    assert!(e.msg().contains("\"eth0\" already exists"), "{}", e.msg());
+    assert!(k.names("ipamblocks").is_empty(), "no IPAM for a doomed ADD");
+    assert_released("interface exists");
+    assert_eq!(k.pod_annotation("p", POD_IP), Value::Null);
+    ctr.ip(&["link", "del", "eth0"]).unwrap();
+
+    // The pod IP update fails after the dataplane: without policy k8s the pod is not read
+    // first, so the PATCH is the first request to find it missing.
+    let mut conf = k.conflist();
+    conf["plugins"][0]["policy"] = json!({});
+    let chain = k.env.chain(&conf).unwrap();
+    let e = expect_err(chain.add(&pod_att("sb-ghost", &ctr, "ghost")));
+    assert!(e.msg().contains("pod IP annotations"), "{}", e.msg());
+    assert_eq!(
+        k.names("ipamblocks").len(),
+        1,
+        "IPAM allocated before the update failed"
+    );
+    assert_released("pod update failure");
+    assert!(ctr.link("eth0").unwrap().is_none(), "pod interface left");
+}
