@@ -57,6 +57,17 @@ impl Netns {
         Ok(as_array(self.ip_json(&["link", "show"])?))
     }
 
+    /// Names of the links whose name starts with `prefix` (e.g. Calico's host veths, "cali").
+    pub fn link_names_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .links()?
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| n.starts_with(prefix))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// The link called `name`, if present.
     pub fn link(&self, name: &str) -> Result<Option<Value>> {
         Ok(self

@@ -2,7 +2,7 @@
 //! dataplane state asserted from outside, real packets, failure injection with nothing left
 //! behind. Needs the built binaries: `cargo build --bins` first.
 
-use netns_tests::{traffic, Attachment, Netns, TestEnv};
+use netns_tests::{ipam_state, traffic, Attachment, Netns, TestEnv};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -35,26 +35,11 @@ fn dual_stack(dir: &Path) -> Value {
 
 /// Addresses host-local holds for the network (its on-disk reservations).
 fn reserved(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir.join("ipam/k8s-pod-network"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    ipam_state::host_local_reservations(&dir.join("ipam"), "k8s-pod-network")
 }
 
 fn cali_links(host: &Netns) -> Vec<String> {
-    host.links()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["ifname"].as_str())
-        .filter(|n| n.starts_with("cali"))
-        .map(str::to_string)
-        .collect()
+    host.link_names_with_prefix("cali").unwrap()
 }
 
 fn pod_ip(result: &Value, v4: bool) -> std::net::IpAddr {

@@ -118,6 +118,20 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Three etcd members, initialised with `calicoctl datastore init` and the test pool.
+    fn start() -> Cluster {
+        let c = Cluster {
+            etcd: EtcdCluster::start(3)
+                .expect("start 3 etcd members (apt-get install etcd-server)"),
+            tmp: tempfile::tempdir().unwrap(),
+            ipam: binary("calico-ipam"),
+            ctl: binary("calicoctl"),
+        };
+        let init = c.calicoctl(&["datastore", "init", &format!("--ipv4-pool={POOL}")]);
+        assert_eq!(init.code, Some(0), "datastore init: {init:?}");
+        c
+    }
+
     fn calicoctl(&self, args: &[&str]) -> Run {
         let env = [
             ("DATASTORE_TYPE", "etcdv3".to_string()),
@@ -213,14 +227,7 @@ fn error_code(r: &Run) -> Option<u64> {
 
 #[test]
 fn adds_during_etcd_leader_loss_succeed_uniquely_or_ask_to_retry() {
-    let mut c = Cluster {
-        etcd: EtcdCluster::start(3).expect("start 3 etcd members (apt-get install etcd-server)"),
-        tmp: tempfile::tempdir().unwrap(),
-        ipam: binary("calico-ipam"),
-        ctl: binary("calicoctl"),
-    };
-    let init = c.calicoctl(&["datastore", "init", &format!("--ipv4-pool={POOL}")]);
-    assert_eq!(init.code, Some(0), "datastore init: {init:?}");
+    let mut c = Cluster::start();
 
     // The burst: half the ADDs start, the leader dies while they run, the rest start
     // against the degraded (2 of 3) cluster.
@@ -322,14 +329,7 @@ fn adds_during_etcd_leader_loss_succeed_uniquely_or_ask_to_retry() {
 
 #[test]
 fn adds_without_quorum_fail_with_code_11() {
-    let mut c = Cluster {
-        etcd: EtcdCluster::start(3).expect("start 3 etcd members (apt-get install etcd-server)"),
-        tmp: tempfile::tempdir().unwrap(),
-        ipam: binary("calico-ipam"),
-        ctl: binary("calicoctl"),
-    };
-    let init = c.calicoctl(&["datastore", "init", &format!("--ipv4-pool={POOL}")]);
-    assert_eq!(init.code, Some(0), "datastore init: {init:?}");
+    let mut c = Cluster::start();
     // 1 of 3 left: no quorum, nothing can be read or written.
     c.etcd.kill_member(0).unwrap();
     c.etcd.kill_member(1).unwrap();

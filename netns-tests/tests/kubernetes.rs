@@ -6,11 +6,13 @@
 //! Needs the built binaries: `cargo build --bins` first (calico, host-local, portmap,
 //! bandwidth).
 
-use netns_tests::{traffic, Attachment, ChainError, Netns, TestEnv};
+mod common;
+
+use common::k8s::{expect_err, pod_att, Cluster};
+use netns_tests::{ipam_state, traffic, Netns};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::path::Path;
-use test_apiserver::TestApiServer;
 
 const NODE: &str = "master01";
 const NODE_V4: &str = "10.244.7.0/24";
@@ -19,79 +21,30 @@ const POD_IP: &str = "cni.projectcalico.org/podIP";
 const POD_IPS: &str = "cni.projectcalico.org/podIPs";
 const CONTAINER_ID: &str = "cni.projectcalico.org/containerID";
 
-struct Cluster {
-    /// `Some` until drop. The server's own wake-up connections (drop, set_down) go to
-    /// 127.0.0.1, so they must be made from inside the host namespace: see [`Cluster::api`].
-    api: Option<TestApiServer>,
-    env: TestEnv,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let api = self.api.take();
-        let _ = self.env.host.run(move || drop(api));
-    }
-}
-
 impl Cluster {
     /// A host namespace with the API server listening in it, namespace `default` and the node.
     fn new(name: &str) -> Cluster {
-        let env = TestEnv::new(name).unwrap();
+        let c = Cluster::start(name, NODE);
         // calico-node enables IPv6 forwarding on real nodes; the stand-in host needs it too.
-        env.host
+        c.env
+            .host
             .set_sysctl("net.ipv6.conf.all.forwarding", "1")
             .unwrap();
-        // Started on a thread inside the host namespace, so 127.0.0.1 is the plugins' loopback.
-        let api = env.host.run(TestApiServer::start).unwrap().unwrap();
-        api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}))
-            .unwrap();
         // What calico-node writes once the datastore is initialised; ADD refuses pods without it.
-        api.put(
-            json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "ClusterInformation",
-            "metadata": {"name": "default"}, "spec": {"datastoreReady": true}}),
-        )
-        .unwrap();
-        let c = Cluster {
-            api: Some(api),
-            env,
-        };
+        c.api()
+            .put(
+                json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "ClusterInformation",
+                "metadata": {"name": "default"}, "spec": {"datastoreReady": true}}),
+            )
+            .unwrap();
         c.node(json!({"podCIDR": NODE_V4, "podCIDRs": [NODE_V4, NODE_V6]}));
         c
-    }
-
-    fn api(&self) -> &TestApiServer {
-        self.api.as_ref().expect("set until drop")
-    }
-
-    /// Runs a fault-injection call in the host namespace (where the server's loopback is).
-    fn api_ctl(&self, f: impl FnOnce(&TestApiServer) + Send) {
-        let api = self.api();
-        self.env.host.run(|| f(api)).unwrap();
     }
 
     fn node(&self, spec: Value) {
         self.api()
             .put(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": spec}))
             .unwrap();
-    }
-
-    fn pod(&self, name: &str, annotations: Value) {
-        self.api()
-            .put(json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "namespace": "default", "annotations": annotations},
-                "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
-            .unwrap();
-    }
-
-    fn pod_annotations(&self, name: &str) -> Value {
-        self.api()
-            .get(&format!("/api/v1/namespaces/default/pods/{name}"))
-            .unwrap_or_else(|| panic!("pod {name} missing"))["metadata"]["annotations"]
-            .clone()
-    }
-
-    fn tmp(&self) -> &Path {
-        self.env.tmp()
     }
 
     /// testdata/10-calico-kdd-hostlocal.conflist verbatim, except for the paths install-cni and
@@ -116,28 +69,7 @@ impl Cluster {
 
     /// Addresses host-local holds (its on-disk reservations).
     fn reserved(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.tmp().join("ipam/k8s-pod-network"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.parse::<IpAddr>().is_ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-
-    fn cali_links(&self) -> Vec<String> {
-        self.env
-            .host
-            .links()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l["ifname"].as_str())
-            .filter(|n| n.starts_with("cali"))
-            .map(str::to_string)
-            .collect()
+        ipam_state::host_local_reservations(&self.tmp().join("ipam"), "k8s-pod-network")
     }
 
     /// Asserts the failed ADD left nothing behind: no veth, no reservation, no pod interface.
@@ -149,14 +81,6 @@ impl Cluster {
             "pod interface left behind"
         );
     }
-}
-
-fn pod_att(container_id: &str, ns: &Netns, pod: &str) -> Attachment {
-    Attachment::new(container_id, ns)
-        .arg("IgnoreUnknown", "1")
-        .arg("K8S_POD_NAMESPACE", "default")
-        .arg("K8S_POD_NAME", pod)
-        .arg("K8S_POD_INFRA_CONTAINER_ID", container_id)
 }
 
 fn ips(result: &Value) -> Vec<ipnetwork::IpNetwork> {
@@ -184,13 +108,6 @@ fn host_veth(pod: &str) -> String {
         .output()
         .unwrap();
     format!("cali{}", &String::from_utf8_lossy(&out.stdout)[..11])
-}
-
-fn expect_err(r: Result<Value, ChainError>) -> ChainError {
-    match r {
-        Ok(v) => panic!("expected an error, got {v}"),
-        Err(e) => e,
-    }
 }
 
 #[test]

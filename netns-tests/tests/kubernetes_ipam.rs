@@ -7,13 +7,14 @@
 //!
 //! Needs the built binaries (`cargo build --bins`: calico, calico-ipam) and `curl`.
 
-use std::net::IpAddr;
-use std::path::Path;
+mod common;
 
+use std::net::IpAddr;
+
+use common::k8s::{expect_err, pod_att, Cluster};
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netns_tests::{bins, exec_plugin, traffic, Attachment, ChainError, Netns, TestEnv};
+use netns_tests::{bins, exec_plugin, traffic, ExecOutput};
 use serde_json::{json, Value};
-use test_apiserver::TestApiServer;
 
 const NODE: &str = "kdd-node1";
 const NETWORK: &str = "k8s-pod-network";
@@ -22,34 +23,13 @@ const BLOCK_SIZE: u8 = 26;
 const POD_IP: &str = "cni.projectcalico.org/podIP";
 const CRDS: &str = "/apis/crd.projectcalico.org/v1";
 
-/// A host namespace with the API server listening in it, seeded with what the kubelet and
-/// calico-node would have created: namespace `default`, the Node, the datastore's
-/// ClusterInformation, an IPPool, the default IPAMConfig and the nodename file.
-struct Cluster {
-    /// `Some` until drop. The server's own wake-up connections (drop, set_down) go to
-    /// 127.0.0.1, so they must be made from inside the host namespace: see [`Cluster::api_ctl`].
-    api: Option<TestApiServer>,
-    env: TestEnv,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let api = self.api.take();
-        let _ = self.env.host.run(move || drop(api));
-    }
-}
-
 impl Cluster {
+    /// A host namespace with the API server listening in it, seeded with what the kubelet and
+    /// calico-node would have created: namespace `default`, the Node, the datastore's
+    /// ClusterInformation, an IPPool, the default IPAMConfig and the nodename file.
     fn new(name: &str) -> Cluster {
-        let env = TestEnv::new(name).unwrap();
-        // Started on a thread inside the host namespace, so 127.0.0.1 is the plugins' loopback.
-        let api = env.host.run(TestApiServer::start).unwrap().unwrap();
-        let c = Cluster {
-            api: Some(api),
-            env,
-        };
+        let c = Cluster::start(name, NODE);
         for obj in [
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
             json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": {}}),
             json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
                 "metadata": {"name": "default-ipv4-ippool"},
@@ -67,35 +47,6 @@ impl Cluster {
         }
         std::fs::write(c.tmp().join("nodename"), NODE).unwrap();
         c
-    }
-
-    fn api(&self) -> &TestApiServer {
-        self.api.as_ref().expect("set until drop")
-    }
-
-    /// Runs a fault-injection call in the host namespace (where the server's loopback is).
-    fn api_ctl(&self, f: impl FnOnce(&TestApiServer) + Send) {
-        let api = self.api();
-        self.env.host.run(|| f(api)).unwrap();
-    }
-
-    fn tmp(&self) -> &Path {
-        self.env.tmp()
-    }
-
-    fn pod(&self, name: &str) {
-        self.api()
-            .put(json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
-            .unwrap();
-    }
-
-    fn pod_annotation(&self, name: &str, key: &str) -> Value {
-        self.api()
-            .get(&format!("/api/v1/namespaces/default/pods/{name}"))
-            .unwrap_or_else(|| panic!("pod {name} missing"))["metadata"]["annotations"][key]
-            .clone()
     }
 
     /// The calico plugin object as an operator writes it for KDD with calico-ipam.
@@ -167,26 +118,6 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no {plural}/{name} in {:?}", self.names(plural)))
             .1
     }
-
-    fn cali_links(&self) -> Vec<String> {
-        self.env
-            .host
-            .links()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l["ifname"].as_str())
-            .filter(|n| n.starts_with("cali"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-fn pod_att(container_id: &str, ns: &Netns, pod: &str) -> Attachment {
-    Attachment::new(container_id, ns)
-        .arg("IgnoreUnknown", "1")
-        .arg("K8S_POD_NAMESPACE", "default")
-        .arg("K8S_POD_NAME", pod)
-        .arg("K8S_POD_INFRA_CONTAINER_ID", container_id)
 }
 
 fn only_ip(result: &Value) -> IpNetwork {
@@ -234,19 +165,19 @@ fn block_allocations(block: &Value) -> Vec<(IpAddr, String)> {
         .collect()
 }
 
-fn expect_err(r: Result<Value, ChainError>) -> ChainError {
-    match r {
-        Ok(v) => panic!("expected an error, got {v}"),
-        Err(e) => e,
-    }
+/// The CNI error code of a plugin run that must have failed.
+fn error_code(out: &ExecOutput) -> Value {
+    assert!(!out.success(), "expected a failure: {}", out.stdout_str());
+    let err: Value = serde_json::from_str(&out.stdout_str()).unwrap();
+    err["code"].clone()
 }
 
 #[test]
 fn calico_ipam_on_crds_runs_add_check_del() {
     let k = Cluster::new("kdd-ipam");
     let chain = k.env.chain(&k.conflist()).unwrap();
-    k.pod("pod-a");
-    k.pod("pod-b");
+    k.pod("pod-a", json!({}));
+    k.pod("pod-b", json!({}));
     let (ca, cb) = (k.env.container("a").unwrap(), k.env.container("b").unwrap());
     let (aa, ab) = (pod_att("sb-a", &ca, "pod-a"), pod_att("sb-b", &cb, "pod-b"));
     let ra = chain.add(&aa).unwrap();
@@ -266,11 +197,11 @@ fn calico_ipam_on_crds_runs_add_check_del() {
 
     // The pods carry their IPs for everyone watching the API.
     assert_eq!(
-        k.pod_annotation("pod-a", POD_IP),
+        k.pod_annotations("pod-a")[POD_IP],
         format!("{}/32", ipa.ip())
     );
     assert_eq!(
-        k.pod_annotation("pod-b", POD_IP),
+        k.pod_annotations("pod-b")[POD_IP],
         format!("{}/32", ipb.ip())
     );
 
@@ -320,7 +251,7 @@ fn calico_ipam_on_crds_runs_add_check_del() {
     assert!(block_allocations(&b).is_empty(), "{b}");
     assert_eq!(b["spec"]["affinity"], format!("host:{NODE}"), "{b}");
     assert_eq!(
-        k.pod_annotation("pod-a", POD_IP),
+        k.pod_annotations("pod-a")[POD_IP],
         "",
         "DEL clears the pod IP"
     );
@@ -342,7 +273,7 @@ fn calico_ipam_on_crds_runs_add_check_del() {
 fn api_down_is_code_11_and_leaves_nothing() {
     let k = Cluster::new("kdd-ipam-down");
     let chain = k.env.chain(&k.conflist()).unwrap();
-    k.pod("p");
+    k.pod("p", json!({}));
     let ctr = k.env.container("p").unwrap();
     let att = pod_att("sb-p", &ctr, "p");
 
@@ -358,27 +289,20 @@ fn api_down_is_code_11_and_leaves_nothing() {
     stdin["cniVersion"] = json!("1.0.0");
     stdin["name"] = json!(NETWORK);
     let ctr_path = ctr.path().to_str().unwrap().to_string();
-    let ipam_env = |cmd: &'static str| {
-        [
+    let bin = bins::binary("calico-ipam").unwrap();
+    // Runs calico-ipam `cmd` for the pod.
+    let ipam = |cmd: &str| {
+        let env = [
             ("CNI_COMMAND", cmd),
             ("CNI_CONTAINERID", "sb-p"),
             ("CNI_NETNS", ctr_path.as_str()),
             ("CNI_IFNAME", "eth0"),
             ("CNI_PATH", "/nonexistent"),
             ("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p"),
-        ]
+        ];
+        exec_plugin(&k.env.host, &bin, &env, stdin.to_string().as_bytes()).unwrap()
     };
-    let bin = bins::binary("calico-ipam").unwrap();
-    let out = exec_plugin(
-        &k.env.host,
-        &bin,
-        &ipam_env("ADD"),
-        stdin.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert!(!out.success(), "{}", out.stdout_str());
-    let err: Value = serde_json::from_str(&out.stdout_str()).unwrap();
-    assert_eq!(err["code"], 11, "{err}");
+    assert_eq!(error_code(&ipam("ADD")), 11);
 
     // Back up: the failed ADDs wrote nothing.
     k.api_ctl(|a| a.set_down(false));
@@ -392,18 +316,7 @@ fn api_down_is_code_11_and_leaves_nothing() {
     k.api_ctl(|a| a.set_down(true));
     let e = chain.del(&att).unwrap_err();
     assert_eq!(e.code(), Some(11), "{}", e.msg());
-    let out = exec_plugin(
-        &k.env.host,
-        &bin,
-        &ipam_env("DEL"),
-        stdin.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert!(!out.success(), "calico-ipam DEL with the API down");
-    assert_eq!(
-        serde_json::from_str::<Value>(&out.stdout_str()).unwrap()["code"],
-        11
-    );
+    assert_eq!(error_code(&ipam("DEL")), 11);
     k.api_ctl(|a| a.set_down(false));
     assert!(ctr.addrs("eth0").unwrap().iter().any(|a| a.ip() == ip));
     assert_eq!(k.names("ipamhandles"), vec![handle_name("sb-p")]);
@@ -415,18 +328,10 @@ fn api_down_is_code_11_and_leaves_nothing() {
     // code 11 well inside the runtime's budget, and nothing is held afterwards.
     k.api_ctl(|a| a.set_stall(true));
     let started = std::time::Instant::now();
-    let out = exec_plugin(
-        &k.env.host,
-        &bin,
-        &ipam_env("ADD"),
-        stdin.to_string().as_bytes(),
-    )
-    .unwrap();
+    let out = ipam("ADD");
     let took = started.elapsed();
     k.api_ctl(|a| a.set_stall(false));
-    assert!(!out.success(), "{}", out.stdout_str());
-    let err: Value = serde_json::from_str(&out.stdout_str()).unwrap();
-    assert_eq!(err["code"], 11, "{err}");
+    assert_eq!(error_code(&out), 11);
     assert!(took < std::time::Duration::from_secs(40), "{took:?}");
     assert!(k.names("ipamhandles").is_empty());
     for (name, b) in k.list("ipamblocks") {
@@ -461,12 +366,10 @@ fn pool_and_ip_annotations_and_a_second_node_on_crds() {
     let chain2 = k.env.chain(&conf_for(node2)).unwrap();
 
     // The pod's pool annotation (by pool name) wins over the config: a /28 block of `other`.
-    k.api()
-        .put(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "in-other", "namespace": "default",
-                "annotations": {"cni.projectcalico.org/ipv4pools": "[\"other\"]"}},
-            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
-        .unwrap();
+    k.pod(
+        "in-other",
+        json!({"cni.projectcalico.org/ipv4pools": "[\"other\"]"}),
+    );
     let c1 = k.env.container("c1").unwrap();
     let a1 = pod_att("sb-other", &c1, "in-other");
     let ip1 = only_ip(&chain1.add(&a1).unwrap()).ip();
@@ -481,12 +384,10 @@ fn pool_and_ip_annotations_and_a_second_node_on_crds() {
     );
 
     // ipAddrs: exactly the requested address; its block is claimed for this node.
-    k.api()
-        .put(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "fixed", "namespace": "default",
-                "annotations": {"cni.projectcalico.org/ipAddrs": "[\"10.77.9.9\"]"}},
-            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
-        .unwrap();
+    k.pod(
+        "fixed",
+        json!({"cni.projectcalico.org/ipAddrs": "[\"10.77.9.9\"]"}),
+    );
     let c2 = k.env.container("c2").unwrap();
     let a2 = pod_att("sb-fixed", &c2, "fixed");
     let r2 = chain1.add(&a2).unwrap();
@@ -501,7 +402,7 @@ fn pool_and_ip_annotations_and_a_second_node_on_crds() {
     assert!(traffic::ping(&c1, "10.77.9.9".parse().unwrap()).unwrap());
 
     // A pod on the second node gets its own block and affinity.
-    k.pod("on-node2");
+    k.pod("on-node2", json!({}));
     let c3 = k.env.container("c3").unwrap();
     let a3 = pod_att("sb-node2", &c3, "on-node2");
     let ip3 = only_ip(&chain2.add(&a3).unwrap()).ip();
@@ -556,7 +457,7 @@ fn failed_add_releases_its_crd_allocation() {
 
     // An interface already named eth0 in the pod: refused before IPAM, so nothing to release.
     let chain = k.env.chain(&k.conflist()).unwrap();
-    k.pod("p");
+    k.pod("p", json!({}));
     let ctr = k.env.container("p").unwrap();
     ctr.ip(&[
         "link",
@@ -573,7 +474,7 @@ fn failed_add_releases_its_crd_allocation() {
     assert!(e.msg().contains("\"eth0\" already exists"), "{}", e.msg());
     assert!(k.names("ipamblocks").is_empty(), "no IPAM for a doomed ADD");
     assert_released("interface exists");
-    assert_eq!(k.pod_annotation("p", POD_IP), Value::Null);
+    assert_eq!(k.pod_annotations("p")[POD_IP], Value::Null);
     ctr.ip(&["link", "del", "eth0"]).unwrap();
 
     // The pod IP update fails after the dataplane: without policy k8s the pod is not read

@@ -11,7 +11,7 @@
 //! Idempotent: running it again changes nothing (every write is create-if-absent or a CAS
 //! from not-ready to ready).
 
-use ipam::model::{ClusterInformation, ClusterInformationSpec, IpPool, IpPoolSpec, IpamConfig};
+use ipam::model::{ClusterInformation, IpPool, IpPoolSpec, IpamConfig};
 use ipam::{IpVersion, Key, ResourceKind, Store, StoreError};
 use ipnetwork::IpNetwork;
 
@@ -91,18 +91,11 @@ fn ensure_cluster_information(store: &dyn Store, r: &mut InitReport) -> CtlResul
     for _ in 0..10 {
         match store.get_opt(&key)? {
             None => {
-                let mut ci = ClusterInformation::new(
-                    "ClusterInformation",
-                    "default",
-                    ClusterInformationSpec {
-                        cluster_guid: Some(meta::new_uid().replace('-', "")),
-                        calico_version: Some(calico_version()),
-                        datastore_ready: Some(true),
-                        ..Default::default()
-                    },
+                let mut ci = ClusterInformation::new_ready(
+                    meta::new_uid().replace('-', ""),
+                    calico_version(),
                 );
                 ci.metadata.uid = Some(meta::new_uid());
-                ci.metadata.creation_timestamp = Some(meta::now());
                 match store.create(&key, &ci.to_json()) {
                     Ok(_) => {
                         r.cluster_info_created = true;
@@ -147,15 +140,7 @@ pub fn init(store: &dyn Store, o: &InitOptions) -> CtlResult<InitReport> {
     let mut r = InitReport::default();
     ensure_cluster_information(store, &mut r)?;
     let existing = pools::list(store)?;
-    let has = |v: IpVersion| {
-        existing.iter().any(|p| {
-            p.pool
-                .spec
-                .cidr
-                .parse::<IpNetwork>()
-                .is_ok_and(|c| IpVersion::of_net(&c) == v)
-        })
-    };
+    let has = |v: IpVersion| existing.iter().any(|p| p.pool.spec.ip_version() == Some(v));
     for (cidr, block) in [
         (o.ipv4_pool, o.ipv4_block_size),
         (o.ipv6_pool, o.ipv6_block_size),

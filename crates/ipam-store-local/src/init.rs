@@ -8,7 +8,7 @@
 //! processes: every write is create-if-absent. Note: deleting every pool of a family while a
 //! default is configured means it comes back on the next use.
 
-use ipam::model::{ClusterInformation, ClusterInformationSpec, IpPool, IpPoolSpec};
+use ipam::model::{ClusterInformation, IpPool, IpPoolSpec};
 use ipam::{IpVersion, Ipam, IpamError, Key, ResourceKind, Store, StoreError};
 use ipnetwork::IpNetwork;
 
@@ -68,14 +68,7 @@ fn cluster_guid() -> String {
 pub fn ensure_initialised(store: &dyn Store, d: &LocalDefaults) -> Result<Vec<String>, IpamError> {
     let ipam = Ipam::new(store);
     let pools = ipam.list_pools()?;
-    let has = |v: IpVersion| {
-        pools.iter().any(|p| {
-            p.spec
-                .cidr
-                .parse::<IpNetwork>()
-                .is_ok_and(|c| IpVersion::of_net(&c) == v)
-        })
-    };
+    let has = |v: IpVersion| pools.iter().any(|p| p.spec.ip_version() == Some(v));
     let mut created = Vec::new();
     let wanted = [
         (
@@ -110,18 +103,11 @@ pub fn ensure_initialised(store: &dyn Store, d: &LocalDefaults) -> Result<Vec<St
     }
     let key = Key::resource(ResourceKind::ClusterInformation, "default");
     if store.get_opt(&key)?.is_none() {
-        let mut ci = ClusterInformation::new(
-            "ClusterInformation",
-            "default",
-            ClusterInformationSpec {
-                cluster_guid: Some(cluster_guid()),
-                cluster_type: Some("local".into()),
-                calico_version: Some(format!("rust-calico-{}", env!("CARGO_PKG_VERSION"))),
-                datastore_ready: Some(true),
-                ..Default::default()
-            },
+        let mut ci = ClusterInformation::new_ready(
+            cluster_guid(),
+            format!("rust-calico-{}", env!("CARGO_PKG_VERSION")),
         );
-        ci.metadata.creation_timestamp = Some(ipam::clock::rfc3339(std::time::SystemTime::now()));
+        ci.spec.cluster_type = Some("local".into());
         match store.create(&key, &ci.to_json()) {
             Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
             Err(e) => return Err(e.into()),

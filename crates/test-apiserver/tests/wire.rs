@@ -340,35 +340,23 @@ fn list_selectors_and_pod_status_patch() {
         pod["spec"]["nodeName"], "n1",
         "status subresource must not change spec"
     );
-    // uid precondition in a patch.
-    let bad = json!({"metadata": {"uid": "00000000-0000-0000-0000-000000000000",
-                                  "annotations": {"cni.projectcalico.org/podIP": ""}}});
-    assert_eq!(
-        curl(
+    // uid precondition in a patch: a stale uid is a conflict, the current one applies.
+    for (uid, want) in [
+        (json!("00000000-0000-0000-0000-000000000000"), 409),
+        (uid, 200),
+    ] {
+        let patch =
+            json!({"metadata": {"uid": uid, "annotations": {"cni.projectcalico.org/podIP": ""}}});
+        let r = curl(
             &api,
             "PATCH",
             path,
             "application/merge-patch+json",
-            Some(&bad.to_string()),
-            t
-        )
-        .code,
-        409
-    );
-    let good =
-        json!({"metadata": {"uid": uid, "annotations": {"cni.projectcalico.org/podIP": ""}}});
-    assert_eq!(
-        curl(
-            &api,
-            "PATCH",
-            path,
-            "application/merge-patch+json",
-            Some(&good.to_string()),
-            t
-        )
-        .code,
-        200
-    );
+            Some(&patch.to_string()),
+            t,
+        );
+        assert_eq!(r.code, want, "uid {uid}: {:?}", r.body);
+    }
     // JSON patch on the main resource.
     let jp = json!([{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}]);
     let r = curl(

@@ -148,6 +148,14 @@ impl IpPoolSpec {
         self.block_size.unwrap_or(if is_v6 { 122 } else { 26 })
     }
 
+    /// The pool's IP family; `None` when the CIDR does not parse.
+    pub fn ip_version(&self) -> Option<crate::IpVersion> {
+        self.cidr
+            .parse::<ipnetwork::IpNetwork>()
+            .ok()
+            .map(|c| crate::IpVersion::of_net(&c))
+    }
+
     /// Node selector with the default `all()`.
     pub fn effective_node_selector(&self) -> &str {
         match self.node_selector.as_deref() {
@@ -228,12 +236,46 @@ pub struct ClusterInformationSpec {
 /// `ClusterInformation` resource (name `default`).
 pub type ClusterInformation = Resource<ClusterInformationSpec>;
 
+impl ClusterInformation {
+    /// ClusterInformation `default` as written into a datastore being initialised (calico-node's
+    /// startup; calicoctl / the local store without one): `datastoreReady: true`, the given
+    /// `clusterGUID` and `calicoVersion`, created now.
+    pub fn new_ready(cluster_guid: String, calico_version: String) -> ClusterInformation {
+        let mut ci = ClusterInformation::new(
+            "ClusterInformation",
+            "default",
+            ClusterInformationSpec {
+                cluster_guid: Some(cluster_guid),
+                calico_version: Some(calico_version),
+                datastore_ready: Some(true),
+                ..Default::default()
+            },
+        );
+        ci.metadata.creation_timestamp = Some(crate::clock::rfc3339(std::time::SystemTime::now()));
+        ci
+    }
+}
+
 /// `Node` resource; the IPAM only needs `metadata.labels` (node selectors), the spec is opaque.
 pub type Node = Resource<Map<String, Value>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_ready_cluster_information_is_ready_and_stamped() {
+        let ci = ClusterInformation::new_ready("ab".repeat(16), "rust-calico-v1".into());
+        let v: Value = serde_json::from_str(&ci.to_json()).unwrap();
+        assert_eq!(v["kind"], "ClusterInformation");
+        assert_eq!(v["metadata"]["name"], "default");
+        assert!(v["metadata"]["creationTimestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(v["spec"]["datastoreReady"], true);
+        assert_eq!(v["spec"]["clusterGUID"], "ab".repeat(16));
+        assert_eq!(v["spec"]["calicoVersion"], "rust-calico-v1");
+    }
 
     #[test]
     fn pool_round_trip_matches_calico_example() {
