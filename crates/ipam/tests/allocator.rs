@@ -477,3 +477,28 @@ fn audit_detects_lost_handles_and_double_affinities() {
     assert!(a.errors[0].contains("unreachable via the handle"));
     assert_eq!(a.allocations.len(), 1);
 }
+
+#[test]
+fn creating_a_pool_that_exists_is_already_exists_and_overlap_is_invalid() {
+    let s = setup();
+    let ipam = Ipam::new(&s);
+    // The same name (what a concurrent first-use initialisation runs into): AlreadyExists, so
+    // the loser can treat it as done.
+    let spec = ipam::model::IpPoolSpec {
+        cidr: "10.244.0.0/16".into(),
+        ..Default::default()
+    };
+    let again = ipam::model::IpPool::new("IPPool", "default-ipv4-ippool", spec.clone());
+    let e = ipam.create_pool(&again).unwrap_err();
+    assert!(
+        matches!(e, IpamError::Store(ipam::StoreError::AlreadyExists(_))),
+        "{e:?}"
+    );
+    // Another name over the same range: refused as an overlap.
+    let other = ipam::model::IpPool::new("IPPool", "other", spec);
+    let e = ipam.create_pool(&other).unwrap_err();
+    assert!(
+        matches!(&e, IpamError::InvalidArgument(m) if m.contains("overlaps")),
+        "{e:?}"
+    );
+}

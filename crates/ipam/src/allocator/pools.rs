@@ -10,6 +10,7 @@ use crate::error::{IpamError, IpamResult};
 use crate::keys::{IpVersion, Key, ListPrefix, ResourceKind};
 use crate::model::{IpPool, Node};
 use crate::selector::Selector;
+use crate::store::StoreError;
 
 /// A pool usable for allocation, with its parsed CIDR and effective block size.
 #[derive(Debug, Clone)]
@@ -222,6 +223,12 @@ impl Ipam<'_> {
             )));
         }
         for p in self.all_pools()? {
+            // Same name: report it as the store would. Checked before overlap because a pool
+            // created concurrently under this name (two processes initialising one store) also
+            // overlaps, and callers treat AlreadyExists as "someone else did it".
+            if p.name == *name {
+                return Err(StoreError::AlreadyExists(key.to_string()).into());
+            }
             if p.cidr.contains(parsed.cidr.network()) || parsed.cidr.contains(p.cidr.network()) {
                 return Err(IpamError::InvalidArgument(format!(
                     "IPPool({name}) CIDR overlaps with IPPool({}) CIDR {}",
