@@ -30,6 +30,14 @@ impl TestEnv {
         })
     }
 
+    /// [`TestEnv::new`] with the host set up like a Calico node: IPv6 forwarding on, as
+    /// calico-node enables it on real nodes (dual-stack pods need it).
+    pub fn calico_node(test_name: &str) -> Result<TestEnv> {
+        let env = TestEnv::new(test_name)?;
+        env.host.set_sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        Ok(env)
+    }
+
     /// A fresh container namespace with `lo` down (as a runtime creates it).
     pub fn container(&self, name: &str) -> Result<Netns> {
         Netns::new(name)

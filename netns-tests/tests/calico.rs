@@ -59,18 +59,9 @@ fn pod_ip(result: &Value, v4: bool) -> std::net::IpAddr {
         .unwrap_or_else(|| panic!("no {} address in {result}", if v4 { "v4" } else { "v6" }))
 }
 
-fn host_env(name: &str) -> TestEnv {
-    let env = TestEnv::new(name).unwrap();
-    // calico-node enables IPv6 forwarding on real nodes; the stand-in host needs it too.
-    env.host
-        .set_sysctl("net.ipv6.conf.all.forwarding", "1")
-        .unwrap();
-    env
-}
-
 #[test]
 fn two_dual_stack_pods_are_wired_like_calico_and_reach_each_other() {
-    let env = host_env("cal-2pods");
+    let env = TestEnv::calico_node("cal-2pods").unwrap();
     // An address on the host for pods to reach (nodes have one; our stand-in gets a test one).
     env.host.add_addr("lo", "192.0.2.1/32").unwrap();
     let conf = dual_stack(env.tmp());
@@ -203,7 +194,7 @@ fn two_dual_stack_pods_are_wired_like_calico_and_reach_each_other() {
 
 #[test]
 fn every_version_gets_its_result_shape() {
-    let env = host_env("cal-versions");
+    let env = TestEnv::calico_node("cal-versions").unwrap();
     for (i, version) in [
         "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
     ]
@@ -230,7 +221,7 @@ fn every_version_gets_its_result_shape() {
 
 #[test]
 fn del_is_idempotent_and_needs_no_netns() {
-    let env = host_env("cal-del");
+    let env = TestEnv::calico_node("cal-del").unwrap();
     let chain = env.chain(&dual_stack(env.tmp())).unwrap();
     let ctr = env.container("ctr").unwrap();
     let att = Attachment::new("del-ctr", &ctr);
@@ -249,7 +240,7 @@ fn del_is_idempotent_and_needs_no_netns() {
 
 #[test]
 fn ipam_failure_leaves_nothing() {
-    let env = host_env("cal-ipamfail");
+    let env = TestEnv::calico_node("cal-ipamfail").unwrap();
     // A range with exactly one address: the second pod cannot get one.
     let conf = conflist(
         "1.0.0",
@@ -284,7 +275,7 @@ fn ipam_failure_leaves_nothing() {
 
 #[test]
 fn dataplane_failure_rolls_back_and_releases_the_ip() {
-    let env = host_env("cal-rollback");
+    let env = TestEnv::calico_node("cal-rollback").unwrap();
     let conf = conflist(
         "1.0.0",
         env.tmp(),
@@ -325,7 +316,7 @@ fn dataplane_failure_rolls_back_and_releases_the_ip() {
 
 #[test]
 fn vanished_netns_fails_cleanly_before_ipam() {
-    let env = host_env("cal-nonetns");
+    let env = TestEnv::calico_node("cal-nonetns").unwrap();
     let chain = env.chain(&dual_stack(env.tmp())).unwrap();
     let ctr = env.container("ctr").unwrap();
     let att = Attachment::new("gone", &ctr);
@@ -338,7 +329,7 @@ fn vanished_netns_fails_cleanly_before_ipam() {
 
 #[test]
 fn existing_interface_is_refused_and_left_alone() {
-    let env = host_env("cal-exists");
+    let env = TestEnv::calico_node("cal-exists").unwrap();
     let chain = env.chain(&dual_stack(env.tmp())).unwrap();
     let ctr = env.container("ctr").unwrap();
     ctr.ip(&[
@@ -357,7 +348,7 @@ fn existing_interface_is_refused_and_left_alone() {
 
 #[test]
 fn second_add_does_not_disturb_the_running_pod() {
-    let env = host_env("cal-readd");
+    let env = TestEnv::calico_node("cal-readd").unwrap();
     let chain = env.chain(&dual_stack(env.tmp())).unwrap();
     let p1 = env.container("p1").unwrap();
     let p2 = env.container("p2").unwrap();
@@ -376,7 +367,7 @@ fn second_add_does_not_disturb_the_running_pod() {
 
 #[test]
 fn bad_config_names_the_field() {
-    let env = host_env("cal-badconf");
+    let env = TestEnv::calico_node("cal-badconf").unwrap();
     let mut conf = dual_stack(env.tmp());
     conf["plugins"][0]["mtu"] = json!("jumbo");
     let ctr = env.container("ctr").unwrap();
@@ -392,7 +383,7 @@ fn bad_config_names_the_field() {
 
 #[test]
 fn check_detects_what_went_missing() {
-    let env = host_env("cal-check");
+    let env = TestEnv::calico_node("cal-check").unwrap();
     let chain = env.chain(&dual_stack(env.tmp())).unwrap();
     let ctr = env.container("ctr").unwrap();
     let att = Attachment::new("chk", &ctr);
@@ -433,7 +424,7 @@ fn check_detects_what_went_missing() {
 
 #[test]
 fn gc_and_status_are_forwarded_to_ipam() {
-    let env = host_env("cal-gc");
+    let env = TestEnv::calico_node("cal-gc").unwrap();
     let mut conf = dual_stack(env.tmp());
     conf["cniVersion"] = json!("1.1.0");
     let chain = env.chain(&conf).unwrap();

@@ -50,14 +50,6 @@ fn ipam_stdin(plugin: &Value) -> Vec<u8> {
     conf.to_string().into_bytes()
 }
 
-fn host_env(name: &str) -> TestEnv {
-    let env = TestEnv::new(name).unwrap();
-    env.host
-        .set_sysctl("net.ipv6.conf.all.forwarding", "1")
-        .unwrap();
-    env
-}
-
 fn result_ips(result: &Value) -> Vec<IpAddr> {
     result["ips"]
         .as_array()
@@ -439,7 +431,7 @@ fn clone_inv<'a>(inv: &Invocation<'a>) -> Invocation<'a> {
 
 #[test]
 fn two_dual_stack_pods_on_calico_ipam_reach_each_other_and_del_releases() {
-    let env = host_env("cipam-2pods");
+    let env = TestEnv::calico_node("cipam-2pods").unwrap();
     let dir = env.tmp();
     let db = LocalDb(dir.join("ipam.db"));
     let chain = env.chain(&conflist(calico_local(dir, "node-1"))).unwrap();
@@ -522,7 +514,7 @@ fn two_dual_stack_pods_on_calico_ipam_reach_each_other_and_del_releases() {
 
 #[test]
 fn ipam_result_check_gc_and_specific_ip() {
-    let env = host_env("cipam-verbs");
+    let env = TestEnv::calico_node("cipam-verbs").unwrap();
     let dir = env.tmp();
     let db = LocalDb(dir.join("ipam.db"));
     let plugin = calico_local(dir, "node-1");
@@ -626,7 +618,7 @@ fn ipam_result_check_gc_and_specific_ip() {
 
 #[test]
 fn parallel_adds_from_two_nodes_on_the_local_store() {
-    let env = host_env("cipam-burst-local");
+    let env = TestEnv::calico_node("cipam-burst-local").unwrap();
     let dir = env.tmp().to_path_buf();
     let db = LocalDb(dir.join("ipam.db"));
     burst_two_nodes(
@@ -656,7 +648,7 @@ fn calico_etcd(endpoint: &str, node: &str, dir: &Path) -> Value {
 
 #[test]
 fn parallel_adds_from_two_nodes_on_etcd() {
-    let env = host_env("cipam-burst-etcd");
+    let env = TestEnv::calico_node("cipam-burst-etcd").unwrap();
     let etcd = Etcd::start(&env.host);
     let dir = env.tmp().to_path_buf();
     let netns = env.container("c").unwrap();
@@ -694,7 +686,7 @@ fn parallel_adds_from_two_nodes_on_etcd() {
 
 #[test]
 fn unreachable_datastore_is_try_again_later_and_allocates_nothing() {
-    let env = host_env("cipam-down");
+    let env = TestEnv::calico_node("cipam-down").unwrap();
     let dir = env.tmp().to_path_buf();
     let netns = env.container("c").unwrap();
     let etcd = Etcd::start(&env.host);

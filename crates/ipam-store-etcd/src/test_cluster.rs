@@ -406,65 +406,42 @@ fn openssl(dir: &Path, args: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
+/// `openssl req` with a fresh P-256 key `<name>.key` and subject `/CN=<name>`, plus `extra`
+/// (what to write, and how).
+fn req_with_new_key(dir: &Path, name: &str, extra: &[&str]) -> io::Result<()> {
+    let (key, subj) = (format!("{name}.key"), format!("/CN={name}"));
+    let common = [
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-keyout",
+        &key,
+        "-subj",
+        &subj,
+        "-config",
+        "openssl.cnf",
+    ];
+    openssl(dir, &[&common[..], extra].concat())
+}
+
 /// Self-signed P-256 CA `<name>.crt`/`<name>.key`.
 fn make_ca(dir: &Path, name: &str) -> io::Result<()> {
-    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
-    let subj = format!("/CN={name}");
-    openssl(
+    let crt = format!("{name}.crt");
+    req_with_new_key(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-subj",
-            &subj,
-            "-config",
-            "openssl.cnf",
-            "-extensions",
-            "ca",
-        ],
+        name,
+        &["-x509", "-out", &crt, "-days", "2", "-extensions", "ca"],
     )
 }
 
 /// Leaf `<name>.crt`/`<name>.key` signed by CA `<ca>`, with extension section `ext`.
 fn make_leaf(dir: &Path, name: &str, ca: &str, ext: &str, serial: &str) -> io::Result<()> {
-    let (crt, key, csr) = (
-        format!("{name}.crt"),
-        format!("{name}.key"),
-        format!("{name}.csr"),
-    );
-    let subj = format!("/CN={name}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &subj,
-            "-config",
-            "openssl.cnf",
-        ],
-    )?;
+    let (crt, csr) = (format!("{name}.crt"), format!("{name}.csr"));
+    req_with_new_key(dir, name, &["-out", &csr])?;
     let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
     openssl(
         dir,

@@ -51,6 +51,21 @@ pub struct Request<'a> {
     pub mappings: &'a [PortMapping],
 }
 
+#[cfg(test)]
+impl<'a> Request<'a> {
+    /// What the rendering unit tests use: container "c" on network "n".
+    pub(crate) fn for_test(conf: &'a PortMapConf, mappings: &'a [PortMapping]) -> Request<'a> {
+        Request {
+            conf,
+            attachment: Attachment {
+                network: "n",
+                container_id: "c",
+            },
+            mappings,
+        }
+    }
+}
+
 /// The container side of an ADD/CHECK, taken from prevResult.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Container {

@@ -409,8 +409,13 @@ mod tests {
         .unwrap()
     }
 
-    fn rules(v: &[&[&str]]) -> Vec<Rule> {
-        v.iter().map(|r| rule(r)).collect()
+    /// Expected rules, one string each with white-space separated arguments (no argument of
+    /// these vectors contains white space).
+    fn rules(lines: &[&str]) -> Vec<Rule> {
+        lines
+            .iter()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
     }
 
     /// The vectors of upstream's portmap_iptables_test.go ("generates a correct standard
@@ -433,320 +438,58 @@ mod tests {
             attachment: att,
             mappings: &mappings,
         };
-        let chain = "CNI-DN-67e92b96e692a494b6b85";
+        // The comment has spaces, so it is prepended as whole arguments.
+        let commented = |r: Rule| [rule(&["-m", "comment", "--comment", &comment]), r].concat();
         assert_eq!(
             entry_rules(&req, Family::V4),
             rules(&[
-                &[
-                    "-m",
-                    "comment",
-                    "--comment",
-                    &comment,
-                    "-m",
-                    "multiport",
-                    "-p",
-                    "tcp",
-                    "--destination-ports",
-                    "8080,8081,8083,8084,8085,8086",
-                    "-a",
-                    "b",
-                    "-j",
-                    chain
-                ],
-                &[
-                    "-m",
-                    "comment",
-                    "--comment",
-                    &comment,
-                    "-m",
-                    "multiport",
-                    "-p",
-                    "udp",
-                    "--destination-ports",
-                    "8080,8082",
-                    "-a",
-                    "b",
-                    "-j",
-                    chain
-                ],
+                "-m multiport -p tcp --destination-ports 8080,8081,8083,8084,8085,8086 -a b -j CNI-DN-67e92b96e692a494b6b85",
+                "-m multiport -p udp --destination-ports 8080,8082 -a b -j CNI-DN-67e92b96e692a494b6b85",
             ])
+            .into_iter()
+            .map(commented)
+            .collect::<Vec<_>>()
         );
         let v4: IpNetwork = "10.0.0.2/24".parse().unwrap();
-        let sm = "CNI-HOSTPORT-SETMARK";
         assert_eq!(
             dnat_rules(&req, &v4),
             rules(&[
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8080",
-                    "-s",
-                    "10.0.0.2/24",
-                    "-j",
-                    sm
-                ],
-                &["-p", "tcp", "--dport", "8080", "-s", "127.0.0.1", "-j", sm],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8080",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "10.0.0.2:80"
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8081",
-                    "-s",
-                    "10.0.0.2/24",
-                    "-j",
-                    sm
-                ],
-                &["-p", "tcp", "--dport", "8081", "-s", "127.0.0.1", "-j", sm],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8081",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "10.0.0.2:80"
-                ],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8080",
-                    "-s",
-                    "10.0.0.2/24",
-                    "-j",
-                    sm
-                ],
-                &["-p", "udp", "--dport", "8080", "-s", "127.0.0.1", "-j", sm],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8080",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "10.0.0.2:81"
-                ],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8082",
-                    "-s",
-                    "10.0.0.2/24",
-                    "-j",
-                    sm
-                ],
-                &["-p", "udp", "--dport", "8082", "-s", "127.0.0.1", "-j", sm],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8082",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "10.0.0.2:82"
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8083",
-                    "-d",
-                    "192.168.0.2",
-                    "-s",
-                    "10.0.0.2/24",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8083",
-                    "-d",
-                    "192.168.0.2",
-                    "-s",
-                    "127.0.0.1",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8083",
-                    "-d",
-                    "192.168.0.2",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "10.0.0.2:83"
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8084",
-                    "-s",
-                    "10.0.0.2/24",
-                    "-j",
-                    sm
-                ],
-                &["-p", "tcp", "--dport", "8084", "-s", "127.0.0.1", "-j", sm],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8084",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "10.0.0.2:84"
-                ],
+                "-p tcp --dport 8080 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8080 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80",
+                "-p tcp --dport 8081 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8081 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8081 -j DNAT --to-destination 10.0.0.2:80",
+                "-p udp --dport 8080 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK",
+                "-p udp --dport 8080 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+                "-p udp --dport 8080 -j DNAT --to-destination 10.0.0.2:81",
+                "-p udp --dport 8082 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK",
+                "-p udp --dport 8082 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+                "-p udp --dport 8082 -j DNAT --to-destination 10.0.0.2:82",
+                "-p tcp --dport 8083 -d 192.168.0.2 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8083 -d 192.168.0.2 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8083 -d 192.168.0.2 -j DNAT --to-destination 10.0.0.2:83",
+                "-p tcp --dport 8084 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8084 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8084 -j DNAT --to-destination 10.0.0.2:84",
             ])
         );
         let v6: IpNetwork = "2001:db8::2/64".parse().unwrap();
         assert_eq!(
             dnat_rules(&req, &v6),
             rules(&[
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8080",
-                    "-s",
-                    "2001:db8::2/64",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8080",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "[2001:db8::2]:80"
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8081",
-                    "-s",
-                    "2001:db8::2/64",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8081",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "[2001:db8::2]:80"
-                ],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8080",
-                    "-s",
-                    "2001:db8::2/64",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8080",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "[2001:db8::2]:81"
-                ],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8082",
-                    "-s",
-                    "2001:db8::2/64",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "udp",
-                    "--dport",
-                    "8082",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "[2001:db8::2]:82"
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8085",
-                    "-d",
-                    "2001:db8:a::1",
-                    "-s",
-                    "2001:db8::2/64",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8085",
-                    "-d",
-                    "2001:db8:a::1",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "[2001:db8::2]:85"
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8086",
-                    "-s",
-                    "2001:db8::2/64",
-                    "-j",
-                    sm
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8086",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "[2001:db8::2]:86"
-                ],
+                "-p tcp --dport 8080 -s 2001:db8::2/64 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8080 -j DNAT --to-destination [2001:db8::2]:80",
+                "-p tcp --dport 8081 -s 2001:db8::2/64 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8081 -j DNAT --to-destination [2001:db8::2]:80",
+                "-p udp --dport 8080 -s 2001:db8::2/64 -j CNI-HOSTPORT-SETMARK",
+                "-p udp --dport 8080 -j DNAT --to-destination [2001:db8::2]:81",
+                "-p udp --dport 8082 -s 2001:db8::2/64 -j CNI-HOSTPORT-SETMARK",
+                "-p udp --dport 8082 -j DNAT --to-destination [2001:db8::2]:82",
+                "-p tcp --dport 8085 -d 2001:db8:a::1 -s 2001:db8::2/64 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8085 -d 2001:db8:a::1 -j DNAT --to-destination [2001:db8::2]:85",
+                "-p tcp --dport 8086 -s 2001:db8::2/64 -j CNI-HOSTPORT-SETMARK",
+                "-p tcp --dport 8086 -j DNAT --to-destination [2001:db8::2]:86",
             ])
         );
         conf.snat = false;
@@ -769,38 +512,13 @@ mod tests {
             { "hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
         ])))
         .unwrap();
-        let req = Request {
-            conf: &conf,
-            attachment: Attachment {
-                network: "n",
-                container_id: "c",
-            },
-            mappings: &mappings,
-        };
+        let req = Request::for_test(&conf, &mappings);
         let v4: IpNetwork = "10.0.0.2/24".parse().unwrap();
         assert_eq!(
             dnat_rules(&req, &v4)[..2],
             rules(&[
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8080",
-                    "-s",
-                    "10.0.0.2/24",
-                    "-j",
-                    "PLZ-SET-MARK"
-                ],
-                &[
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "8080",
-                    "-s",
-                    "127.0.0.1",
-                    "-j",
-                    "PLZ-SET-MARK"
-                ],
+                "-p tcp --dport 8080 -s 10.0.0.2/24 -j PLZ-SET-MARK",
+                "-p tcp --dport 8080 -s 127.0.0.1 -j PLZ-SET-MARK",
             ])[..]
         );
         assert_eq!(shared_chains(&req), vec![TOP_DNAT_CHAIN]);
@@ -820,14 +538,7 @@ mod tests {
             .collect();
         let mappings = PortMapping::list_from_json(Some(&json!(list))).unwrap();
         let conf = PortMapConf::default();
-        let req = Request {
-            conf: &conf,
-            attachment: Attachment {
-                network: "n",
-                container_id: "c",
-            },
-            mappings: &mappings,
-        };
+        let req = Request::for_test(&conf, &mappings);
         let e = entry_rules(&req, Family::V4);
         assert_eq!(e.len(), 3);
         assert_eq!(e[0][9].split(',').count(), 15);

@@ -445,7 +445,6 @@ pub fn check(req: &Request, addrs: &[IpNetwork]) -> Txn {
 mod tests {
     use super::*;
     use crate::config::PortMapConf;
-    use crate::naming::Attachment;
     use serde_json::json;
 
     fn mappings() -> Vec<PortMapping> {
@@ -460,16 +459,8 @@ mod tests {
 
     #[test]
     fn keys_are_deduplicated_and_family_filtered() {
-        let conf = PortMapConf::default();
-        let m = mappings();
-        let req = Request {
-            conf: &conf,
-            attachment: Attachment {
-                network: "n",
-                container_id: "c",
-            },
-            mappings: &m,
-        };
+        let (conf, m) = (PortMapConf::default(), mappings());
+        let req = Request::for_test(&conf, &m);
         let v4 = keys(&req, Family::V4);
         assert_eq!(v4.len(), 2);
         assert_eq!(v4[0].1.container_port, 80);
@@ -481,16 +472,8 @@ mod tests {
 
     #[test]
     fn txn_tags_and_group_removal() {
-        let conf = PortMapConf::default();
-        let m = mappings();
-        let req = Request {
-            conf: &conf,
-            attachment: Attachment {
-                network: "n",
-                container_id: "c",
-            },
-            mappings: &m,
-        };
+        let (conf, m) = (PortMapConf::default(), mappings());
+        let req = Request::for_test(&conf, &m);
         let d = del(&req);
         assert_eq!(d.lines.len(), 4 * 6);
         assert_eq!(d.tag_of_line(1), Some(Tag::Owner(0)));
