@@ -25,11 +25,6 @@ impl Cluster {
     /// A host namespace with the API server listening in it, namespace `default` and the node.
     fn new(name: &str) -> Cluster {
         let c = Cluster::start(name, NODE);
-        // calico-node enables IPv6 forwarding on real nodes; the stand-in host needs it too.
-        c.env
-            .host
-            .set_sysctl("net.ipv6.conf.all.forwarding", "1")
-            .unwrap();
         // What calico-node writes once the datastore is initialised; ADD refuses pods without it.
         c.api()
             .put(

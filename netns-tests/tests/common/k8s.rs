@@ -25,10 +25,11 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// A host namespace with the API server listening in it and namespace `default`; pods
+    /// A calico node's host namespace with the API server listening in it and namespace
+    /// `default`; pods
     /// created with [`Cluster::pod`] run on `node` (which the caller creates).
     pub fn start(name: &str, node: &'static str) -> Cluster {
-        let env = TestEnv::new(name).unwrap();
+        let env = TestEnv::calico_node(name).unwrap();
         // Started on a thread inside the host namespace, so 127.0.0.1 is the plugins' loopback.
         let api = env.host.run(TestApiServer::start).unwrap().unwrap();
         api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}))
