@@ -1215,3 +1215,151 @@ fn calico_then_portmap_chain_serves_http_via_host_port() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The iptables backend's netlink path against iptables-nft itself
+
+/// Every rule shape the iptables backend writes over netlink is byte-identical (counters aside)
+/// to what iptables-nft makes of the same rule text, and lists back as that text: this is what
+/// lets `iptables -D` (the Go plugin's DEL) and `iptables-save` treat our rules as their own.
+#[test]
+fn iptables_netlink_rules_are_encoded_like_iptables_nft() {
+    use portmap::iptables::{direct, render};
+    use portmap::{Attachment as PmAttachment, Family, PortMapConf, PortMapping, Request};
+
+    let ns = Netns::new_host("pm-encoding").unwrap();
+    /// (host port, container port, protocol, hostIP)
+    type Mappings<'a> = &'a [(u16, u16, &'a str, &'a str)];
+    let cases: [(Value, Mappings, &str); 7] = [
+        (
+            json!({}),
+            &[(8080, 80, "tcp", ""), (5353, 53, "udp", "")],
+            "10.244.0.5/32",
+        ),
+        (
+            json!({}),
+            &[(8080, 80, "tcp", ""), (5353, 53, "udp", "")],
+            "fd00::5/128",
+        ),
+        (
+            json!({}),
+            &[
+                (8080, 80, "tcp", "192.0.2.10"),
+                (8081, 81, "tcp", "0.0.0.0"),
+            ],
+            "10.244.0.6/32",
+        ),
+        (
+            json!({"masqAll": true}),
+            &[(8080, 80, "tcp", "")],
+            "10.244.0.7/32",
+        ),
+        (
+            json!({"masqAll": true}),
+            &[(8080, 80, "udp", "2001:db8::1")],
+            "fd00::7/128",
+        ),
+        (
+            json!({"externalSetMarkChain": "KUBE-MARK-MASQ"}),
+            &[(8080, 80, "tcp", "")],
+            "10.244.0.8/32",
+        ),
+        (
+            json!({"snat": false}),
+            &[(8080, 80, "tcp", "")],
+            "10.244.0.9/32",
+        ),
+    ];
+    let many: Vec<(u16, u16, &str, &str)> = (0..17).map(|i| (9000 + i, 80, "tcp", "")).collect();
+    let many_case = (json!({}), many.as_slice(), "10.244.0.10/32");
+    let mut checked = 0;
+    for (i, (extra, maps, addr)) in cases.iter().cloned().chain([many_case]).enumerate() {
+        let mut conf_json = json!({"cniVersion": "1.0.0", "name": NETWORK, "type": "portmap"});
+        conf_json
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let conf = PortMapConf::from_json(&conf_json).unwrap();
+        let mappings: Vec<PortMapping> = maps
+            .iter()
+            .map(|(h, c, p, ip)| PortMapping::from_parts(*h as i64, *c as i64, p, ip).unwrap())
+            .collect();
+        let container_id = format!("enc{i}");
+        let req = Request {
+            conf: &conf,
+            attachment: PmAttachment {
+                network: NETWORK,
+                container_id: &container_id,
+            },
+            mappings: &mappings,
+        };
+        let addr: ipnetwork::IpNetwork = addr.parse().unwrap();
+        let family = Family::of(&addr.ip());
+        let (tool, nf) = match family {
+            Family::V4 => ("iptables", nf_tables::Family::Ipv4),
+            Family::V6 => ("ip6tables", nf_tables::Family::Ipv6),
+        };
+        let mut rules = render::entry_rules(&req, family);
+        rules.extend(render::dnat_rules(&req, &addr));
+        // The chains the rules jump to, then the rules as iptables makes them.
+        let dn = req.attachment.dnat_chain();
+        for chain in ["REF", "CNI-HOSTPORT-SETMARK", "KUBE-MARK-MASQ", dn.as_str()] {
+            let _ = ns.output(tool, &["-t", "nat", "-N", chain]);
+        }
+        for r in &rules {
+            let mut args = vec!["-t", "nat", "-A", "REF"];
+            args.extend(r.iter().map(String::as_str));
+            let out = ns.output(tool, &args).unwrap();
+            assert!(out.success(), "{tool} {args:?}: {}", out.stderr_str());
+        }
+        let encoded: Vec<_> = rules
+            .iter()
+            .map(|r| direct::encode(family, r).expect("encodable"))
+            .collect();
+        let reference = ns
+            .run(|| {
+                nf_tables::NfSocket::new()
+                    .unwrap()
+                    .rules(nf, "nat", "REF")
+                    .unwrap()
+            })
+            .unwrap();
+        assert_eq!(reference.len(), rules.len());
+        for ((have, want), text) in reference.iter().zip(&encoded).zip(&rules) {
+            assert!(
+                have.matches(&want.exprs),
+                "case {i}: {text:?}\niptables-nft: {:?}\nours:         {:?}",
+                have.exprs,
+                want.exprs
+            );
+            checked += 1;
+        }
+        // Written over netlink into a twin chain, the rules list back as the same text.
+        ns.run(|| {
+            let mut b = nf_tables::Batch::new();
+            b.add_chain(nf, "nat", "OURS");
+            for r in &encoded {
+                b.append_rule(nf, "nat", "OURS", r);
+            }
+            nf_tables::NfSocket::new().unwrap().apply(&b).unwrap();
+        })
+        .unwrap();
+        let listing = |chain: &str| -> Vec<String> {
+            let out = ns.output(tool, &["-t", "nat", "-S", chain]).unwrap();
+            assert!(out.success(), "{}", out.stderr_str());
+            out.stdout_str()
+                .lines()
+                .skip(1)
+                .map(|l| l.replacen(chain, "X", 1))
+                .collect()
+        };
+        assert_eq!(listing("OURS"), listing("REF"), "case {i}");
+        for chain in ["REF", "OURS", dn.as_str()] {
+            sh(
+                &ns,
+                &format!("{tool} -t nat -F {chain} && {tool} -t nat -X {chain}"),
+            );
+        }
+    }
+    assert!(checked > 30, "only {checked} rules compared");
+}

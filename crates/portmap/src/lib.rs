@@ -4,18 +4,23 @@
 //! `externalSetMarkChain`, `conditionsV4/V6`, `backend`), validation of
 //! `runtimeConfig.portMappings`, pure rendering of netfilter changes
 //! ([`iptables::render`], [`nft::render`], golden-tested under `testdata/portmap/`), applying
-//! them in one transaction per family and operation (`iptables-restore --noflush -w`,
-//! `nft -f -`), `route_localnet` for 127.0.0.1 access and best-effort UDP conntrack cleanup.
+//! them in one transaction per family and operation (nf_tables netlink, `iptables-restore
+//! --noflush -w`, `nft -f -`), `route_localnet` for 127.0.0.1 access and best-effort UDP conntrack cleanup.
 //!
 //! * iptables: upstream's chains, rule shapes, comments and marks (`CNI-HOSTPORT-DNAT`,
 //!   `CNI-DN-<hash>`, `CNI-HOSTPORT-SETMARK`, `CNI-HOSTPORT-MASQ`), so a node can switch between
-//!   this plugin and the Go one in both directions and each DEL removes the other's rules. State is
-//!   read with per-chain listings (`iptables -S <chain>`) of our own chains only; `iptables-save`
-//!   (the whole table, kube-proxy's included) is a last resort. This layout cannot be flat with
-//!   iptables-nft (the tool loads the chain list, and for `-D` every rule of the table); the
-//!   nftables backend is the one whose cost does not grow with the node's mappings.
+//!   this plugin and the Go one in both directions and each DEL removes the other's rules. On
+//!   iptables-nft nodes a pod's rules are written and removed over nf_tables netlink, encoded
+//!   exactly as iptables-nft encodes them and found again by rule handle ([`iptables::direct`]),
+//!   because `iptables-restore` loads every rule of the nat table for any `-A`/`-D`. The first
+//!   ADD on a node, iptables-legacy nodes and rules outside that encoder go through
+//!   `iptables-restore`, reading state with per-chain listings (`iptables -S <chain>`);
+//!   `iptables-save` is a last resort. What still grows with the node's mappings is the kernel's
+//!   own work on this layout (validating every chain reachable from the base chains when a rule
+//!   is added, rebuilding the 10,000-rule `CNI-HOSTPORT-DNAT` on every change).
 //! * nftables: upstream's `cni_hostport` tables and base chains, with per-attachment state kept
-//!   in set/map elements so ADD and DEL never list the ruleset (see [`nft::render`]).
+//!   in set/map elements so ADD and DEL never list the ruleset and never add rules (see
+//!   [`nft::render`]): the backend whose cost does not grow with the node's mappings.
 //!
 //! Everything an attachment owns is found from network name + container ID (+ the mappings),
 //! never from prevResult, so DEL works with nothing but the config and the environment.

@@ -1,7 +1,10 @@
-//! iptables backend: upstream's chains, applied with one `iptables-restore --noflush -w` per
-//! family and operation; `iptables-save -t nat` is read only when the optimistic script fails
-//! (first ADD on a node, repeated ADD, DEL of rules whose shape differs from ours).
+//! iptables backend: upstream's chains. A pod's rules go over nf_tables netlink when the node's
+//! iptables is the nft variant and the shared rules are in place ([`direct`]); otherwise one
+//! `iptables-restore --noflush -w` per family and operation; `iptables-save -t nat` is read only
+//! when the optimistic script fails (first ADD on a node, repeated ADD, DEL of rules whose shape
+//! differs from ours).
 
+pub mod direct;
 pub mod render;
 pub mod save;
 
@@ -159,6 +162,10 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
         .iter()
         .all(|sh| shared.has_rule(sh.chain, &sh.rule));
     if present {
+        match direct::add(req, addr) {
+            direct::Outcome::Done => return Ok(()),
+            direct::Outcome::Fallback(why) => log::debug!("{family} netlink ADD not used: {why}"),
+        }
         match restore(family, &render::add_fast(req, addr)) {
             Ok(()) => return Ok(()),
             Err(e) => log::debug!("{family} fast ADD path not applicable: {e}"),
@@ -185,6 +192,10 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
     let dn = req.attachment.dnat_chain();
     let sn = req.attachment.old_snat_chain();
     for family in Family::BOTH {
+        match direct::del(req, family) {
+            direct::Outcome::Done => continue,
+            direct::Outcome::Fallback(why) => log::debug!("{family} netlink DEL not used: {why}"),
+        }
         match restore(family, &render::del_fast(req, family)) {
             Ok(()) => continue,
             Err(e) => log::debug!("{family} fast DEL path not applicable: {e}"),
