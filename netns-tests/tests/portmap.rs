@@ -1363,3 +1363,78 @@ fn iptables_netlink_rules_are_encoded_like_iptables_nft() {
     }
     assert!(checked > 30, "only {checked} rules compared");
 }
+
+/// On an iptables-nft node whose shared rules exist, a pod's rules go over nf_tables netlink and
+/// DEL finds the entry rules at the handles ADD gave them; rules written by iptables-restore (the
+/// node's first ADD) are found by listing `CNI-HOSTPORT-DNAT` instead. Traffic decides that the
+/// rules work; the plugin's debug log says which path was taken.
+#[test]
+fn iptables_pod_rules_go_over_netlink() {
+    let mut t = Topology::new("pm-netlink");
+    let a = t.pod(51);
+    let b = t.pod(52);
+    let _sa = Servers::start(&t.pods[a]);
+    let _sb = Servers::start(&t.pods[b]);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("portmap.log");
+    let run = |verb: &str, pod: usize, port: u16| {
+        let p = &t.pods[pod];
+        let maps = json!([{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]);
+        let prev = (verb == "ADD").then(|| p.prev_result(false));
+        let mut c = conf(Some("iptables"), maps, prev);
+        c["log_level"] = json!("debug");
+        c["log_file_path"] = json!(log.to_str().unwrap());
+        let _ = std::fs::remove_file(&log);
+        let r = run_plugin(t.host(), &our_portmap(), verb, p, &c);
+        assert!(r.ok, "{verb} pod {pod}: {r:?}");
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+
+    let first = run("ADD", a, 8080);
+    // The node's first ADD creates the shared chains and rules: iptables-restore.
+    assert!(first.contains("exec iptables-restore"), "{first}");
+    assert!(!first.contains("over nf_tables netlink"), "{first}");
+    let second = run("ADD", b, 8090);
+    assert!(
+        second.contains("ipv4 ADD over nf_tables netlink: pod rules added"),
+        "{second}"
+    );
+    assert_eq!(
+        tcp_get(&t.client, "192.0.2.1:8080"),
+        Ok("tcp 192.0.2.2".into())
+    );
+    assert_eq!(
+        tcp_get(&t.client, "192.0.2.1:8090"),
+        Ok("tcp 192.0.2.2".into())
+    );
+    assert!(tcp_get(t.host(), "127.0.0.1:8090").is_ok());
+
+    let del_b = run("DEL", b, 8090);
+    assert!(
+        del_b.contains("ipv4 DEL over nf_tables netlink: entry rules at the handles ADD gave them"),
+        "{del_b}"
+    );
+    assert!(
+        del_b.contains("ipv6 DEL over nf_tables netlink: nothing of ours"),
+        "{del_b}"
+    );
+    assert!(
+        !del_b.contains("exec ip"),
+        "no iptables tool on this DEL:\n{del_b}"
+    );
+    assert!(tcp_get(&t.client, "192.0.2.1:8090").is_err());
+    assert_eq!(
+        tcp_get(&t.client, "192.0.2.1:8080"),
+        Ok("tcp 192.0.2.2".into())
+    );
+
+    let del_a = run("DEL", a, 8080);
+    assert!(
+        del_a.contains("found by listing CNI-HOSTPORT-DNAT"),
+        "{del_a}"
+    );
+    assert!(tcp_get(&t.client, "192.0.2.1:8080").is_err());
+    let again = run("DEL", a, 8080);
+    assert!(again.contains("no chain of this container"), "{again}");
+    assert_eq!(leftovers(&t, "iptables"), "");
+}

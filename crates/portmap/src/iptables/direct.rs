@@ -266,7 +266,8 @@ pub fn add_batch(req: &Request, addr: &IpNetwork) -> Option<Batch> {
 /// Outcome of a direct attempt.
 #[derive(Debug)]
 pub enum Outcome {
-    Done,
+    /// Applied (or nothing to do); says how, for the debug log.
+    Done(&'static str),
     /// Not applicable or refused: the caller falls back to `iptables-restore` (the reason is
     /// for the debug log).
     Fallback(String),
@@ -287,7 +288,7 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Outcome {
     }
     // EEXIST on the container chain (a repeated ADD) aborts the whole transaction.
     match sock.apply(&batch) {
-        Ok(()) => Outcome::Done,
+        Ok(()) => Outcome::Done("pod rules added"),
         Err(e) => Outcome::Fallback(e.to_string()),
     }
 }
@@ -320,7 +321,7 @@ fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Re
             .chain(nf_family(other), TABLE, TOP_DNAT_CHAIN)?
             .is_some()
         {
-            return Ok(Outcome::Done);
+            return Ok(Outcome::Done("nothing of ours in this family"));
         }
         return Ok(Outcome::Fallback(format!(
             "{TOP_DNAT_CHAIN} is not in nf_tables"
@@ -334,11 +335,12 @@ fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Re
     }
     let chain = req.attachment.dnat_chain();
     let Some(info) = sock.chain(f, TABLE, &chain)? else {
-        return Ok(Outcome::Done); // nothing of this container in this family
+        return Ok(Outcome::Done("no chain of this container"));
     };
     // The kernel's use count of a chain covers its own rules as well as the rules jumping to it.
     let own_rules = sock.rules(f, TABLE, &chain)?.len();
     let wanted = (info.use_count as usize).saturating_sub(own_rules);
+    let mut how = "entry rules at the handles ADD gave them";
     let mut handles = Vec::with_capacity(wanted);
     for h in (info.handle + 1..).take(wanted) {
         match sock.rule(f, TABLE, TOP_DNAT_CHAIN, h)? {
@@ -347,9 +349,7 @@ fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Re
         }
     }
     if handles.len() != wanted {
-        log::debug!(
-            "{chain}: entry rules not at the handles ADD gives them, listing {TOP_DNAT_CHAIN}"
-        );
+        how = "entry rules found by listing CNI-HOSTPORT-DNAT";
         handles = sock
             .rules(f, TABLE, TOP_DNAT_CHAIN)?
             .into_iter()
@@ -370,7 +370,7 @@ fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Re
     b.flush_chain(f, TABLE, &chain)
         .delete_chain(f, TABLE, &chain);
     sock.apply(&b)?;
-    Ok(Outcome::Done)
+    Ok(Outcome::Done(how))
 }
 
 #[cfg(test)]

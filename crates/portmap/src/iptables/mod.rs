@@ -163,7 +163,10 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
         .all(|sh| shared.has_rule(sh.chain, &sh.rule));
     if present {
         match direct::add(req, addr) {
-            direct::Outcome::Done => return Ok(()),
+            direct::Outcome::Done(how) => {
+                log::debug!("{family} ADD over nf_tables netlink: {how}");
+                return Ok(());
+            }
             direct::Outcome::Fallback(why) => log::debug!("{family} netlink ADD not used: {why}"),
         }
         match restore(family, &render::add_fast(req, addr)) {
@@ -193,7 +196,10 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
     let sn = req.attachment.old_snat_chain();
     for family in Family::BOTH {
         match direct::del(req, family) {
-            direct::Outcome::Done => continue,
+            direct::Outcome::Done(how) => {
+                log::debug!("{family} DEL over nf_tables netlink: {how}");
+                continue;
+            }
             direct::Outcome::Fallback(why) => log::debug!("{family} netlink DEL not used: {why}"),
         }
         match restore(family, &render::del_fast(req, family)) {
