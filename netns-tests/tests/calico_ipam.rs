@@ -234,6 +234,18 @@ impl<'a> Etcd<'a> {
                 .is_ok_and(|o| o.success())
     }
 
+    /// What calico-node (or `calicoctl datastore init`) writes once the datastore is usable.
+    fn put_cluster_information(&self) {
+        let ci = json!({"kind": "ClusterInformation", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": "default"},
+            "spec": {"datastoreReady": true, "clusterGUID": "0123456789abcdef"}});
+        self.etcdctl(&[
+            "put",
+            "/calico/resources/v3/projectcalico.org/clusterinformations/default",
+            &ci.to_string(),
+        ]);
+    }
+
     /// What `calicoctl datastore init` (or calico-node) would have written: a default pool.
     fn put_pool(&self, name: &str, cidr: &str, block_size: u8) {
         let pool = json!({
@@ -720,4 +732,114 @@ fn unreachable_datastore_is_try_again_later_and_allocates_nothing() {
             "{verb} bounded in time"
         );
     }
+}
+
+/// etcd mode: `calico` writes the pod's WorkloadEndpoint (what Felix reads) on ADD and removes
+/// it on DEL; in Kubernetes mode a DEL from another sandbox leaves the endpoint alone, and a
+/// repeated ADD for the pod replaces it with the same uid.
+#[test]
+fn etcd_mode_writes_and_removes_workload_endpoints() {
+    const WEPS: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/";
+    let env = TestEnv::calico_node("cipam-wep").unwrap();
+    let etcd = Etcd::start(&env.host);
+    etcd.put_pool("default-ipv4-ippool", V4_POOL, 26);
+    let dir = env.tmp().to_path_buf();
+    let mut calico = calico_etcd(&etcd.endpoint, "node-1", &dir);
+    calico["nodename_file_optional"] = json!(true);
+    let chain = env.chain(&conflist(calico)).unwrap();
+    let p1 = env.container("p1").unwrap();
+    let p2 = env.container("p2").unwrap();
+
+    // Until the datastore is initialised, ADD is "try again later" and leaves nothing behind.
+    let plain = Attachment::new("ctr-one", &p1);
+    let e = chain.add(&plain).unwrap_err();
+    assert_eq!(e.code(), Some(11), "{e:?}");
+    assert!(etcd.handles().is_empty(), "{:?}", etcd.handles());
+    assert!(env.host.link_names_with_prefix("cali").unwrap().is_empty());
+    etcd.put_cluster_information();
+
+    // A plain container: orchestrator cni, namespace default, profile = network name.
+    let r1 = chain.add(&plain).unwrap();
+    let ip1 = result_ips(&r1)[0];
+    let weps = etcd.dump(WEPS);
+    assert_eq!(weps.len(), 1, "{weps:?}");
+    let (key, wep) = &weps[0];
+    assert_eq!(key, &format!("{WEPS}default/node--1-cni-ctr--one-eth0"));
+    assert_eq!(wep["kind"], "WorkloadEndpoint");
+    assert_eq!(wep["metadata"]["name"], "node--1-cni-ctr--one-eth0");
+    let spec = &wep["spec"];
+    assert_eq!(spec["orchestrator"], "cni");
+    assert_eq!(spec["node"], "node-1");
+    assert_eq!(spec["containerID"], "ctr-one");
+    assert_eq!(spec["workload"], "ctr-one");
+    assert_eq!(spec["endpoint"], "eth0");
+    assert_eq!(spec["ipNetworks"], json!([format!("{ip1}/32")]));
+    assert_eq!(spec["profiles"], json!([NETWORK]));
+    assert_eq!(spec["interfaceName"], r1["interfaces"][0]["name"]);
+    assert_eq!(spec["mac"], r1["interfaces"][1]["mac"]);
+    // Without a policy type the endpoint's profile (the network) is created, allowing traffic
+    // from the same network.
+    let profiles = etcd.dump("/calico/resources/v3/projectcalico.org/profiles/");
+    assert_eq!(profiles.len(), 1, "{profiles:?}");
+    assert_eq!(profiles[0].1["metadata"]["name"], NETWORK);
+    assert_eq!(
+        profiles[0].1["spec"]["ingress"][0]["source"]["selector"],
+        format!("has({NETWORK})")
+    );
+
+    // A pod: orchestrator k8s, the pod's namespace.
+    let p3 = env.container("p3").unwrap();
+    let pod = |cid: &str, netns: &Netns| {
+        Attachment::new(cid, netns)
+            .arg("K8S_POD_NAMESPACE", "team-a")
+            .arg("K8S_POD_NAME", "web-0")
+    };
+    chain.add(&pod("sandbox-1", &p2)).unwrap();
+    let pod_key = format!("{WEPS}team-a/node--1-k8s-web--0-eth0");
+    let first = etcd.dump(&pod_key);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1["spec"]["pod"], "web-0");
+    assert_eq!(first[0].1["spec"]["containerID"], "sandbox-1");
+    assert_eq!(
+        first[0].1["metadata"]["labels"]["projectcalico.org/namespace"],
+        "team-a"
+    );
+
+    // A new sandbox for the same pod takes the endpoint over (same uid); the old sandbox's
+    // late DEL leaves it and still cleans up its own interface and addresses.
+    let r2 = chain.add(&pod("sandbox-2", &p3)).unwrap();
+    chain.del(&pod("sandbox-1", &p2)).unwrap();
+    let second = etcd.dump(&pod_key);
+    assert_eq!(
+        second.len(),
+        1,
+        "the live sandbox's endpoint survives: {second:?}"
+    );
+    assert_eq!(second[0].1["spec"]["containerID"], "sandbox-2");
+    assert_eq!(
+        second[0].1["metadata"]["uid"],
+        first[0].1["metadata"]["uid"]
+    );
+    assert_eq!(
+        second[0].1["spec"]["ipNetworks"],
+        json!([format!("{}/32", result_ips(&r2)[0])])
+    );
+    assert!(
+        p2.link("eth0").unwrap().is_none(),
+        "old sandbox's interface removed"
+    );
+    assert_eq!(
+        etcd.handles(),
+        BTreeSet::from([
+            "k8s-pod-network.ctr-one".to_string(),
+            "k8s-pod-network.sandbox-2".to_string()
+        ])
+    );
+
+    // DELs remove them; repeated DEL is fine.
+    chain.del(&pod("sandbox-2", &p3)).unwrap();
+    chain.del(&plain).unwrap();
+    chain.del(&plain).unwrap();
+    assert!(etcd.dump(WEPS).is_empty(), "{:?}", etcd.dump(WEPS));
+    assert!(etcd.handles().is_empty(), "{:?}", etcd.handles());
 }

@@ -42,6 +42,9 @@ pub struct PodSettings {
     pub ip_addrs_no_ipam: Vec<IpAddr>,
     pub floating_ips: Vec<IpAddr>,
     pub hw_addr: Option<MacAddr>,
+    /// The pod's labels and service account (Kubernetes policy), for the etcd WorkloadEndpoint.
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub service_account: Option<String>,
 }
 
 /// The addresses a pod gets and whether IPAM holds them (and must release them on failure).
@@ -307,7 +310,10 @@ mod api {
             let calico_ipam = self.inv.config.ipam_type() == Some("calico-ipam");
             let a = Annotations::parse(&pod.annotations, &namespace.annotations, calico_ipam)
                 .map_err(|e| api_err("pod annotations", e))?;
-            self.settings(a)
+            let mut settings = self.settings(a)?;
+            settings.labels = pod.labels;
+            settings.service_account = pod.service_account;
+            Ok(settings)
         }
 
         /// Applies Calico's gates and IPAM compatibility rules.
@@ -349,6 +355,7 @@ mod api {
                 ip_addrs_no_ipam: a.ip_addrs_no_ipam,
                 floating_ips: a.floating_ips,
                 hw_addr,
+                ..Default::default()
             })
         }
 

@@ -4,7 +4,8 @@
 //!
 //! In Kubernetes mode (`kubernetes` cargo feature, see [`k8s`]) it also reads the pod and
 //! namespace annotations, resolves host-local's `usePodCidr` from the Node, and publishes the
-//! pod's IPs on the pod (`datastore_type: kubernetes`).
+//! pod's IPs on the pod (`datastore_type: kubernetes`). With `datastore_type: etcdv3` it writes
+//! the WorkloadEndpoint (and the network's default profile) Felix reads ([`endpoint`]).
 //!
 //! Owns: wiring one pod interface and undoing it; every failure after IPAM rolls back.
 //! Must not: allocate addresses itself (IPAM plugins do, by exec), touch firewall rules or
@@ -12,6 +13,7 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod endpoint;
 pub mod identity;
 pub mod ipam;
 pub mod k8s;
@@ -153,6 +155,10 @@ impl Plugin for Calico {
         let kube = k8s::Kube::new(inv, &conf, &node);
         kube.require_datastore_ready()?;
         let settings = kube.pod_settings()?;
+        let endpoints = endpoint::open_store(inv, &conf)?;
+        if let Some(store) = &endpoints {
+            endpoint::require_datastore_ready(store.as_ref())?;
+        }
         let mut ipam = Ipam::new(inv)?.with_pod_cidrs(&kube);
         if let Some(c) = settings.ipam_config.clone() {
             ipam = ipam.with_config(c);
@@ -210,7 +216,34 @@ impl Plugin for Calico {
                 return Err(dp_err("failed to set up the pod interface", e));
             }
         };
-        if let Err(e) = kube.record_pod_ips(&addresses) {
+        let recorded = kube.record_pod_ips(&addresses).and_then(|()| {
+            let Some(store) = &endpoints else {
+                return Ok(());
+            };
+            let workload = Workload::from_args(&inv.args, &inv.container_id);
+            let owner = endpoint::Owner::of(&workload);
+            let k8s_policy = conf.policy.policy_type == "k8s";
+            let sa = settings.service_account.as_deref();
+            let ep = endpoint::Endpoint {
+                profiles: endpoint::profiles(k8s_policy, &owner, sa, &inv.config.name),
+                owner,
+                node: node.clone(),
+                container_id: inv.container_id.clone(),
+                endpoint: inv.ifname.clone(),
+                ip_networks: addresses.clone(),
+                labels: settings.labels.clone(),
+                service_account: settings.service_account.clone(),
+                interface_name: pod.host_veth.clone(),
+                mac: mac.to_string(),
+                ip_nats: endpoint::ip_nats(&addresses, &settings.floating_ips),
+            };
+            if conf.policy.policy_type.is_empty() {
+                let kubernetes = matches!(ep.owner, endpoint::Owner::Pod { .. });
+                endpoint::ensure_profile(store.as_ref(), &inv.config.name, kubernetes)?;
+            }
+            endpoint::write(store.as_ref(), &ep)
+        });
+        if let Err(e) = recorded {
             undo_dataplane(inv, &pod);
             release();
             return Err(e);
@@ -248,6 +281,13 @@ impl Plugin for Calico {
         // First, and fatal on API errors: a DEL that cannot see the pod must not tear it down
         // (the runtime retries).
         k8s::Kube::new(inv, &conf, &node).clear_pod_ips()?;
+        // etcd mode: the WorkloadEndpoint, with the same rule (a failure stops the DEL).
+        if let Some(store) = endpoint::open_store(inv, &conf)? {
+            let owner = endpoint::Owner::of(&Workload::from_args(&inv.args, &inv.container_id));
+            let check_owner = matches!(owner, endpoint::Owner::Pod { .. });
+            let key = endpoint::key_of(&owner, &node, &inv.container_id, &inv.ifname)?;
+            endpoint::remove(store.as_ref(), &key, &inv.container_id, check_owner)?;
+        }
         // The interface goes first: releasing an address still configured on a live interface
         // could hand it to another pod while this one still answers for it.
         dataplane::remove(inv.netns.as_deref(), &inv.ifname)

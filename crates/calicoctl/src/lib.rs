@@ -32,7 +32,7 @@ pub mod error;
 pub mod get;
 pub mod init;
 pub mod ipam_cmds;
-pub mod meta;
+pub use ipam::meta;
 pub mod output;
 pub mod pools;
 pub mod resource;

@@ -6,6 +6,7 @@
 //! retries included, so an unreachable datastore becomes [`EtcdError::Unavailable`] in bounded
 //! time instead of a hang.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -160,8 +161,10 @@ impl EtcdClient {
     /// unavailable (refused, timed out, no leader), until it succeeds, fails for another
     /// reason, or the overall timeout expires. After every member failed in turn it pauses
     /// briefly (leader elections take a few hundred ms).
-    /// A write retried after a lost *answer* may report `Conflict` for a change that was
-    /// applied; callers' CAS loops re-read and reconcile, like Calico's.
+    /// A write retried after a lost *answer* may find its own change already applied: the
+    /// write methods recognise that (the key holds exactly the bytes they wrote, or is gone for
+    /// a delete) and report success instead of a `Conflict` that would make a CAS loop apply
+    /// the change a second time (an address allocated twice for one pod).
     fn run<T, F, Fut>(&self, what: &str, key: &str, mut op: F) -> Result<T, EtcdError>
     where
         F: FnMut(KvClient) -> Fut,
@@ -225,15 +228,22 @@ impl EtcdClient {
     /// Creates `key` only if it does not exist (`create_revision == 0`); returns the new
     /// revision. An existing key gives `Conflict`.
     pub fn create(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
-        self.run("create", key, |mut kv| async move {
-            let txn = Txn::new()
-                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(key, value, None)]);
-            let resp = kv.txn(txn).await?;
-            if resp.succeeded() {
-                Ok(revision(&resp))
-            } else {
-                Err(EtcdError::Conflict(key.to_string()).into())
+        let attempts = Cell::new(0u32);
+        self.run("create", key, |mut kv| {
+            let retried = attempts.replace(attempts.get() + 1) > 0;
+            async move {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key, value, None)])
+                    .or_else([TxnOp::get(key, None)]);
+                let resp = kv.txn(txn).await?;
+                if resp.succeeded() {
+                    return Ok(revision(&resp));
+                }
+                match current(&resp) {
+                    Some(kv) if retried && kv.value == value => Ok(kv.mod_revision),
+                    _ => Err(EtcdError::Conflict(key.to_string()).into()),
+                }
             }
         })
     }
@@ -242,14 +252,23 @@ impl EtcdClient {
     /// revision. A changed key gives `Conflict`, an absent one `NotFound`.
     pub fn update(&self, key: &str, value: &[u8], expected: i64) -> Result<i64, EtcdError> {
         check_revision(key, expected)?;
-        self.run("update", key, |mut kv| async move {
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-                .and_then([TxnOp::put(key, value, None)])
-                .or_else([TxnOp::get(key, None)]);
-            let resp = kv.txn(txn).await?;
-            compare_outcome(key, &resp)?;
-            Ok(revision(&resp))
+        let attempts = Cell::new(0u32);
+        self.run("update", key, |mut kv| {
+            let retried = attempts.replace(attempts.get() + 1) > 0;
+            async move {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+                    .and_then([TxnOp::put(key, value, None)])
+                    .or_else([TxnOp::get(key, None)]);
+                let resp = kv.txn(txn).await?;
+                if retried && !resp.succeeded() {
+                    if let Some(kv) = current(&resp).filter(|kv| kv.value == value) {
+                        return Ok(kv.mod_revision);
+                    }
+                }
+                compare_outcome(key, &resp)?;
+                Ok(revision(&resp))
+            }
         })
     }
 
@@ -259,23 +278,32 @@ impl EtcdClient {
         if let Some(rev) = expected {
             check_revision(key, rev)?;
         }
-        self.run("delete", key, |mut kv| async move {
-            match expected {
-                Some(rev) => {
-                    let txn = Txn::new()
-                        .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-                        .and_then([TxnOp::delete(key, None)])
-                        .or_else([TxnOp::get(key, None)]);
-                    let resp = kv.txn(txn).await?;
-                    Ok(compare_outcome(key, &resp)?)
-                }
-                None => {
-                    let resp = kv.delete(key, Some(DeleteOptions::new())).await?;
-                    if resp.deleted() == 0 {
-                        Err(EtcdError::NotFound(key.to_string()).into())
-                    } else {
-                        Ok(())
+        let attempts = Cell::new(0u32);
+        self.run("delete", key, |mut kv| {
+            let retried = attempts.replace(attempts.get() + 1) > 0;
+            async move {
+                let outcome: Result<(), Failure> = match expected {
+                    Some(rev) => {
+                        let txn = Txn::new()
+                            .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                            .and_then([TxnOp::delete(key, None)])
+                            .or_else([TxnOp::get(key, None)]);
+                        let resp = kv.txn(txn).await?;
+                        compare_outcome(key, &resp).map_err(Failure::from)
                     }
+                    None => {
+                        let resp = kv.delete(key, Some(DeleteOptions::new())).await?;
+                        if resp.deleted() == 0 {
+                            Err(EtcdError::NotFound(key.to_string()).into())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                };
+                match outcome {
+                    // Gone after a retry: the first attempt deleted it.
+                    Err(Failure(EtcdError::NotFound(_))) if retried => Ok(()),
+                    other => other,
                 }
             }
         })
@@ -306,6 +334,14 @@ fn revision(resp: &TxnResponse) -> i64 {
 }
 
 /// Outcome of a `mod_revision` compare whose failure branch reads the key back.
+/// The key as the `or_else` get of a failed compare saw it.
+fn current(resp: &TxnResponse) -> Option<KeyValue> {
+    resp.op_responses().iter().find_map(|r| match r {
+        TxnOpResponse::Get(get) => get.kvs().first().map(KeyValue::from_etcd),
+        _ => None,
+    })
+}
+
 fn compare_outcome(key: &str, resp: &TxnResponse) -> Result<(), EtcdError> {
     if resp.succeeded() {
         return Ok(());

@@ -351,3 +351,74 @@ fn silent_member_does_not_block_a_live_one() {
     assert!(took < Duration::from_secs(6), "{took:?}");
     assert_eq!(c.list("/silent/").unwrap().len(), 10);
 }
+
+/// A TCP proxy to `upstream` that forwards requests at once but holds every answer back for
+/// `delay`: the request is applied by etcd, the client gives up on this member before it hears
+/// so, and retries on the next one. That is a write whose answer was lost.
+fn answer_delaying_proxy(upstream: std::net::SocketAddr, delay: Duration) -> String {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(upstream) else {
+                return;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+            });
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    std::thread::sleep(delay);
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_write_whose_answer_was_lost_is_recognised_not_repeated() {
+    let etcd = cluster(1);
+    let direct = etcd.endpoint(0).to_string();
+    let upstream: std::net::SocketAddr = direct.trim_start_matches("http://").parse().unwrap();
+    let proxy = answer_delaying_proxy(upstream, Duration::from_secs(3));
+    // The proxy first: every write is applied through it, then retried directly.
+    let cfg = EtcdConfig {
+        timeout: Duration::from_secs(2),
+        ..EtcdConfig::with_endpoints(&format!("{proxy},{direct}"))
+    };
+    let c = EtcdClient::connect(&cfg).unwrap();
+    let plain = EtcdClient::connect(&etcd.config()).unwrap();
+    let key = "/calico/ipam/v2/assignment/ipv4/block/10.244.0.0-26";
+
+    let r1 = c.create(key, b"v1").unwrap();
+    assert_eq!(plain.get(key).unwrap().unwrap().mod_revision, r1);
+    // The client now prefers the direct member; make the proxy first again for each write.
+    let c = EtcdClient::connect(&cfg).unwrap();
+    let r2 = c.update(key, b"v2", r1).unwrap();
+    let now = plain.get(key).unwrap().unwrap();
+    assert_eq!((now.value.as_slice(), now.mod_revision), (&b"v2"[..], r2));
+    let c = EtcdClient::connect(&cfg).unwrap();
+    c.delete(key, Some(r2)).unwrap();
+    assert_eq!(plain.get(key).unwrap(), None);
+
+    // A different value still conflicts after a retry: only our own write is recognised.
+    plain.create(key, b"theirs").unwrap();
+    let c = EtcdClient::connect(&cfg).unwrap();
+    assert!(matches!(
+        c.create(key, b"ours"),
+        Err(EtcdError::Conflict(_))
+    ));
+}

@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod error;
 pub mod keys;
 pub mod memory;
+pub mod meta;
 pub mod model;
 pub mod selector;
 pub mod store;

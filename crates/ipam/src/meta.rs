@@ -1,4 +1,5 @@
-//! Server-side metadata calicoctl fills in on create (`uid`, `creationTimestamp`).
+//! Server-side metadata of v3 resources we create (`uid`, `creationTimestamp`): calicoctl for
+//! pools and cluster information, the calico plugin for WorkloadEndpoints.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,7 +30,7 @@ pub fn new_uid() -> String {
 
 /// Now as RFC 3339 (`2026-08-01T10:00:00Z`), Kubernetes' `creationTimestamp` format.
 pub fn now() -> String {
-    ipam::clock::rfc3339(SystemTime::now())
+    crate::clock::rfc3339(SystemTime::now())
 }
 
 #[cfg(test)]

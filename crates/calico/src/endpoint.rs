@@ -1,0 +1,584 @@
+//! Calico WorkloadEndpoints in etcd mode: the v3 `WorkloadEndpoint` resource that Felix reads
+//! to program policy and routes for a pod, written on ADD and removed on DEL.
+//!
+//! With the Kubernetes datastore there is no such object (the pod is the endpoint, see
+//! [`crate::k8s`]); with our embedded store nothing reads it. So only `datastore_type: etcdv3`
+//! stores endpoints, at `/calico/resources/v3/projectcalico.org/workloadendpoints/<ns>/<name>`.
+//!
+//! Like Calico, ADD also refuses to run until the datastore is initialised (ClusterInformation
+//! `default` with `datastoreReady: true`, written by calico-node or `calicoctl datastore init`).
+//!
+//! Names follow Calico: `<node>-<orchestrator>-<pod or container id>-<endpoint>`, every `-`
+//! inside a segment doubled. A DEL in Kubernetes mode leaves an endpoint that another sandbox
+//! (container id) owns, like Calico, so a late DEL of an old sandbox never unplugs a live pod.
+
+use std::collections::BTreeMap;
+
+use cni::{CniError, ErrorCode, Invocation};
+use ipam::keys::{Key, ResourceKind};
+use ipam::store::{Store, StoreError};
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use serde_json::{json, Map, Value};
+
+/// Namespace of endpoints outside Kubernetes.
+const DEFAULT_NAMESPACE: &str = "default";
+/// Label keys Calico adds to Kubernetes endpoints.
+const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
+const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
+const LABEL_SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
+
+fn invalid(msg: String) -> CniError {
+    CniError::new(ErrorCode::InvalidConfig, msg)
+}
+
+/// Joins name segments with `-`, doubling the dashes inside each (Calico's escaping).
+pub fn endpoint_name(segments: &[&str]) -> Result<String, CniError> {
+    let mut parts = Vec::with_capacity(segments.len());
+    for s in segments {
+        if s.is_empty() || s.starts_with('-') || s.ends_with('-') {
+            return Err(invalid(format!(
+                "invalid WorkloadEndpoint name segment {s:?}: must be non-empty and not start or end with '-'"
+            )));
+        }
+        parts.push(s.replace('-', "--"));
+    }
+    Ok(parts.join("-"))
+}
+
+fn name_of(
+    owner: &Owner,
+    node: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<String, CniError> {
+    let (orchestrator, workload) = match owner {
+        Owner::Pod { name, .. } => ("k8s", name.as_str()),
+        Owner::Container => ("cni", container_id),
+    };
+    endpoint_name(&[node, orchestrator, workload, ifname])
+}
+
+/// The datastore key of the endpoint of one attachment.
+pub fn key_of(
+    owner: &Owner,
+    node: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<Key, CniError> {
+    let namespace = match owner {
+        Owner::Pod { namespace, .. } => namespace.as_str(),
+        Owner::Container => DEFAULT_NAMESPACE,
+    };
+    Ok(Key::Resource {
+        kind: ResourceKind::WorkloadEndpoint,
+        namespace: Some(namespace.to_string()),
+        name: name_of(owner, node, container_id, ifname)?,
+    })
+}
+
+/// Who the endpoint belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A Kubernetes pod (`K8S_POD_NAMESPACE`/`K8S_POD_NAME`).
+    Pod { namespace: String, name: String },
+    /// Any other container (orchestrator `cni`, namespace `default`).
+    Container,
+}
+
+/// Everything an endpoint records about one attachment.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub owner: Owner,
+    pub node: String,
+    pub container_id: String,
+    /// CNI_IFNAME.
+    pub endpoint: String,
+    pub ip_networks: Vec<IpNetwork>,
+    pub profiles: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    pub interface_name: String,
+    pub mac: String,
+    /// `floatingIPs`: (pod address, external address) pairs, Felix's 1:1 NAT.
+    pub ip_nats: Vec<(IpAddr, IpAddr)>,
+}
+
+impl Endpoint {
+    fn orchestrator(&self) -> &'static str {
+        match self.owner {
+            Owner::Pod { .. } => "k8s",
+            Owner::Container => "cni",
+        }
+    }
+
+    fn namespace(&self) -> &str {
+        match &self.owner {
+            Owner::Pod { namespace, .. } => namespace,
+            Owner::Container => DEFAULT_NAMESPACE,
+        }
+    }
+
+    /// `<node>-<k8s|cni>-<pod|container id>-<endpoint>`.
+    pub fn name(&self) -> Result<String, CniError> {
+        name_of(&self.owner, &self.node, &self.container_id, &self.endpoint)
+    }
+
+    /// The datastore key.
+    pub fn key(&self) -> Result<Key, CniError> {
+        key_of(&self.owner, &self.node, &self.container_id, &self.endpoint)
+    }
+
+    /// The v3 resource as libcalico-go stores it (`uid` and `creationTimestamp` are kept from
+    /// the endpoint being replaced, if any).
+    pub fn to_json(&self, uid: &str, created: &str) -> Result<Value, CniError> {
+        let mut labels: Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        let mut spec = Map::new();
+        spec.insert("orchestrator".into(), json!(self.orchestrator()));
+        match &self.owner {
+            Owner::Pod { namespace, name } => {
+                labels.insert(LABEL_NAMESPACE.into(), json!(namespace));
+                labels.insert(LABEL_ORCHESTRATOR.into(), json!("k8s"));
+                if let Some(sa) = self.service_account.as_deref().filter(|s| s.len() < 63) {
+                    labels.insert(LABEL_SERVICE_ACCOUNT.into(), json!(sa));
+                }
+                spec.insert("node".into(), json!(self.node));
+                spec.insert("containerID".into(), json!(self.container_id));
+                spec.insert("pod".into(), json!(name));
+            }
+            Owner::Container => {
+                // Felix names a non-Kubernetes workload `<namespace>/<workload>`.
+                spec.insert("workload".into(), json!(self.container_id));
+                spec.insert("node".into(), json!(self.node));
+                spec.insert("containerID".into(), json!(self.container_id));
+            }
+        }
+        spec.insert("endpoint".into(), json!(self.endpoint));
+        if let Some(sa) = &self.service_account {
+            spec.insert("serviceAccountName".into(), json!(sa));
+        }
+        let nets: Vec<String> = self.ip_networks.iter().map(|n| n.to_string()).collect();
+        spec.insert("ipNetworks".into(), json!(nets));
+        spec.insert("profiles".into(), json!(self.profiles));
+        if !self.ip_nats.is_empty() {
+            let nats: Vec<Value> = self
+                .ip_nats
+                .iter()
+                .map(|(internal, external)| {
+                    json!({"internalIP": internal.to_string(), "externalIP": external.to_string()})
+                })
+                .collect();
+            spec.insert("ipNATs".into(), json!(nats));
+        }
+        spec.insert("interfaceName".into(), json!(self.interface_name));
+        spec.insert("mac".into(), json!(self.mac));
+        let mut metadata = json!({
+            "name": self.name()?,
+            "namespace": self.namespace(),
+            "uid": uid,
+            "creationTimestamp": created,
+        });
+        if !labels.is_empty() {
+            metadata["labels"] = Value::Object(labels);
+        }
+        Ok(json!({
+            "kind": "WorkloadEndpoint",
+            "apiVersion": "projectcalico.org/v3",
+            "metadata": metadata,
+            "spec": spec,
+        }))
+    }
+}
+
+/// `floatingIPs` as NAT pairs: each external address maps to the pod's address of its family
+/// (skipped when the pod has none, as Calico does).
+pub fn ip_nats(addresses: &[IpNetwork], floating: &[IpAddr]) -> Vec<(IpAddr, IpAddr)> {
+    floating
+        .iter()
+        .filter_map(|ext| {
+            addresses
+                .iter()
+                .find(|a| a.is_ipv4() == ext.is_ipv4())
+                .map(|a| (a.ip(), *ext))
+        })
+        .collect()
+}
+
+/// Refuses pods until calico-node (or `calicoctl datastore init`) has initialised the
+/// datastore; code 11 so the runtime retries instead of giving up on the pod.
+pub fn require_datastore_ready(store: &dyn Store) -> Result<(), CniError> {
+    let key = Key::resource(ResourceKind::ClusterInformation, "default");
+    let not_ready = |msg: String| CniError::new(ErrorCode::TryAgainLater, msg);
+    let Some(kv) = store
+        .get_opt(&key)
+        .map_err(|e| store_err("error getting ClusterInformation", e))?
+    else {
+        return Err(not_ready(format!(
+            "error getting ClusterInformation: {} does not exist (calico-node or `calicoctl datastore init` creates it)",
+            key.path()
+        )));
+    };
+    let ready = ipam::model::ClusterInformation::from_json(&kv.value)
+        .map_err(|e| CniError::generic(format!("error parsing ClusterInformation: {e}")))?
+        .spec
+        .datastore_ready
+        == Some(true);
+    if !ready {
+        return Err(not_ready(
+            "Calico is currently not ready to process requests".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Profiles Calico gives an endpoint: `kns.<namespace>` and `ksa.<namespace>.<account>` with
+/// Kubernetes policy, else the network name.
+pub fn profiles(k8s_policy: bool, owner: &Owner, sa: Option<&str>, network: &str) -> Vec<String> {
+    match owner {
+        Owner::Pod { namespace, .. } if k8s_policy => {
+            let mut v = vec![format!("kns.{namespace}")];
+            if let Some(sa) = sa.filter(|s| !s.is_empty()) {
+                v.push(format!("ksa.{namespace}.{sa}"));
+            }
+            v
+        }
+        _ => vec![network.to_string()],
+    }
+}
+
+/// The store endpoints go to: etcd when that is the datastore, else none.
+pub fn open_store(
+    inv: &Invocation,
+    conf: &crate::config::CalicoConfig,
+) -> Result<Option<Box<dyn Store>>, CniError> {
+    if conf.datastore() != "etcdv3" {
+        return Ok(None);
+    }
+    let settings = datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
+        std::env::var(k).ok()
+    })
+    .map_err(|e| invalid(e.to_string()))?;
+    datastore::open(&settings)
+        .map(Some)
+        .map_err(|e| CniError::generic(format!("failed to open the etcd datastore: {e}")))
+}
+
+impl Owner {
+    pub fn of(workload: &crate::identity::Workload) -> Owner {
+        match workload {
+            crate::identity::Workload::Kubernetes { namespace, pod } => Owner::Pod {
+                namespace: namespace.clone(),
+                name: pod.clone(),
+            },
+            crate::identity::Workload::Plain { .. } => Owner::Container,
+        }
+    }
+}
+
+fn store_err(what: &str, e: StoreError) -> CniError {
+    let code = if matches!(e, StoreError::Unavailable(_)) {
+        ErrorCode::TryAgainLater
+    } else {
+        ErrorCode::Other(999)
+    };
+    CniError::new(code, format!("{what}: {e}"))
+}
+
+/// Creates or replaces the endpoint (Calico overwrites on a repeated ADD for a pod).
+pub fn write(store: &dyn Store, ep: &Endpoint) -> Result<(), CniError> {
+    let key = ep.key()?;
+    for _ in 0..5 {
+        let existing = store
+            .get_opt(&key)
+            .map_err(|e| store_err("error reading WorkloadEndpoint", e))?;
+        let (uid, created) = existing
+            .as_ref()
+            .and_then(|kv| serde_json::from_str::<Value>(&kv.value).ok())
+            .map(|v| {
+                (
+                    v["metadata"]["uid"].as_str().map(String::from),
+                    v["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .map(String::from),
+                )
+            })
+            .unwrap_or_default();
+        let value = ep
+            .to_json(
+                &uid.unwrap_or_else(ipam::meta::new_uid),
+                &created.unwrap_or_else(ipam::meta::now),
+            )?
+            .to_string();
+        let done = match &existing {
+            None => store.create(&key, &value).map(drop),
+            Some(kv) => store.update(&key, &value, &kv.revision).map(drop),
+        };
+        match done {
+            Ok(()) => return Ok(()),
+            // Someone else wrote it in between: read again.
+            Err(StoreError::Conflict(_)) | Err(StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(store_err("error writing WorkloadEndpoint", e)),
+        }
+    }
+    Err(CniError::new(
+        ErrorCode::TryAgainLater,
+        format!(
+            "WorkloadEndpoint {} kept changing while being written",
+            key.path()
+        ),
+    ))
+}
+
+/// Without a policy type, Calico points every endpoint at a profile named after the network
+/// and creates it when missing: allow all egress; ingress from everything (Kubernetes pods) or
+/// only from endpoints of the same network (other containers). Existing profiles are never
+/// changed.
+pub fn ensure_profile(store: &dyn Store, network: &str, kubernetes: bool) -> Result<(), CniError> {
+    let key = Key::resource(ResourceKind::Profile, network);
+    if store
+        .get_opt(&key)
+        .map_err(|e| store_err("error getting profile", e))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let ingress = if kubernetes {
+        json!([{"action": "Allow"}])
+    } else {
+        json!([{"action": "Allow", "source": {"selector": format!("has({network})")}}])
+    };
+    let profile = json!({
+        "kind": "Profile",
+        "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": network, "uid": ipam::meta::new_uid(), "creationTimestamp": ipam::meta::now()},
+        "spec": {"ingress": ingress, "egress": [{"action": "Allow"}], "labelsToApply": {network: ""}},
+    });
+    match store.create(&key, &profile.to_string()) {
+        Ok(_) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(store_err("error creating profile", e)),
+    }
+}
+
+/// Removes the endpoint of `ep_key` unless (Kubernetes mode) another sandbox owns it. Absent is
+/// fine; any other datastore failure is returned so the DEL stops before tearing anything down.
+pub fn remove(
+    store: &dyn Store,
+    key: &Key,
+    container_id: &str,
+    check_owner: bool,
+) -> Result<(), CniError> {
+    for _ in 0..6 {
+        let Some(kv) = store
+            .get_opt(key)
+            .map_err(|e| store_err("error reading WorkloadEndpoint", e))?
+        else {
+            log::info!("WorkloadEndpoint {} does not exist", key.path());
+            return Ok(());
+        };
+        if check_owner {
+            let owner = serde_json::from_str::<Value>(&kv.value)
+                .ok()
+                .and_then(|v| v["spec"]["containerID"].as_str().map(String::from))
+                .unwrap_or_default();
+            if !owner.is_empty() && owner != container_id {
+                log::warn!(
+                    "CNI_CONTAINERID does not match WorkloadEndpoint ContainerID ({owner}), don't delete WEP."
+                );
+                return Ok(());
+            }
+        }
+        match store.delete(key, Some(&kv.revision)) {
+            Ok(()) | Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(store_err("error deleting WorkloadEndpoint", e)),
+        }
+    }
+    Err(CniError::generic(
+        "error deleting endpoint: endpoint was modified before it could be deleted",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipam::memory::MemoryStore;
+
+    fn pod_endpoint() -> Endpoint {
+        Endpoint {
+            owner: Owner::Pod {
+                namespace: "team-a".into(),
+                name: "nginx-abc".into(),
+            },
+            node: "node-1".into(),
+            container_id: "c1".into(),
+            endpoint: "eth0".into(),
+            ip_networks: vec!["10.244.0.5/32".parse().unwrap()],
+            profiles: profiles(
+                true,
+                &Owner::Pod {
+                    namespace: "team-a".into(),
+                    name: "x".into(),
+                },
+                Some("web"),
+                "net",
+            ),
+            labels: BTreeMap::from([("app".to_string(), "nginx".to_string())]),
+            service_account: Some("web".into()),
+            interface_name: "cali12345678901".into(),
+            mac: "aa:bb:cc:dd:ee:ff".into(),
+            ip_nats: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn names_double_inner_dashes() {
+        assert_eq!(
+            endpoint_name(&["node-1", "k8s", "nginx-abc", "eth0"]).unwrap(),
+            "node--1-k8s-nginx--abc-eth0"
+        );
+        assert!(endpoint_name(&["-node", "k8s", "p", "eth0"]).is_err());
+        assert!(endpoint_name(&["node", "k8s", "", "eth0"]).is_err());
+    }
+
+    #[test]
+    fn kubernetes_endpoint_resource() {
+        let ep = pod_endpoint();
+        assert_eq!(
+            ep.key().unwrap().path(),
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/team-a/node--1-k8s-nginx--abc-eth0"
+        );
+        let v = ep.to_json("u-1", "2026-11-23T10:00:00Z").unwrap();
+        assert_eq!(v["kind"], "WorkloadEndpoint");
+        assert_eq!(v["apiVersion"], "projectcalico.org/v3");
+        assert_eq!(v["metadata"]["namespace"], "team-a");
+        assert_eq!(v["metadata"]["uid"], "u-1");
+        assert_eq!(
+            v["metadata"]["labels"],
+            json!({"app": "nginx", "projectcalico.org/namespace": "team-a",
+                   "projectcalico.org/orchestrator": "k8s", "projectcalico.org/serviceaccount": "web"})
+        );
+        let s = &v["spec"];
+        assert_eq!(s["orchestrator"], "k8s");
+        assert_eq!(s["pod"], "nginx-abc");
+        assert_eq!(s["containerID"], "c1");
+        assert_eq!(s["endpoint"], "eth0");
+        assert_eq!(s["serviceAccountName"], "web");
+        assert_eq!(s["ipNetworks"], json!(["10.244.0.5/32"]));
+        assert_eq!(s["profiles"], json!(["kns.team-a", "ksa.team-a.web"]));
+        assert_eq!(s["interfaceName"], "cali12345678901");
+        assert_eq!(s["mac"], "aa:bb:cc:dd:ee:ff");
+        assert!(s.get("workload").is_none());
+    }
+
+    #[test]
+    fn plain_container_endpoint() {
+        let ep = Endpoint {
+            owner: Owner::Container,
+            container_id: "abc-def".into(),
+            profiles: profiles(false, &Owner::Container, None, "k8s-pod-network"),
+            labels: BTreeMap::new(),
+            service_account: None,
+            ..pod_endpoint()
+        };
+        assert_eq!(ep.name().unwrap(), "node--1-cni-abc--def-eth0");
+        let v = ep.to_json("u", "t").unwrap();
+        assert_eq!(v["metadata"]["namespace"], "default");
+        assert!(v["metadata"].get("labels").is_none());
+        assert_eq!(v["spec"]["workload"], "abc-def");
+        assert_eq!(v["spec"]["orchestrator"], "cni");
+        assert_eq!(v["spec"]["profiles"], json!(["k8s-pod-network"]));
+    }
+
+    #[test]
+    fn floating_ips_pair_with_the_pod_address_of_their_family() {
+        let pod: Vec<IpNetwork> = vec!["10.244.0.5/32".parse().unwrap()];
+        let fips: Vec<IpAddr> = vec!["192.0.2.7".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        let nats = ip_nats(&pod, &fips);
+        assert_eq!(
+            nats,
+            [(pod[0].ip(), fips[0])],
+            "no v6 pod address: v6 skipped"
+        );
+        let ep = Endpoint {
+            ip_nats: nats,
+            ..pod_endpoint()
+        };
+        assert_eq!(
+            ep.to_json("u", "t").unwrap()["spec"]["ipNATs"],
+            json!([{"internalIP": "10.244.0.5", "externalIP": "192.0.2.7"}])
+        );
+        assert!(pod_endpoint().to_json("u", "t").unwrap()["spec"]
+            .get("ipNATs")
+            .is_none());
+    }
+
+    #[test]
+    fn datastore_readiness() {
+        let store = MemoryStore::new();
+        let e = require_datastore_ready(&store).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TryAgainLater);
+        assert!(e.msg.contains("datastore init"), "{}", e.msg);
+        let key = Key::resource(ResourceKind::ClusterInformation, "default");
+        store
+            .create(
+                &key,
+                r#"{"kind":"ClusterInformation","spec":{"datastoreReady":false}}"#,
+            )
+            .unwrap();
+        let e = require_datastore_ready(&store).unwrap_err();
+        assert!(e.msg.contains("not ready"), "{}", e.msg);
+        let rev = store.get(&key).unwrap().revision;
+        store
+            .update(
+                &key,
+                r#"{"kind":"ClusterInformation","spec":{"datastoreReady":true}}"#,
+                &rev,
+            )
+            .unwrap();
+        require_datastore_ready(&store).unwrap();
+    }
+
+    #[test]
+    fn network_profile_is_created_once() {
+        let store = MemoryStore::new();
+        ensure_profile(&store, "net-a", false).unwrap();
+        let key = Key::resource(ResourceKind::Profile, "net-a");
+        let v: Value = serde_json::from_str(&store.get(&key).unwrap().value).unwrap();
+        assert_eq!(v["spec"]["ingress"][0]["source"]["selector"], "has(net-a)");
+        assert_eq!(v["spec"]["egress"], json!([{"action": "Allow"}]));
+        assert_eq!(v["spec"]["labelsToApply"], json!({"net-a": ""}));
+        // An operator's edit survives the next ADD.
+        let edited = v.to_string().replace("has(net-a)", "all()");
+        let rev = store.get(&key).unwrap().revision;
+        store.update(&key, &edited, &rev).unwrap();
+        ensure_profile(&store, "net-a", true).unwrap();
+        assert!(store.get(&key).unwrap().value.contains("all()"));
+    }
+
+    #[test]
+    fn write_keeps_identity_and_remove_respects_the_owner() {
+        let store = MemoryStore::new();
+        let mut ep = pod_endpoint();
+        write(&store, &ep).unwrap();
+        let key = ep.key().unwrap();
+        let first: Value = serde_json::from_str(&store.get(&key).unwrap().value).unwrap();
+        // A new sandbox for the same pod replaces the endpoint, keeping uid and creation time.
+        ep.container_id = "c2".into();
+        ep.ip_networks = vec!["10.244.0.9/32".parse().unwrap()];
+        write(&store, &ep).unwrap();
+        let second: Value = serde_json::from_str(&store.get(&key).unwrap().value).unwrap();
+        assert_eq!(second["metadata"]["uid"], first["metadata"]["uid"]);
+        assert_eq!(second["spec"]["containerID"], "c2");
+        // The old sandbox's DEL leaves it; the owner's DEL removes it; a repeat is fine.
+        remove(&store, &key, "c1", true).unwrap();
+        assert!(store.get_opt(&key).unwrap().is_some());
+        remove(&store, &key, "c2", true).unwrap();
+        assert!(store.get_opt(&key).unwrap().is_none());
+        remove(&store, &key, "c2", true).unwrap();
+    }
+}

@@ -1,0 +1,205 @@
+//! The etcd seed conflist (testdata/10-calico-etcd-tls.conflist: etcd v3 over TLS, calico-ipam,
+//! Kubernetes policy, portmap and bandwidth) end to end: a real TLS etcd and the test API
+//! server listen inside the test's host namespace; ADD wires the pod, allocates from Calico's
+//! blocks and writes the WorkloadEndpoint Felix reads (labels, profiles, addresses, interface);
+//! DEL removes both. Everything is read back from etcd with the stock `etcdctl`.
+//!
+//! Needs the built binaries (`cargo build --bins`), `etcd` and `etcdctl`.
+
+// Each test file uses part of the shared fixture.
+#[allow(dead_code)]
+mod common;
+
+use std::path::Path;
+
+use std::sync::mpsc;
+
+use common::k8s::{pod_att, Cluster};
+use ipam_store_etcd::test_cluster::EtcdCluster;
+use ipam_store_etcd::{EtcdClient, EtcdConfig};
+use netns_tests::Netns;
+use serde_json::{json, Value};
+
+const NODE: &str = "fueltank-1";
+const POOL: &str = "10.48.0.0/16";
+const WEP: &str =
+    "/calico/resources/v3/projectcalico.org/workloadendpoints/default/fueltank--1-k8s-web--0-eth0";
+const HANDLE: &str = "/calico/ipam/v2/handle/k8s-pod-network.sandbox-1";
+
+/// A TLS etcd running inside the host namespace. It is started (and later dropped) on a thread
+/// that stays in that namespace for the whole test: the members die with the thread that
+/// spawned them (PR_SET_PDEATHSIG).
+struct HostEtcd {
+    config: EtcdConfig,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HostEtcd {
+    fn start(host: &Netns) -> HostEtcd {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let path = host.path().to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let ns = std::fs::File::open(path).unwrap();
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let cluster = EtcdCluster::start_tls(1).unwrap();
+            ready_tx.send(cluster.config()).unwrap();
+            let _ = stop_rx.recv();
+            drop(cluster);
+        });
+        let config = ready_rx.recv().expect("etcd started");
+        HostEtcd {
+            config,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn tls_arg(&self, path: &Option<std::path::PathBuf>) -> String {
+        path.as_ref().unwrap().display().to_string()
+    }
+
+    /// Reads `key` with the stock etcdctl from inside the host namespace.
+    fn get(&self, host: &Netns, key: &str) -> Option<Value> {
+        let endpoints = self.config.endpoints.join(",");
+        let (ca, cert, keyf) = (
+            self.tls_arg(&self.config.ca_cert_file),
+            self.tls_arg(&self.config.cert_file),
+            self.tls_arg(&self.config.key_file),
+        );
+        let args = [
+            "--endpoints",
+            &endpoints,
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &keyf,
+            "get",
+            key,
+            "--print-value-only",
+        ];
+        let out = host.output("etcdctl", &args).unwrap();
+        assert!(out.success(), "etcdctl: {}", out.stderr_str());
+        let text = out.stdout_str();
+        let text = text.trim();
+        (!text.is_empty()).then(|| serde_json::from_str(text).unwrap())
+    }
+}
+
+impl Drop for HostEtcd {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The seed conflist verbatim except for what a node provides: etcd endpoints and certificate
+/// paths (the file names hosts `fueltank-1..3`), the kubeconfig, the nodename file and the log.
+fn seed_conflist(k: &Cluster, etcd: &HostEtcd) -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/10-calico-etcd-tls.conflist");
+    let mut conf: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let nodename = k.tmp().join("nodename");
+    std::fs::write(&nodename, NODE).unwrap();
+    let calico = &mut conf["plugins"][0];
+    assert!(calico["etcd_endpoints"]
+        .as_str()
+        .unwrap()
+        .contains("fueltank-1"));
+    assert_eq!(calico["ipam"]["type"], "calico-ipam");
+    assert_eq!(calico["policy"]["type"], "k8s");
+    calico["etcd_endpoints"] = json!(etcd.config.endpoints.join(","));
+    calico["etcd_key_file"] = json!(etcd.config.key_file);
+    calico["etcd_cert_file"] = json!(etcd.config.cert_file);
+    calico["etcd_ca_cert_file"] = json!(etcd.config.ca_cert_file);
+    calico["kubernetes"]["kubeconfig"] = json!(k.api().kubeconfig_path());
+    calico["nodename_file"] = json!(nodename);
+    calico["log_file_path"] = json!(k.tmp().join("cni.log"));
+    conf
+}
+
+#[test]
+fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
+    let k = Cluster::start("etcd-seed", NODE);
+    let etcd = HostEtcd::start(&k.env.host);
+    // What `calicoctl datastore init` / calico-node leave in etcd: a pool, a ready datastore.
+    let pool = json!({"kind": "IPPool", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "default-ipv4-ippool"},
+        "spec": {"cidr": POOL, "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never",
+                 "natOutgoing": true, "nodeSelector": "all()"}});
+    let ci = json!({"kind": "ClusterInformation", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "default"}, "spec": {"datastoreReady": true}});
+    k.env
+        .host
+        .run(|| {
+            let client = EtcdClient::connect(&etcd.config).unwrap();
+            client
+                .put(
+                    "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
+                    pool.to_string().as_bytes(),
+                )
+                .unwrap();
+            client
+                .put(
+                    "/calico/resources/v3/projectcalico.org/clusterinformations/default",
+                    ci.to_string().as_bytes(),
+                )
+                .unwrap()
+        })
+        .unwrap();
+    k.api()
+        .put(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"nodeName": NODE, "serviceAccountName": "web-sa",
+                     "containers": [{"name": "c", "image": "busybox"}]}}))
+        .unwrap();
+
+    let chain = k.env.chain(&seed_conflist(&k, &etcd)).unwrap();
+    let ctr = k.env.container("web").unwrap();
+    let att = pod_att("sandbox-1", &ctr, "web-0");
+    let r = chain.add(&att).unwrap();
+    let ip = r["ips"][0]["address"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.48."), "{r}");
+    assert!(ip.ends_with("/32"), "{r}");
+
+    let wep = etcd
+        .get(&k.env.host, WEP)
+        .expect("WorkloadEndpoint written");
+    assert_eq!(
+        wep["metadata"]["labels"],
+        json!({"app": "web", "projectcalico.org/namespace": "default",
+               "projectcalico.org/orchestrator": "k8s",
+               "projectcalico.org/serviceaccount": "web-sa"})
+    );
+    let spec = &wep["spec"];
+    assert_eq!(spec["orchestrator"], "k8s");
+    assert_eq!(spec["node"], NODE);
+    assert_eq!(spec["pod"], "web-0");
+    assert_eq!(spec["containerID"], "sandbox-1");
+    assert_eq!(spec["serviceAccountName"], "web-sa");
+    assert_eq!(
+        spec["profiles"],
+        json!(["kns.default", "ksa.default.web-sa"])
+    );
+    assert_eq!(spec["ipNetworks"], json!([ip]));
+    assert_eq!(spec["interfaceName"], r["interfaces"][0]["name"]);
+    assert_eq!(spec["mac"], r["interfaces"][1]["mac"]);
+    assert!(etcd.get(&k.env.host, HANDLE).is_some(), "IPAM handle");
+    // The host side exists and routes the pod's address to it.
+    let veth = r["interfaces"][0]["name"].as_str().unwrap();
+    assert!(k.env.host.link(veth).unwrap().is_some());
+
+    chain.del(&att).unwrap();
+    assert!(
+        etcd.get(&k.env.host, WEP).is_none(),
+        "WorkloadEndpoint removed"
+    );
+    assert!(etcd.get(&k.env.host, HANDLE).is_none(), "address released");
+    assert!(k.env.host.link(veth).unwrap().is_none());
+    chain.del(&att).unwrap();
+}
