@@ -170,11 +170,17 @@ fn two_dual_stack_pods_are_wired_like_calico_and_reach_each_other() {
     }
 
     // Packets: pod to pod (both families) and pod to host.
-    assert!(traffic::ping(&p1, v4b).unwrap(), "p1 -> p2 v4");
-    assert!(traffic::ping(&p2, v4).unwrap(), "p2 -> p1 v4");
-    assert!(traffic::ping(&p1, v6b).unwrap(), "p1 -> p2 v6");
     assert!(
-        traffic::ping(&p1, "192.0.2.1".parse().unwrap()).unwrap(),
+        traffic::ping_eventually(&p1, v4b, 3).unwrap(),
+        "p1 -> p2 v4"
+    );
+    assert!(traffic::ping_eventually(&p2, v4, 3).unwrap(), "p2 -> p1 v4");
+    assert!(
+        traffic::ping_eventually(&p1, v6b, 3).unwrap(),
+        "p1 -> p2 v6"
+    );
+    assert!(
+        traffic::ping_eventually(&p1, "192.0.2.1".parse().unwrap(), 3).unwrap(),
         "p1 -> host"
     );
     let srv = traffic::tcp_echo_server(&p2, (v4b, 7070).into()).unwrap();
@@ -359,10 +365,10 @@ fn second_add_does_not_disturb_the_running_pod() {
     assert!(chain.add(&a1).is_err(), "ADD twice without DEL must fail");
     assert_eq!(reserved(env.tmp()), before, "no IP allocated or lost");
     assert!(
-        traffic::ping(&p2, pod_ip(&r1, true)).unwrap(),
+        traffic::ping_eventually(&p2, pod_ip(&r1, true), 3).unwrap(),
         "first pod still reachable"
     );
-    assert!(traffic::ping(&p1, pod_ip(&r2, true)).unwrap());
+    assert!(traffic::ping_eventually(&p1, pod_ip(&r2, true), 3).unwrap());
 }
 
 #[test]

@@ -154,9 +154,13 @@ fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
         .unwrap();
     k.api()
         .put(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-0", "namespace": "default", "labels": {"app": "web"}},
+            "metadata": {"name": "web-0", "namespace": "default", "labels": {"app": "web"},
+                "annotations": {"cni.projectcalico.org/allowedSourcePrefixes": "[\"192.0.2.77/24\"]"}},
             "spec": {"nodeName": NODE, "serviceAccountName": "web-sa",
-                     "containers": [{"name": "c", "image": "busybox"}]}}))
+                     "containers": [{"name": "c", "image": "busybox", "ports": [
+                         {"name": "http", "containerPort": 80},
+                         {"containerPort": 53, "hostPort": 5353, "protocol": "UDP"},
+                         {"containerPort": 9000}]}]}}))
         .unwrap();
 
     let chain = k.env.chain(&seed_conflist(&k, &etcd)).unwrap();
@@ -189,6 +193,13 @@ fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
     assert_eq!(spec["ipNetworks"], json!([ip]));
     assert_eq!(spec["interfaceName"], r["interfaces"][0]["name"]);
     assert_eq!(spec["mac"], r["interfaces"][1]["mac"]);
+    // Named and host-mapped ports (not the anonymous 9000), and the annotation's prefixes.
+    assert_eq!(
+        spec["ports"],
+        json!([{"name": "http", "protocol": "TCP", "port": 80},
+               {"name": "", "protocol": "UDP", "port": 53, "hostPort": 5353}])
+    );
+    assert_eq!(spec["allowSpoofedSourcePrefixes"], json!(["192.0.2.0/24"]));
     assert!(etcd.get(&k.env.host, HANDLE).is_some(), "IPAM handle");
     // The host side exists and routes the pod's address to it.
     let veth = r["interfaces"][0]["name"].as_str().unwrap();

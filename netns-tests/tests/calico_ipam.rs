@@ -499,9 +499,21 @@ fn two_dual_stack_pods_on_calico_ipam_reach_each_other_and_del_releases() {
     );
 
     // Packets both ways, both families.
-    assert!(traffic::ping(&p1, ips2[0]).unwrap(), "p1 -> p2 {}", ips2[0]);
-    assert!(traffic::ping(&p2, ips1[0]).unwrap(), "p2 -> p1 {}", ips1[0]);
-    assert!(traffic::ping(&p1, ips2[1]).unwrap(), "p1 -> p2 {}", ips2[1]);
+    assert!(
+        traffic::ping_eventually(&p1, ips2[0], 3).unwrap(),
+        "p1 -> p2 {}",
+        ips2[0]
+    );
+    assert!(
+        traffic::ping_eventually(&p2, ips1[0], 3).unwrap(),
+        "p2 -> p1 {}",
+        ips1[0]
+    );
+    assert!(
+        traffic::ping_eventually(&p1, ips2[1], 3).unwrap(),
+        "p1 -> p2 {}",
+        ips2[1]
+    );
 
     chain.check(&a1).unwrap();
     chain.check(&a2).unwrap();
@@ -512,7 +524,12 @@ fn two_dual_stack_pods_on_calico_ipam_reach_each_other_and_del_releases() {
         BTreeSet::from(["k8s-pod-network.ctr-two".to_string()])
     );
     assert_eq!(db.allocations().len(), 2);
-    assert!(traffic::ping(&p2, ips2[0]).is_ok());
+    // The remaining pod keeps its address; the deleted one's is gone from the network.
+    assert!(p2.addrs("eth0").unwrap().iter().any(|a| a.ip() == ips2[0]));
+    assert!(
+        !traffic::ping(&p2, ips1[0]).unwrap(),
+        "p1's address still answers"
+    );
     // Repeated DEL, DEL without netns: fine, nothing else released.
     chain.del(&a1).unwrap();
     chain.del(&Attachment::without_netns("ctr-one")).unwrap();

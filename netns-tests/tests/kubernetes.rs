@@ -141,10 +141,10 @@ fn seed_conflist_runs_add_check_del_against_the_api_server() {
         assert_eq!(ann[POD_IPS], format!("{ipa}/32"));
         assert_eq!(ann[CONTAINER_ID], format!("sb-a{round}"));
 
-        assert!(traffic::ping(&ca, ipb).unwrap(), "a -> b");
-        assert!(traffic::ping(&cb, ipa).unwrap(), "b -> a");
+        assert!(traffic::ping_eventually(&ca, ipb, 3).unwrap(), "a -> b");
+        assert!(traffic::ping_eventually(&cb, ipa, 3).unwrap(), "b -> a");
         assert!(
-            traffic::ping(&ca, "192.0.2.1".parse().unwrap()).unwrap(),
+            traffic::ping_eventually(&ca, "192.0.2.1".parse().unwrap(), 3).unwrap(),
             "a -> host"
         );
 
@@ -353,8 +353,8 @@ fn ip_addrs_no_ipam_uses_the_annotated_address() {
         k.reserved()
     );
     assert_eq!(k.pod_annotations("fixed")[POD_IP], "10.244.7.200/32");
-    assert!(traffic::ping(&cp, "10.244.7.200".parse().unwrap()).unwrap());
-    assert!(traffic::ping(&cf, first_ip(&rp)).unwrap());
+    assert!(traffic::ping_eventually(&cp, "10.244.7.200".parse().unwrap(), 3).unwrap());
+    assert!(traffic::ping_eventually(&cf, first_ip(&rp), 3).unwrap());
     chain.del(&af).unwrap();
     chain.del(&ap).unwrap();
     assert!(k.reserved().is_empty());
@@ -396,7 +396,7 @@ fn late_del_of_an_old_sandbox_keeps_the_new_sandboxs_ip() {
     );
     assert!(k.reserved().contains(&new_ip.to_string()));
     assert!(
-        traffic::ping(&cli, new_ip).unwrap(),
+        traffic::ping_eventually(&cli, new_ip, 3).unwrap(),
         "new sandbox still reachable"
     );
     let _ = rc;

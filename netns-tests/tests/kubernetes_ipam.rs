@@ -192,8 +192,14 @@ fn calico_ipam_on_crds_runs_add_check_del() {
         assert!(ns.addrs("eth0").unwrap().iter().any(|a| a.ip() == ip.ip()));
     }
     assert_ne!(ipa.ip(), ipb.ip());
-    assert!(traffic::ping(&ca, ipb.ip()).unwrap(), "a -> b");
-    assert!(traffic::ping(&cb, ipa.ip()).unwrap(), "b -> a");
+    assert!(
+        traffic::ping_eventually(&ca, ipb.ip(), 3).unwrap(),
+        "a -> b"
+    );
+    assert!(
+        traffic::ping_eventually(&cb, ipa.ip(), 3).unwrap(),
+        "b -> a"
+    );
 
     // The pods carry their IPs for everyone watching the API.
     assert_eq!(
@@ -399,7 +405,7 @@ fn pool_and_ip_annotations_and_a_second_node_on_crds() {
         vec![("10.77.9.9".parse().unwrap(), format!("{NETWORK}.sb-fixed"))],
         "{b}"
     );
-    assert!(traffic::ping(&c1, "10.77.9.9".parse().unwrap()).unwrap());
+    assert!(traffic::ping_eventually(&c1, "10.77.9.9".parse().unwrap(), 3).unwrap());
 
     // A pod on the second node gets its own block and affinity.
     k.pod("on-node2", json!({}));

@@ -1414,14 +1414,10 @@ fn iptables_pod_rules_go_over_netlink() {
         del_b.contains("ipv4 DEL over nf_tables netlink: entry rules at the handles ADD gave them"),
         "{del_b}"
     );
-    assert!(
-        del_b.contains("ipv6 DEL over nf_tables netlink: nothing of ours"),
-        "{del_b}"
-    );
-    assert!(
-        !del_b.contains("exec ip"),
-        "no iptables tool on this DEL:\n{del_b}"
-    );
+    // IPv4 needed no iptables tool at all; this pod has no IPv6 rules, which only ip6tables
+    // can tell for sure.
+    assert!(!del_b.contains("exec iptables"), "{del_b}");
+    assert!(del_b.contains("ipv6 netlink DEL not used"), "{del_b}");
     assert!(tcp_get(&t.client, "192.0.2.1:8090").is_err());
     assert_eq!(
         tcp_get(&t.client, "192.0.2.1:8080"),
@@ -1435,6 +1431,9 @@ fn iptables_pod_rules_go_over_netlink() {
     );
     assert!(tcp_get(&t.client, "192.0.2.1:8080").is_err());
     let again = run("DEL", a, 8080);
-    assert!(again.contains("no chain of this container"), "{again}");
+    assert!(
+        again.contains("no chain of this container in nf_tables"),
+        "{again}"
+    );
     assert_eq!(leftovers(&t, "iptables"), "");
 }

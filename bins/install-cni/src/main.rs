@@ -5,6 +5,10 @@ use installer::settings::DEFAULT_SERVICEACCOUNT_DIR;
 use installer::{Installer, Paths, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// How often `SLEEP=true` looks for rotated inputs (Calico's installer polls every 10 s too).
+const WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "\
 usage: install-cni [--bin-dir DIR] [--conf-dir DIR] [--source-dir DIR]
@@ -135,10 +139,23 @@ fn run(flags: Flags) -> Result<(), String> {
     }
     log::info!("wrote {}", r.conf_path.display());
     if sleep {
-        // Calico's long-running container mode: stay up so the pod is not restarted.
-        log::info!("done; SLEEP=true, sleeping until terminated");
+        // Calico's long-running container mode: stay up so the pod is not restarted, and keep
+        // the node's copies of rotated tokens and certificates current.
+        log::info!(
+            "done; SLEEP=true: checking the service-account token, etcd TLS assets and template every {}s",
+            WATCH_INTERVAL.as_secs()
+        );
+        let mut last = inst.inputs_fingerprint();
         loop {
-            std::thread::park();
+            std::thread::sleep(WATCH_INTERVAL);
+            match inst.reinstall_if_changed(&mut last) {
+                Ok(Some(r)) => log::info!(
+                    "inputs changed: installed again, wrote {}",
+                    r.conf_path.display()
+                ),
+                Ok(None) => {}
+                Err(e) => log::error!("inputs changed but installing again failed (retrying): {e}"),
+            }
         }
     }
     Ok(())

@@ -47,6 +47,17 @@ impl Host {
             .arg(self.p("sa"))
             .args(extra)
             .envs(env.iter().copied());
+        // A binary copied just before (see source_dir_defaults_…) can be ETXTBSY for a moment:
+        // a child forked by a parallel test may still hold the copy's write descriptor until
+        // it execs. Retry briefly instead of failing on that race.
+        for _ in 0..50 {
+            match c.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other.unwrap(),
+            }
+        }
         c.output().unwrap()
     }
 

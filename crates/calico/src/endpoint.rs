@@ -103,6 +103,33 @@ pub struct Endpoint {
     pub mac: String,
     /// `floatingIPs`: (pod address, external address) pairs, Felix's 1:1 NAT.
     pub ip_nats: Vec<(IpAddr, IpAddr)>,
+    /// `allowedSourcePrefixes`: sources the pod may send from besides its own addresses.
+    pub allowed_source_prefixes: Vec<IpNetwork>,
+    /// The pod's named and host-mapped container ports.
+    pub ports: Vec<EndpointPort>,
+}
+
+/// A container port as the endpoint lists it (Calico's `WorkloadEndpointPort`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointPort {
+    pub name: String,
+    pub protocol: String,
+    pub port: u16,
+    pub host_port: Option<u16>,
+    pub host_ip: Option<String>,
+}
+
+impl EndpointPort {
+    fn to_json(&self) -> Value {
+        let mut v = json!({"name": self.name, "protocol": self.protocol, "port": self.port});
+        if let Some(hp) = self.host_port {
+            v["hostPort"] = json!(hp);
+        }
+        if let Some(ip) = &self.host_ip {
+            v["hostIP"] = json!(ip);
+        }
+        v
+    }
 }
 
 impl Endpoint {
@@ -174,6 +201,18 @@ impl Endpoint {
                 })
                 .collect();
             spec.insert("ipNATs".into(), json!(nats));
+        }
+        if !self.allowed_source_prefixes.is_empty() {
+            let p: Vec<String> = self
+                .allowed_source_prefixes
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            spec.insert("allowSpoofedSourcePrefixes".into(), json!(p));
+        }
+        if !self.ports.is_empty() {
+            let p: Vec<Value> = self.ports.iter().map(EndpointPort::to_json).collect();
+            spec.insert("ports".into(), json!(p));
         }
         spec.insert("interfaceName".into(), json!(self.interface_name));
         spec.insert("mac".into(), json!(self.mac));
@@ -432,6 +471,23 @@ mod tests {
             interface_name: "cali12345678901".into(),
             mac: "aa:bb:cc:dd:ee:ff".into(),
             ip_nats: Vec::new(),
+            allowed_source_prefixes: vec!["192.0.2.0/24".parse().unwrap()],
+            ports: vec![
+                EndpointPort {
+                    name: "http".into(),
+                    protocol: "TCP".into(),
+                    port: 80,
+                    host_port: None,
+                    host_ip: None,
+                },
+                EndpointPort {
+                    name: String::new(),
+                    protocol: "UDP".into(),
+                    port: 53,
+                    host_port: Some(5353),
+                    host_ip: Some("10.0.0.1".into()),
+                },
+            ],
         }
     }
 
@@ -473,6 +529,12 @@ mod tests {
         assert_eq!(s["interfaceName"], "cali12345678901");
         assert_eq!(s["mac"], "aa:bb:cc:dd:ee:ff");
         assert!(s.get("workload").is_none());
+        assert_eq!(s["allowSpoofedSourcePrefixes"], json!(["192.0.2.0/24"]));
+        assert_eq!(
+            s["ports"],
+            json!([{"name": "http", "protocol": "TCP", "port": 80},
+                   {"name": "", "protocol": "UDP", "port": 53, "hostPort": 5353, "hostIP": "10.0.0.1"}])
+        );
     }
 
     #[test]
@@ -483,6 +545,8 @@ mod tests {
             profiles: profiles(false, &Owner::Container, None, "k8s-pod-network"),
             labels: BTreeMap::new(),
             service_account: None,
+            ports: Vec::new(),
+            allowed_source_prefixes: Vec::new(),
             ..pod_endpoint()
         };
         assert_eq!(ep.name().unwrap(), "node--1-cni-abc--def-eth0");
@@ -492,6 +556,8 @@ mod tests {
         assert_eq!(v["spec"]["workload"], "abc-def");
         assert_eq!(v["spec"]["orchestrator"], "cni");
         assert_eq!(v["spec"]["profiles"], json!(["k8s-pod-network"]));
+        assert!(v["spec"].get("ports").is_none());
+        assert!(v["spec"].get("allowSpoofedSourcePrefixes").is_none());
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct PodSettings {
     /// The pod's labels and service account (Kubernetes policy), for the etcd WorkloadEndpoint.
     pub labels: std::collections::BTreeMap<String, String>,
     pub service_account: Option<String>,
+    pub ports: Vec<crate::endpoint::EndpointPort>,
+    pub allowed_source_prefixes: Vec<IpNetwork>,
 }
 
 /// The addresses a pod gets and whether IPAM holds them (and must release them on failure).
@@ -313,6 +315,17 @@ mod api {
             let mut settings = self.settings(a)?;
             settings.labels = pod.labels;
             settings.service_account = pod.service_account;
+            settings.ports = pod
+                .ports
+                .into_iter()
+                .map(|p| crate::endpoint::EndpointPort {
+                    name: p.name.unwrap_or_default(),
+                    protocol: p.protocol,
+                    port: p.port,
+                    host_port: p.host_port,
+                    host_ip: p.host_ip,
+                })
+                .collect();
             Ok(settings)
         }
 
@@ -355,6 +368,7 @@ mod api {
                 ip_addrs_no_ipam: a.ip_addrs_no_ipam,
                 floating_ips: a.floating_ips,
                 hw_addr,
+                allowed_source_prefixes: a.allowed_source_prefixes,
                 ..Default::default()
             })
         }

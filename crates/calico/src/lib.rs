@@ -236,6 +236,8 @@ impl Plugin for Calico {
                 interface_name: pod.host_veth.clone(),
                 mac: mac.to_string(),
                 ip_nats: endpoint::ip_nats(&addresses, &settings.floating_ips),
+                allowed_source_prefixes: settings.allowed_source_prefixes.clone(),
+                ports: settings.ports.clone(),
             };
             if conf.policy.policy_type.is_empty() {
                 let kubernetes = matches!(ep.owner, endpoint::Owner::Pod { .. });

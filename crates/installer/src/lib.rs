@@ -5,7 +5,10 @@
 //! installs etcd TLS assets, writes `calico-kubeconfig` from the service-account mount, renders
 //! the network config template with Calico's placeholders, validates it, and writes it last (a
 //! runtime only sees the network once everything it needs is in place). Everything written is
-//! recorded in a manifest so `--uninstall` removes exactly that and nothing else.
+//! recorded in a manifest so `--uninstall` removes exactly that and nothing else. With
+//! `SLEEP=true` it keeps watching its mounted inputs (service-account token and CA, etcd TLS
+//! assets, template) and installs again when they change, so a rotated token or certificate
+//! reaches the node's kubeconfig and `calico-tls/` ([`Installer::reinstall_if_changed`]).
 //!
 //! Owns: files in the bin dir and conf dir that it writes. Must not: touch files it did not
 //! write (other than `CNI_OLD_CONF_NAME`, which Calico removes by design), talk to the API
@@ -256,6 +259,52 @@ impl Installer {
                 }
             })
             .collect()
+    }
+
+    /// A digest of every input that can change under a running installer: the service-account
+    /// files, the etcd TLS assets and the template. Unreadable inputs count as absent (the
+    /// install that follows reports them properly).
+    pub fn inputs_fingerprint(&self) -> String {
+        let mut h = sha1_smol::Sha1::new();
+        let mut add = |label: &str, bytes: Option<Vec<u8>>| {
+            h.update(label.as_bytes());
+            match bytes {
+                Some(b) => {
+                    h.update(&(b.len() as u64).to_le_bytes());
+                    h.update(&b);
+                }
+                None => h.update(b"-"),
+            }
+        };
+        let sa = &self.paths.serviceaccount_dir;
+        for name in ["token", "ca.crt", "namespace"] {
+            add(name, fs::read(sa.join(name)).ok());
+        }
+        for (name, path) in self.tls_sources() {
+            add(name, fs::read(path).ok());
+        }
+        add(
+            "template",
+            template::load_template(&self.settings)
+                .ok()
+                .map(String::into_bytes),
+        );
+        h.digest().to_string()
+    }
+
+    /// Installs again if [`Installer::inputs_fingerprint`] differs from `last` (updated only
+    /// when the install succeeds, so a failed one is retried on the next call).
+    pub fn reinstall_if_changed(
+        &self,
+        last: &mut String,
+    ) -> Result<Option<InstallReport>, InstallError> {
+        let now = self.inputs_fingerprint();
+        if now == *last {
+            return Ok(None);
+        }
+        let report = self.install()?;
+        *last = now;
+        Ok(Some(report))
     }
 
     /// Removes what the manifest in the conf dir lists, if unchanged since it was written.

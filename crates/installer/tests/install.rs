@@ -237,3 +237,53 @@ fn uninstall_removes_only_what_was_installed() {
     assert!(!r.had_manifest && r.removed.is_empty());
     assert_eq!(h.host_files().len(), 4);
 }
+
+/// `SLEEP=true` keeps the node current: a rotated service-account token or etcd certificate
+/// is installed again; unchanged inputs write nothing.
+#[test]
+fn rotated_token_and_certificates_are_installed_again() {
+    let h = Host::new();
+    h.with_service_account("token.one", b"CA-1");
+    let tls = h.dir.path().join("calico-secrets");
+    fs::create_dir_all(&tls).unwrap();
+    for n in ["etcd-ca", "etcd-cert", "etcd-key"] {
+        fs::write(tls.join(n), format!("{n} v1")).unwrap();
+    }
+    let tls_s = tls.to_str().unwrap().to_string();
+    let mut env = K8S.to_vec();
+    env.push(("TLS_ASSETS_DIR", &tls_s));
+    let inst = h.installer(&env);
+    inst.install().unwrap();
+    let mut last = inst.inputs_fingerprint();
+    let conf = h.conf.join("10-calico.conflist");
+    let before = identity(&conf);
+    assert!(inst.reinstall_if_changed(&mut last).unwrap().is_none());
+    assert_eq!(
+        identity(&conf),
+        before,
+        "nothing rewritten while nothing changed"
+    );
+
+    // The kubelet rotates the projected token.
+    h.with_service_account("token.two", b"CA-1");
+    assert!(inst.reinstall_if_changed(&mut last).unwrap().is_some());
+    let kc = fs::read_to_string(h.conf.join("calico-kubeconfig")).unwrap();
+    assert!(kc.contains("token: token.two"), "{kc}");
+
+    // The etcd client certificate is renewed in the secret.
+    fs::write(tls.join("etcd-cert"), "etcd-cert v2").unwrap();
+    assert!(inst.reinstall_if_changed(&mut last).unwrap().is_some());
+    let cert = h.conf.join("calico-tls/etcd-cert");
+    assert_eq!(fs::read_to_string(&cert).unwrap(), "etcd-cert v2");
+    assert_eq!(mode(&cert), 0o600);
+    assert!(inst.reinstall_if_changed(&mut last).unwrap().is_none());
+
+    // A broken input fails the reinstall and is retried (the fingerprint is not taken).
+    h.with_service_account("bad token", b"CA-1");
+    assert!(inst.reinstall_if_changed(&mut last).is_err());
+    assert!(inst.reinstall_if_changed(&mut last).is_err());
+    h.with_service_account("token.three", b"CA-1");
+    assert!(inst.reinstall_if_changed(&mut last).unwrap().is_some());
+    let kc = fs::read_to_string(h.conf.join("calico-kubeconfig")).unwrap();
+    assert!(kc.contains("token: token.three"), "{kc}");
+}

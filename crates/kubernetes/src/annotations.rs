@@ -5,6 +5,8 @@ use crate::error::Error;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ipnetwork::IpNetwork;
+
 pub const IPV4_POOLS: &str = "cni.projectcalico.org/ipv4pools";
 pub const IPV6_POOLS: &str = "cni.projectcalico.org/ipv6pools";
 pub const IP_FAMILIES: &str = "cni.projectcalico.org/ipFamilies";
@@ -12,6 +14,7 @@ pub const IP_ADDRS: &str = "cni.projectcalico.org/ipAddrs";
 pub const IP_ADDRS_NO_IPAM: &str = "cni.projectcalico.org/ipAddrsNoIpam";
 pub const FLOATING_IPS: &str = "cni.projectcalico.org/floatingIPs";
 pub const HW_ADDR: &str = "cni.projectcalico.org/hwAddr";
+pub const ALLOWED_SOURCE_PREFIXES: &str = "cni.projectcalico.org/allowedSourcePrefixes";
 /// Written by the plugin after ADD (KDD): first pod IP in CIDR form, all of them, and the
 /// sandbox that owns them.
 pub const POD_IP: &str = "cni.projectcalico.org/podIP";
@@ -41,6 +44,8 @@ pub struct Annotations {
     pub floating_ips: Vec<IpAddr>,
     /// MAC for the pod's interface, as written (the dataplane parses it).
     pub hw_addr: Option<String>,
+    /// Source prefixes the pod may send from besides its own addresses (network form).
+    pub allowed_source_prefixes: Vec<IpNetwork>,
 }
 
 fn invalid(annotation: &'static str, reason: impl Into<String>) -> Error {
@@ -97,6 +102,26 @@ fn ips(annotation: &'static str, raw: &str, one_per_family: bool) -> Result<Vec<
         }
     }
     Ok(parsed)
+}
+
+/// CIDRs or plain addresses (host prefixes), normalised to their network like Calico's
+/// `ParseCIDROrIP`.
+fn prefixes(raw: &str) -> Result<Vec<IpNetwork>, Error> {
+    let a = ALLOWED_SOURCE_PREFIXES;
+    json_strings(a, raw)?
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            let net: IpNetwork = match s.parse::<IpAddr>() {
+                Ok(ip) => IpNetwork::from(ip),
+                Err(_) => s
+                    .parse()
+                    .map_err(|_| invalid(a, format!("invalid CIDR or IP: {s}")))?,
+            };
+            IpNetwork::new(net.network(), net.prefix())
+                .map_err(|e| invalid(a, format!("invalid CIDR or IP: {s}: {e}")))
+        })
+        .collect()
 }
 
 fn families(raw: &str) -> Result<IpFamilies, Error> {
@@ -159,6 +184,10 @@ impl Annotations {
                 .transpose()?
                 .unwrap_or_default(),
             hw_addr: get(pod, HW_ADDR).map(|s| s.trim().to_string()),
+            allowed_source_prefixes: get(pod, ALLOWED_SOURCE_PREFIXES)
+                .map(prefixes)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -178,6 +207,29 @@ mod tests {
         Annotations::parse(&map(pod), &map(&[]), true)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn allowed_source_prefixes_are_normalised() {
+        let a = Annotations::parse(
+            &map(&[(
+                ALLOWED_SOURCE_PREFIXES,
+                r#"["10.1.2.3/16", "192.0.2.7", "fd00::1/64"]"#,
+            )]),
+            &map(&[]),
+            false,
+        )
+        .unwrap();
+        let want: Vec<IpNetwork> = ["10.1.0.0/16", "192.0.2.7/32", "fd00::/64"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(a.allowed_source_prefixes, want);
+        let e = err(&[(ALLOWED_SOURCE_PREFIXES, r#"["nope"]"#)]);
+        assert!(
+            e.contains("allowedSourcePrefixes") && e.contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,4 +19,4 @@ pub mod podip;
 pub use annotations::{Annotations, IpFamilies};
 pub use client::{Client, ClientOptions};
 pub use error::Error;
-pub use objects::{Namespace, Node, Pod};
+pub use objects::{ContainerPort, Namespace, Node, Pod};

@@ -20,6 +20,48 @@ pub struct Pod {
     pub annotations: BTreeMap<String, String>,
     pub service_account: Option<String>,
     pub host_network: bool,
+    /// Ports of containers and init containers that Calico lists on the endpoint: a container
+    /// port with a name or a host port.
+    pub ports: Vec<ContainerPort>,
+}
+
+/// One entry of a container's `ports`, as Calico's WorkloadEndpoint carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    /// `TCP`, `UDP` or `SCTP` (Kubernetes defaults an absent protocol to TCP).
+    pub protocol: String,
+    pub port: u16,
+    pub host_port: Option<u16>,
+    pub host_ip: Option<String>,
+}
+
+fn container_ports(spec: &Value) -> Vec<ContainerPort> {
+    let port_of = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n != 0)
+    };
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("ports").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|p| {
+            let port = port_of(p, "containerPort")?;
+            let name = str_at(p, "/name");
+            let host_port = port_of(p, "hostPort");
+            (name.is_some() || host_port.is_some()).then(|| ContainerPort {
+                name,
+                protocol: str_at(p, "/protocol").unwrap_or_else(|| "TCP".to_string()),
+                port,
+                host_port,
+                host_ip: str_at(p, "/hostIP"),
+            })
+        })
+        .collect()
 }
 
 /// A namespace: only its annotations matter to Calico's CNI.
@@ -63,6 +105,7 @@ impl Pod {
                 .pointer("/spec/hostNetwork")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            ports: o.data.get("spec").map(container_ports).unwrap_or_default(),
         }
     }
 }
@@ -199,5 +242,33 @@ mod tests {
         assert_eq!(p.annotations["a"], "b");
         assert_eq!(p.service_account.as_deref(), Some("sa"));
         assert!(p.host_network);
+        assert!(p.ports.is_empty());
+    }
+
+    #[test]
+    fn pod_ports_named_or_host_mapped() {
+        let p = Pod::from_object(dynamic(json!({"metadata":{"name":"p"},"spec":{
+            "containers":[{"name":"web","ports":[
+                {"name":"http","containerPort":80},
+                {"containerPort":443,"hostPort":8443,"protocol":"TCP","hostIP":"10.0.0.1"},
+                {"containerPort":9000}]}],
+            "initContainers":[{"name":"init","ports":[{"name":"dns","containerPort":53,"protocol":"UDP"}]}]}})));
+        let want = |name: Option<&str>, protocol: &str, port, host_port, host_ip: Option<&str>| {
+            ContainerPort {
+                name: name.map(String::from),
+                protocol: protocol.into(),
+                port,
+                host_port,
+                host_ip: host_ip.map(String::from),
+            }
+        };
+        assert_eq!(
+            p.ports,
+            [
+                want(Some("http"), "TCP", 80, None, None),
+                want(None, "TCP", 443, Some(8443), Some("10.0.0.1")),
+                want(Some("dns"), "UDP", 53, None, None),
+            ]
+        );
     }
 }

@@ -18,6 +18,7 @@ mod attr;
 mod expr;
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
@@ -57,6 +58,8 @@ const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const RECV_BUF_LEN: usize = 64 * 1024;
+/// Batches up to this size fit any socket's default send buffer.
+const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
 const DUMP_ATTEMPTS: usize = 5;
 
 /// Address family of a table (`ip` or `ip6`).
@@ -287,8 +290,10 @@ impl Batch {
         self
     }
 
-    /// The wire form: BATCH_BEGIN, every change (each acknowledged), BATCH_END. Message `i`
-    /// of the batch has sequence number `first_seq + 1 + i`.
+    /// The wire form: BATCH_BEGIN, every change, BATCH_END. Message `i` of the batch has
+    /// sequence number `first_seq + 1 + i`. Only the last change asks for an acknowledgement:
+    /// the kernel reports every failing change anyway, and one ack per change would overrun
+    /// the socket's receive buffer for batches of a few hundred changes.
     fn encode(&self, first_seq: u32) -> Vec<u8> {
         let none = attr::Writer::default();
         let unspec = libc::AF_UNSPEC as u8;
@@ -299,9 +304,11 @@ impl Batch {
             unspec,
             &none,
         );
+        let last = self.ops.len().saturating_sub(1);
         for (i, (kind, flags, family, a, _)) in self.ops.iter().enumerate() {
             let seq = first_seq.wrapping_add(1 + i as u32);
-            let flags = flags | NLM_F_REQUEST | NLM_F_ACK;
+            let ack = if i == last { NLM_F_ACK } else { 0 };
+            let flags = flags | NLM_F_REQUEST | ack;
             buf.extend_from_slice(&message(*kind, flags, seq, *family, a));
         }
         let end_seq = first_seq.wrapping_add(1 + self.ops.len() as u32);
@@ -389,6 +396,8 @@ impl NfSocket {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
+        // Error replies quote only the failing message's header, not the whole message.
+        socket.set_cap_ack(true)?;
         Ok(NfSocket {
             socket,
             seq: std::time::SystemTime::now()
@@ -405,6 +414,34 @@ impl NfSocket {
         first
     }
 
+    /// A batch goes out in one sendmsg, which netlink refuses (EMSGSIZE) when it is larger
+    /// than the socket's send buffer: grow the buffer to fit, like nft does.
+    fn fit_send_buffer(&mut self, len: usize) -> io::Result<()> {
+        if len <= DEFAULT_SEND_BUFFER {
+            return Ok(());
+        }
+        let size = libc::c_int::try_from(len + 4096).unwrap_or(libc::c_int::MAX);
+        let set = |opt: libc::c_int| {
+            // SAFETY: a valid socket fd and a pointer to an int of the size passed.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        // FORCE ignores net.core.wmem_max (needs CAP_NET_ADMIN, which changing rules needs too).
+        set(libc::SO_SNDBUFFORCE).or_else(|_| set(libc::SO_SNDBUF))
+    }
+
     fn recv(&mut self, flags: i32) -> io::Result<usize> {
         self.buf.clear();
         loop {
@@ -419,48 +456,50 @@ impl NfSocket {
     }
 
     /// Applies `batch` as one transaction: either every change takes effect or none does.
-    /// The error names the first change the kernel refused.
+    /// The error names the first change the kernel refused. An overrun receive buffer is
+    /// reported as a protocol error: the transaction's outcome is then unknown.
     pub fn apply(&mut self, batch: &Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let first = self.next_seqs(batch.ops.len() as u32 + 2);
-        self.socket.send(&batch.encode(first), 0)?;
-        // The kernel handles the whole batch inside sendmsg, so every reply is queued by now;
-        // read until one reply per change has come, or an error for the batch as a whole.
-        let mut acked = 0;
+        let n = batch.ops.len() as u32;
+        let first = self.next_seqs(n + 2);
+        let last_change = first.wrapping_add(n);
+        let ours = |seq: u32| seq.wrapping_sub(first) <= n + 1;
+        let wire = batch.encode(first);
+        self.fit_send_buffer(wire.len())?;
+        self.socket.send(&wire, 0)?;
+        // The kernel handles the whole batch inside sendmsg, so every reply is queued by now:
+        // wait for the first one, then drain without blocking.
+        let mut acked = false;
         let mut first_error: Option<(u32, i32)> = None;
-        while acked < batch.ops.len() {
-            let flags = if acked == 0 && first_error.is_none() {
-                0
-            } else {
-                libc::MSG_DONTWAIT
-            };
+        let mut seen_ours = false;
+        loop {
+            let flags = if seen_ours { libc::MSG_DONTWAIT } else { 0 };
             match self.recv(flags) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    return Err(Error::Protocol(
+                        "receive buffer overrun: the transaction's outcome is unknown".into(),
+                    ))
+                }
                 Err(e) => return Err(e.into()),
             }
             for r in replies(&self.buf) {
-                if r.kind != NLMSG_ERROR {
-                    continue;
+                if r.kind != NLMSG_ERROR || !ours(r.seq) {
+                    continue; // a late reply to an earlier request on this socket
                 }
+                seen_ours = true;
                 let code = error_code(r.body).unwrap_or(-libc::EPROTO);
-                if r.seq == first || r.seq == first.wrapping_add(batch.ops.len() as u32 + 1) {
-                    // The batch frame itself was refused (EPERM, ENOMEM, commit failure).
-                    if code != 0 && first_error.is_none() {
-                        first_error = Some((r.seq, code));
-                    }
-                    continue;
-                }
-                acked += 1;
-                if code != 0 && first_error.is_none() {
-                    first_error = Some((r.seq, code));
+                if code != 0 {
+                    first_error.get_or_insert((r.seq, code));
+                } else if r.seq == last_change {
+                    acked = true;
                 }
             }
         }
         match first_error {
-            None => Ok(()),
             Some((seq, code)) => {
                 let index = seq.wrapping_sub(first).wrapping_sub(1) as usize;
                 let op = batch
@@ -470,6 +509,10 @@ impl NfSocket {
                     .unwrap_or_else(|| "transaction".to_string());
                 Err(Error::Kernel { op, errno: -code })
             }
+            None if acked => Ok(()),
+            None => Err(Error::Protocol(
+                "the kernel neither acknowledged nor refused the transaction".into(),
+            )),
         }
     }
 
@@ -486,12 +529,16 @@ impl NfSocket {
         let msg = message(kind, NLM_F_REQUEST | flags, seq, family.nfproto(), a);
         self.socket.send(&msg, 0)?;
         let mut out = Vec::new();
+        // A dump the kernel marks inconsistent is still read to its end: a new request on this
+        // socket would otherwise find the old dump running (EBUSY).
+        let mut interrupted = false;
         loop {
             self.recv(0)?;
             for r in replies(&self.buf) {
                 if r.seq != seq {
                     continue;
                 }
+                interrupted |= r.flags & NLM_F_DUMP_INTR != 0;
                 match r.kind {
                     NLMSG_ERROR => {
                         let code = error_code(r.body).unwrap_or(-libc::EPROTO);
@@ -503,18 +550,11 @@ impl NfSocket {
                         }
                         return Ok(out);
                     }
-                    NLMSG_DONE => {
-                        if r.flags & NLM_F_DUMP_INTR != 0 {
-                            return Err(Error::Protocol(format!("{op}: dump interrupted")));
-                        }
-                        return Ok(out);
+                    NLMSG_DONE if interrupted => {
+                        return Err(Error::Protocol(format!("{op}: dump interrupted")));
                     }
-                    _ => {
-                        if r.flags & NLM_F_DUMP_INTR != 0 {
-                            return Err(Error::Protocol(format!("{op}: dump interrupted")));
-                        }
-                        out.push(r.body.to_vec());
-                    }
+                    NLMSG_DONE => return Ok(out),
+                    _ => out.push(r.body.to_vec()),
                 }
             }
         }
@@ -581,6 +621,7 @@ mod tests {
 
     #[test]
     fn batch_frames_changes_with_consecutive_sequence_numbers() {
+        // Only the last change asks for an acknowledgement (failures are reported anyway).
         let mut b = Batch::new();
         b.add_chain(Family::Ipv4, "nat", "CNI-DN-x")
             .delete_chain(Family::Ipv4, "nat", "CNI-DN-x");
@@ -592,7 +633,7 @@ mod tests {
                 (NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 100),
                 (
                     (10 << 8) | NFT_MSG_NEWCHAIN,
-                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
                     101
                 ),
                 ((10 << 8) | NFT_MSG_DELCHAIN, NLM_F_REQUEST | NLM_F_ACK, 102),

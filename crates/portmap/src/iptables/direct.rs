@@ -11,9 +11,12 @@
 //! Scope: only rules this module can encode exactly (`-p tcp|udp`, host addresses, `--dport`,
 //! `-m comment`, `-m multiport --destination-ports`, jumps, `DNAT --to-destination`);
 //! anything else (SCTP, `conditionsV4/V6`, prefixes) returns `None` and the caller uses
-//! `iptables-restore`. The path is only taken when `CNI-HOSTPORT-DNAT` exists in nf_tables,
-//! i.e. when the node's iptables is the nft variant and the shared rules were set up by it; on
-//! iptables-legacy nodes nothing here applies.
+//! `iptables-restore`. ADD takes this path only when `CNI-HOSTPORT-DNAT` exists in nf_tables
+//! with PREROUTING jumping to it (the shared rules are live there) and the family's iptables
+//! tool is the nf_tables variant, 1.8.9 or newer (older ones encode `--dport` differently). DEL
+//! only ever deletes by handle rules that jump to this container's chain, and leaves every case
+//! it cannot decide from nf_tables alone (no shared chain, no pod chain) to iptables-restore,
+//! so iptables-legacy nodes and nodes that switched variants are handled there.
 //!
 //! Handles: ADD sends the new `CNI-DN-…` chain first and the entry rules right after it, so
 //! the kernel (which numbers chains and rules of a table from one counter, within one
@@ -236,12 +239,55 @@ fn encode_all(family: Family, rules: &[Rule]) -> Option<Vec<NewRule>> {
     rules.iter().map(|r| encode(family, r)).collect()
 }
 
-/// Whether the shared chain this path appends to exists in nf_tables (iptables-nft node).
-fn nft_managed(sock: &mut NfSocket, family: Family) -> bool {
-    matches!(
-        sock.chain(nf_family(family), TABLE, TOP_DNAT_CHAIN),
-        Ok(Some(_))
-    )
+/// The oldest iptables-nft whose encoding of these rules we write (checked byte for byte by
+/// the netns tests): older releases encode `--dport` as an x_tables match and may not read
+/// the native form back, which would make `iptables-save` (kube-proxy's too) choke on the table.
+const MIN_IPTABLES: (u32, u32, u32) = (1, 8, 9);
+
+/// Parses `iptables v1.8.9 (nf_tables)`: the version when it is the nf_tables variant.
+pub fn nft_variant_version(banner: &str) -> Option<(u32, u32, u32)> {
+    if !banner.contains("(nf_tables)") {
+        return None;
+    }
+    let v = banner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('v'))?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+/// Whether this family's iptables tool is a recent enough nft variant for our encoding.
+fn tool_writes_our_encoding(family: Family) -> Result<(), String> {
+    let tool = match family {
+        Family::V4 => "iptables",
+        Family::V6 => "ip6tables",
+    };
+    let out = crate::exec::run(tool, &["-V"], None).map_err(|e| e.to_string())?;
+    match nft_variant_version(&out.stdout) {
+        Some(v) if v >= MIN_IPTABLES => Ok(()),
+        Some(v) => Err(format!("{tool} {v:?} is older than {MIN_IPTABLES:?}")),
+        None => Err(format!(
+            "{tool} is not the nf_tables variant: {}",
+            out.stdout.trim()
+        )),
+    }
+}
+
+/// Whether the shared rules live in nf_tables and are in use there: `CNI-HOSTPORT-DNAT` exists
+/// and PREROUTING jumps to it (a stale copy left by an earlier iptables variant does not count).
+fn nft_managed(sock: &mut NfSocket, family: Family) -> nf_tables::Result<bool> {
+    let f = nf_family(family);
+    if sock.chain(f, TABLE, TOP_DNAT_CHAIN)?.is_none() {
+        return Ok(false);
+    }
+    Ok(sock
+        .rules(f, TABLE, "PREROUTING")?
+        .iter()
+        .any(|r| r.jump_target() == Some(TOP_DNAT_CHAIN)))
 }
 
 /// The ADD transaction: the container chain, its entry rules (right after it, see the module
@@ -283,8 +329,15 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::Fallback(e.to_string()),
     };
-    if !nft_managed(&mut sock, family) {
-        return Outcome::Fallback(format!("{TOP_DNAT_CHAIN} is not in nf_tables"));
+    match nft_managed(&mut sock, family) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Outcome::Fallback(format!("{TOP_DNAT_CHAIN} is not in use in nf_tables"))
+        }
+        Err(e) => return Outcome::Fallback(e.to_string()),
+    }
+    if let Err(why) = tool_writes_our_encoding(family) {
+        return Outcome::Fallback(why);
     }
     // EEXIST on the container chain (a repeated ADD) aborts the whole transaction.
     match sock.apply(&batch) {
@@ -309,20 +362,9 @@ pub fn del(req: &Request, family: Family) -> Outcome {
 
 fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Result<Outcome> {
     let f = nf_family(family);
+    // Without the shared chain in nf_tables (iptables-legacy, or nothing of ours in this
+    // family), only iptables itself can tell: fall back.
     if sock.chain(f, TABLE, TOP_DNAT_CHAIN)?.is_none() {
-        // When the other family's shared chain is in nf_tables, the node's iptables is the nft
-        // variant, so nothing of ours exists in this family; otherwise iptables-legacy may
-        // hold rules only iptables-restore can see.
-        let other = match family {
-            Family::V4 => Family::V6,
-            Family::V6 => Family::V4,
-        };
-        if sock
-            .chain(nf_family(other), TABLE, TOP_DNAT_CHAIN)?
-            .is_some()
-        {
-            return Ok(Outcome::Done("nothing of ours in this family"));
-        }
         return Ok(Outcome::Fallback(format!(
             "{TOP_DNAT_CHAIN} is not in nf_tables"
         )));
@@ -335,7 +377,11 @@ fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Re
     }
     let chain = req.attachment.dnat_chain();
     let Some(info) = sock.chain(f, TABLE, &chain)? else {
-        return Ok(Outcome::Done("no chain of this container"));
+        // A repeated DEL, or rules iptables-legacy holds (a node that switched variants):
+        // iptables-restore finds out, cheaply, as there is no chain to list.
+        return Ok(Outcome::Fallback(
+            "no chain of this container in nf_tables".into(),
+        ));
     };
     // The kernel's use count of a chain covers its own rules as well as the rules jumping to it.
     let own_rules = sock.rules(f, TABLE, &chain)?.len();
@@ -487,6 +533,26 @@ mod tests {
             &info[2..6],
             [80u16.to_ne_bytes(), 443u16.to_ne_bytes()].concat()
         );
+    }
+
+    #[test]
+    fn iptables_banner() {
+        assert_eq!(
+            nft_variant_version("iptables v1.8.9 (nf_tables)\n"),
+            Some((1, 8, 9))
+        );
+        assert_eq!(
+            nft_variant_version("ip6tables v1.8.10 (nf_tables)"),
+            Some((1, 8, 10))
+        );
+        assert_eq!(nft_variant_version("iptables v1.8.9 (legacy)"), None);
+        assert_eq!(
+            nft_variant_version("iptables v1.8 (nf_tables)"),
+            Some((1, 8, 0))
+        );
+        assert!(nft_variant_version("iptables v1.8.7 (nf_tables)").unwrap() < MIN_IPTABLES);
+        assert!(nft_variant_version("iptables v1.10.0 (nf_tables)").unwrap() > MIN_IPTABLES);
+        assert_eq!(nft_variant_version("garbage"), None);
     }
 
     #[test]
