@@ -26,11 +26,11 @@ const WEP: &str =
     "/calico/resources/v3/projectcalico.org/workloadendpoints/default/fueltank--1-k8s-web--0-eth0";
 const HANDLE: &str = "/calico/ipam/v2/handle/k8s-pod-network.sandbox-1";
 
-/// A TLS etcd running inside the host namespace. It is started (and later dropped) on a thread
-/// that stays in that namespace for the whole test: the members die with the thread that
-/// spawned them (PR_SET_PDEATHSIG).
+/// A TLS etcd running inside the host namespace. Its members die with the thread that spawned
+/// them (PR_SET_PDEATHSIG), so they are started on a thread that joins the namespace and stays
+/// parked there until the cluster has been dropped (killed).
 struct HostEtcd {
-    config: EtcdConfig,
+    cluster: Option<EtcdCluster>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -43,54 +43,38 @@ impl HostEtcd {
         let thread = std::thread::spawn(move || {
             let ns = std::fs::File::open(path).unwrap();
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let cluster = EtcdCluster::start_tls(1).unwrap();
-            ready_tx.send(cluster.config()).unwrap();
+            ready_tx.send(EtcdCluster::start_tls(1).unwrap()).unwrap();
             let _ = stop_rx.recv();
-            drop(cluster);
         });
-        let config = ready_rx.recv().expect("etcd started");
+        let cluster = ready_rx.recv().expect("etcd started");
         HostEtcd {
-            config,
+            cluster: Some(cluster),
             stop: Some(stop_tx),
             thread: Some(thread),
         }
     }
 
-    fn tls_arg(&self, path: &Option<std::path::PathBuf>) -> String {
-        path.as_ref().unwrap().display().to_string()
+    fn cluster(&self) -> &EtcdCluster {
+        self.cluster.as_ref().expect("running until drop")
+    }
+
+    /// Client settings: endpoints and the accepted client certificate.
+    fn config(&self) -> EtcdConfig {
+        self.cluster().config()
     }
 
     /// Reads `key` with the stock etcdctl from inside the host namespace.
     fn get(&self, host: &Netns, key: &str) -> Option<Value> {
-        let endpoints = self.config.endpoints.join(",");
-        let (ca, cert, keyf) = (
-            self.tls_arg(&self.config.ca_cert_file),
-            self.tls_arg(&self.config.cert_file),
-            self.tls_arg(&self.config.key_file),
-        );
-        let args = [
-            "--endpoints",
-            &endpoints,
-            "--cacert",
-            &ca,
-            "--cert",
-            &cert,
-            "--key",
-            &keyf,
-            "get",
-            key,
-            "--print-value-only",
-        ];
-        let out = host.output("etcdctl", &args).unwrap();
-        assert!(out.success(), "etcdctl: {}", out.stderr_str());
-        let text = out.stdout_str();
-        let text = text.trim();
-        (!text.is_empty()).then(|| serde_json::from_str(text).unwrap())
+        let cluster = self.cluster();
+        host.run(|| cluster.etcdctl_get(key).unwrap())
+            .unwrap()
+            .map(|v| serde_json::from_slice(&v).unwrap())
     }
 }
 
 impl Drop for HostEtcd {
     fn drop(&mut self) {
+        drop(self.cluster.take()); // kills the members while their parent thread still lives
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -113,10 +97,11 @@ fn seed_conflist(k: &Cluster, etcd: &HostEtcd) -> Value {
         .contains("fueltank-1"));
     assert_eq!(calico["ipam"]["type"], "calico-ipam");
     assert_eq!(calico["policy"]["type"], "k8s");
-    calico["etcd_endpoints"] = json!(etcd.config.endpoints.join(","));
-    calico["etcd_key_file"] = json!(etcd.config.key_file);
-    calico["etcd_cert_file"] = json!(etcd.config.cert_file);
-    calico["etcd_ca_cert_file"] = json!(etcd.config.ca_cert_file);
+    let cfg = etcd.config();
+    calico["etcd_endpoints"] = json!(cfg.endpoints.join(","));
+    calico["etcd_key_file"] = json!(cfg.key_file);
+    calico["etcd_cert_file"] = json!(cfg.cert_file);
+    calico["etcd_ca_cert_file"] = json!(cfg.ca_cert_file);
     calico["kubernetes"]["kubeconfig"] = json!(k.api().kubeconfig_path());
     calico["nodename_file"] = json!(nodename);
     calico["log_file_path"] = json!(k.tmp().join("cni.log"));
@@ -137,7 +122,7 @@ fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
     k.env
         .host
         .run(|| {
-            let client = EtcdClient::connect(&etcd.config).unwrap();
+            let client = EtcdClient::connect(&etcd.config()).unwrap();
             client
                 .put(
                     "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",

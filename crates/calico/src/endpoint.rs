@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 
 use cni::{CniError, ErrorCode, Invocation};
+
+use crate::identity::Workload;
 use ipam::keys::{Key, ResourceKind};
 use ipam::store::{Store, StoreError};
 use std::net::IpAddr;
@@ -22,8 +24,6 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde_json::{json, Map, Value};
 
-/// Namespace of endpoints outside Kubernetes.
-const DEFAULT_NAMESPACE: &str = "default";
 /// Label keys Calico adds to Kubernetes endpoints.
 const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
 const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
@@ -47,50 +47,23 @@ pub fn endpoint_name(segments: &[&str]) -> Result<String, CniError> {
     Ok(parts.join("-"))
 }
 
-fn name_of(
-    owner: &Owner,
-    node: &str,
-    container_id: &str,
-    ifname: &str,
-) -> Result<String, CniError> {
-    let (orchestrator, workload) = match owner {
-        Owner::Pod { name, .. } => ("k8s", name.as_str()),
-        Owner::Container => ("cni", container_id),
-    };
-    endpoint_name(&[node, orchestrator, workload, ifname])
+fn name_of(workload: &Workload, node: &str, ifname: &str) -> Result<String, CniError> {
+    endpoint_name(&[node, workload.orchestrator(), workload.name(), ifname])
 }
 
 /// The datastore key of the endpoint of one attachment.
-pub fn key_of(
-    owner: &Owner,
-    node: &str,
-    container_id: &str,
-    ifname: &str,
-) -> Result<Key, CniError> {
-    let namespace = match owner {
-        Owner::Pod { namespace, .. } => namespace.as_str(),
-        Owner::Container => DEFAULT_NAMESPACE,
-    };
+pub fn key_of(workload: &Workload, node: &str, ifname: &str) -> Result<Key, CniError> {
     Ok(Key::Resource {
         kind: ResourceKind::WorkloadEndpoint,
-        namespace: Some(namespace.to_string()),
-        name: name_of(owner, node, container_id, ifname)?,
+        namespace: Some(workload.namespace().to_string()),
+        name: name_of(workload, node, ifname)?,
     })
-}
-
-/// Who the endpoint belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// A Kubernetes pod (`K8S_POD_NAMESPACE`/`K8S_POD_NAME`).
-    Pod { namespace: String, name: String },
-    /// Any other container (orchestrator `cni`, namespace `default`).
-    Container,
 }
 
 /// Everything an endpoint records about one attachment.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    pub owner: Owner,
+    pub workload: Workload,
     pub node: String,
     pub container_id: String,
     /// CNI_IFNAME.
@@ -133,28 +106,14 @@ impl EndpointPort {
 }
 
 impl Endpoint {
-    fn orchestrator(&self) -> &'static str {
-        match self.owner {
-            Owner::Pod { .. } => "k8s",
-            Owner::Container => "cni",
-        }
-    }
-
-    fn namespace(&self) -> &str {
-        match &self.owner {
-            Owner::Pod { namespace, .. } => namespace,
-            Owner::Container => DEFAULT_NAMESPACE,
-        }
-    }
-
     /// `<node>-<k8s|cni>-<pod|container id>-<endpoint>`.
     pub fn name(&self) -> Result<String, CniError> {
-        name_of(&self.owner, &self.node, &self.container_id, &self.endpoint)
+        name_of(&self.workload, &self.node, &self.endpoint)
     }
 
     /// The datastore key.
     pub fn key(&self) -> Result<Key, CniError> {
-        key_of(&self.owner, &self.node, &self.container_id, &self.endpoint)
+        key_of(&self.workload, &self.node, &self.endpoint)
     }
 
     /// The v3 resource as libcalico-go stores it (`uid` and `creationTimestamp` are kept from
@@ -166,9 +125,9 @@ impl Endpoint {
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
         let mut spec = Map::new();
-        spec.insert("orchestrator".into(), json!(self.orchestrator()));
-        match &self.owner {
-            Owner::Pod { namespace, name } => {
+        spec.insert("orchestrator".into(), json!(self.workload.orchestrator()));
+        match &self.workload {
+            Workload::Kubernetes { namespace, pod } => {
                 labels.insert(LABEL_NAMESPACE.into(), json!(namespace));
                 labels.insert(LABEL_ORCHESTRATOR.into(), json!("k8s"));
                 if let Some(sa) = self.service_account.as_deref().filter(|s| s.len() < 63) {
@@ -176,9 +135,9 @@ impl Endpoint {
                 }
                 spec.insert("node".into(), json!(self.node));
                 spec.insert("containerID".into(), json!(self.container_id));
-                spec.insert("pod".into(), json!(name));
+                spec.insert("pod".into(), json!(pod));
             }
-            Owner::Container => {
+            Workload::Plain { .. } => {
                 // Felix names a non-Kubernetes workload `<namespace>/<workload>`.
                 spec.insert("workload".into(), json!(self.container_id));
                 spec.insert("node".into(), json!(self.node));
@@ -218,7 +177,7 @@ impl Endpoint {
         spec.insert("mac".into(), json!(self.mac));
         let mut metadata = json!({
             "name": self.name()?,
-            "namespace": self.namespace(),
+            "namespace": self.workload.namespace(),
             "uid": uid,
             "creationTimestamp": created,
         });
@@ -277,9 +236,14 @@ pub fn require_datastore_ready(store: &dyn Store) -> Result<(), CniError> {
 
 /// Profiles Calico gives an endpoint: `kns.<namespace>` and `ksa.<namespace>.<account>` with
 /// Kubernetes policy, else the network name.
-pub fn profiles(k8s_policy: bool, owner: &Owner, sa: Option<&str>, network: &str) -> Vec<String> {
-    match owner {
-        Owner::Pod { namespace, .. } if k8s_policy => {
+pub fn profiles(
+    k8s_policy: bool,
+    workload: &Workload,
+    sa: Option<&str>,
+    network: &str,
+) -> Vec<String> {
+    match workload {
+        Workload::Kubernetes { namespace, .. } if k8s_policy => {
             let mut v = vec![format!("kns.{namespace}")];
             if let Some(sa) = sa.filter(|s| !s.is_empty()) {
                 v.push(format!("ksa.{namespace}.{sa}"));
@@ -305,18 +269,6 @@ pub fn open_store(
     datastore::open(&settings)
         .map(Some)
         .map_err(|e| CniError::generic(format!("failed to open the etcd datastore: {e}")))
-}
-
-impl Owner {
-    pub fn of(workload: &crate::identity::Workload) -> Owner {
-        match workload {
-            crate::identity::Workload::Kubernetes { namespace, pod } => Owner::Pod {
-                namespace: namespace.clone(),
-                name: pod.clone(),
-            },
-            crate::identity::Workload::Plain { .. } => Owner::Container,
-        }
-    }
 }
 
 fn store_err(what: &str, e: StoreError) -> CniError {
@@ -449,9 +401,9 @@ mod tests {
 
     fn pod_endpoint() -> Endpoint {
         Endpoint {
-            owner: Owner::Pod {
+            workload: Workload::Kubernetes {
                 namespace: "team-a".into(),
-                name: "nginx-abc".into(),
+                pod: "nginx-abc".into(),
             },
             node: "node-1".into(),
             container_id: "c1".into(),
@@ -459,9 +411,9 @@ mod tests {
             ip_networks: vec!["10.244.0.5/32".parse().unwrap()],
             profiles: profiles(
                 true,
-                &Owner::Pod {
+                &Workload::Kubernetes {
                     namespace: "team-a".into(),
-                    name: "x".into(),
+                    pod: "x".into(),
                 },
                 Some("web"),
                 "net",
@@ -540,9 +492,18 @@ mod tests {
     #[test]
     fn plain_container_endpoint() {
         let ep = Endpoint {
-            owner: Owner::Container,
+            workload: Workload::Plain {
+                container_id: "abc-def".into(),
+            },
             container_id: "abc-def".into(),
-            profiles: profiles(false, &Owner::Container, None, "k8s-pod-network"),
+            profiles: profiles(
+                false,
+                &Workload::Plain {
+                    container_id: "abc-def".into(),
+                },
+                None,
+                "k8s-pod-network",
+            ),
             labels: BTreeMap::new(),
             service_account: None,
             ports: Vec::new(),

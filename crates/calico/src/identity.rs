@@ -26,6 +26,30 @@ impl Workload {
         }
     }
 
+    /// Calico's orchestrator name: `k8s` or `cni`.
+    pub fn orchestrator(&self) -> &'static str {
+        match self {
+            Workload::Kubernetes { .. } => "k8s",
+            Workload::Plain { .. } => "cni",
+        }
+    }
+
+    /// The namespace Calico files the workload's endpoint under (`default` outside Kubernetes).
+    pub fn namespace(&self) -> &str {
+        match self {
+            Workload::Kubernetes { namespace, .. } => namespace,
+            Workload::Plain { .. } => "default",
+        }
+    }
+
+    /// The workload segment of endpoint names: the pod, or the container id.
+    pub fn name(&self) -> &str {
+        match self {
+            Workload::Kubernetes { pod, .. } => pod,
+            Workload::Plain { container_id } => container_id,
+        }
+    }
+
     /// The host-side veth name, exactly as Calico derives it so Felix finds it:
     /// Kubernetes: prefix + first 11 hex chars of SHA-1("<namespace>.<pod>");
     /// plain: `cali` + the first 11 characters of the container id.

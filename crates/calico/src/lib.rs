@@ -221,12 +221,11 @@ impl Plugin for Calico {
                 return Ok(());
             };
             let workload = Workload::from_args(&inv.args, &inv.container_id);
-            let owner = endpoint::Owner::of(&workload);
             let k8s_policy = conf.policy.policy_type == "k8s";
             let sa = settings.service_account.as_deref();
             let ep = endpoint::Endpoint {
-                profiles: endpoint::profiles(k8s_policy, &owner, sa, &inv.config.name),
-                owner,
+                profiles: endpoint::profiles(k8s_policy, &workload, sa, &inv.config.name),
+                workload,
                 node: node.clone(),
                 container_id: inv.container_id.clone(),
                 endpoint: inv.ifname.clone(),
@@ -240,7 +239,7 @@ impl Plugin for Calico {
                 ports: settings.ports.clone(),
             };
             if conf.policy.policy_type.is_empty() {
-                let kubernetes = matches!(ep.owner, endpoint::Owner::Pod { .. });
+                let kubernetes = matches!(ep.workload, Workload::Kubernetes { .. });
                 endpoint::ensure_profile(store.as_ref(), &inv.config.name, kubernetes)?;
             }
             endpoint::write(store.as_ref(), &ep)
@@ -285,9 +284,9 @@ impl Plugin for Calico {
         k8s::Kube::new(inv, &conf, &node).clear_pod_ips()?;
         // etcd mode: the WorkloadEndpoint, with the same rule (a failure stops the DEL).
         if let Some(store) = endpoint::open_store(inv, &conf)? {
-            let owner = endpoint::Owner::of(&Workload::from_args(&inv.args, &inv.container_id));
-            let check_owner = matches!(owner, endpoint::Owner::Pod { .. });
-            let key = endpoint::key_of(&owner, &node, &inv.container_id, &inv.ifname)?;
+            let workload = Workload::from_args(&inv.args, &inv.container_id);
+            let check_owner = matches!(workload, Workload::Kubernetes { .. });
+            let key = endpoint::key_of(&workload, &node, &inv.ifname)?;
             endpoint::remove(store.as_ref(), &key, &inv.container_id, check_owner)?;
         }
         // The interface goes first: releasing an address still configured on a live interface

@@ -6,7 +6,6 @@
 //! retries included, so an unreachable datastore becomes [`EtcdError::Unavailable`] in bounded
 //! time instead of a hang.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -164,10 +163,11 @@ impl EtcdClient {
     /// A write retried after a lost *answer* may find its own change already applied: the
     /// write methods recognise that (the key holds exactly the bytes they wrote, or is gone for
     /// a delete) and report success instead of a `Conflict` that would make a CAS loop apply
-    /// the change a second time (an address allocated twice for one pod).
+    /// the change a second time (an address allocated twice for one pod). `op` is told whether
+    /// an earlier attempt was made.
     fn run<T, F, Fut>(&self, what: &str, key: &str, mut op: F) -> Result<T, EtcdError>
     where
-        F: FnMut(KvClient) -> Fut,
+        F: FnMut(KvClient, bool) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
         let deadline = Instant::now() + self.timeout;
@@ -179,7 +179,8 @@ impl EtcdClient {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let budget = left.min(self.attempt_timeout);
                 let kv = self.members[member].kv_client();
-                let err = match tokio::time::timeout(budget, op(kv)).await {
+                let retried = failures > 0;
+                let err = match tokio::time::timeout(budget, op(kv, retried)).await {
                     Ok(Err(Failure(EtcdError::Unavailable(msg)))) => msg,
                     Ok(done) => {
                         // Answered (even NotFound/Conflict): this member is healthy.
@@ -210,7 +211,7 @@ impl EtcdClient {
 
     /// The key's value and revision, `None` when absent.
     pub fn get(&self, key: &str) -> Result<Option<KeyValue>, EtcdError> {
-        self.run("get", key, |mut kv| async move {
+        self.run("get", key, |mut kv, _| async move {
             let resp = kv.get(key, None).await?;
             Ok(resp.kvs().first().map(KeyValue::from_etcd))
         })
@@ -218,7 +219,7 @@ impl EtcdClient {
 
     /// All keys starting with `prefix`, in key order.
     pub fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, EtcdError> {
-        self.run("list", prefix, |mut kv| async move {
+        self.run("list", prefix, |mut kv, _| async move {
             let opts = GetOptions::new().with_prefix();
             let resp = kv.get(prefix, Some(opts)).await?;
             Ok(resp.kvs().iter().map(KeyValue::from_etcd).collect())
@@ -228,22 +229,18 @@ impl EtcdClient {
     /// Creates `key` only if it does not exist (`create_revision == 0`); returns the new
     /// revision. An existing key gives `Conflict`.
     pub fn create(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
-        let attempts = Cell::new(0u32);
-        self.run("create", key, |mut kv| {
-            let retried = attempts.replace(attempts.get() + 1) > 0;
-            async move {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key, value, None)])
-                    .or_else([TxnOp::get(key, None)]);
-                let resp = kv.txn(txn).await?;
-                if resp.succeeded() {
-                    return Ok(revision(&resp));
-                }
-                match current(&resp) {
-                    Some(kv) if retried && kv.value == value => Ok(kv.mod_revision),
-                    _ => Err(EtcdError::Conflict(key.to_string()).into()),
-                }
+        self.run("create", key, |mut kv, retried| async move {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, value, None)])
+                .or_else([TxnOp::get(key, None)]);
+            let resp = kv.txn(txn).await?;
+            if resp.succeeded() {
+                return Ok(revision(&resp));
+            }
+            match current(&resp) {
+                Some(kv) if retried && kv.value == value => Ok(kv.mod_revision),
+                _ => Err(EtcdError::Conflict(key.to_string()).into()),
             }
         })
     }
@@ -252,23 +249,19 @@ impl EtcdClient {
     /// revision. A changed key gives `Conflict`, an absent one `NotFound`.
     pub fn update(&self, key: &str, value: &[u8], expected: i64) -> Result<i64, EtcdError> {
         check_revision(key, expected)?;
-        let attempts = Cell::new(0u32);
-        self.run("update", key, |mut kv| {
-            let retried = attempts.replace(attempts.get() + 1) > 0;
-            async move {
-                let txn = Txn::new()
-                    .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-                    .and_then([TxnOp::put(key, value, None)])
-                    .or_else([TxnOp::get(key, None)]);
-                let resp = kv.txn(txn).await?;
-                if retried && !resp.succeeded() {
-                    if let Some(kv) = current(&resp).filter(|kv| kv.value == value) {
-                        return Ok(kv.mod_revision);
-                    }
+        self.run("update", key, |mut kv, retried| async move {
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+                .and_then([TxnOp::put(key, value, None)])
+                .or_else([TxnOp::get(key, None)]);
+            let resp = kv.txn(txn).await?;
+            if retried && !resp.succeeded() {
+                if let Some(kv) = current(&resp).filter(|kv| kv.value == value) {
+                    return Ok(kv.mod_revision);
                 }
-                compare_outcome(key, &resp)?;
-                Ok(revision(&resp))
             }
+            compare_outcome(key, &resp)?;
+            Ok(revision(&resp))
         })
     }
 
@@ -278,40 +271,36 @@ impl EtcdClient {
         if let Some(rev) = expected {
             check_revision(key, rev)?;
         }
-        let attempts = Cell::new(0u32);
-        self.run("delete", key, |mut kv| {
-            let retried = attempts.replace(attempts.get() + 1) > 0;
-            async move {
-                let outcome: Result<(), Failure> = match expected {
-                    Some(rev) => {
-                        let txn = Txn::new()
-                            .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-                            .and_then([TxnOp::delete(key, None)])
-                            .or_else([TxnOp::get(key, None)]);
-                        let resp = kv.txn(txn).await?;
-                        compare_outcome(key, &resp).map_err(Failure::from)
-                    }
-                    None => {
-                        let resp = kv.delete(key, Some(DeleteOptions::new())).await?;
-                        if resp.deleted() == 0 {
-                            Err(EtcdError::NotFound(key.to_string()).into())
-                        } else {
-                            Ok(())
-                        }
-                    }
-                };
-                match outcome {
-                    // Gone after a retry: the first attempt deleted it.
-                    Err(Failure(EtcdError::NotFound(_))) if retried => Ok(()),
-                    other => other,
+        self.run("delete", key, |mut kv, retried| async move {
+            let outcome: Result<(), Failure> = match expected {
+                Some(rev) => {
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                        .and_then([TxnOp::delete(key, None)])
+                        .or_else([TxnOp::get(key, None)]);
+                    let resp = kv.txn(txn).await?;
+                    compare_outcome(key, &resp).map_err(Failure::from)
                 }
+                None => {
+                    let resp = kv.delete(key, Some(DeleteOptions::new())).await?;
+                    if resp.deleted() == 0 {
+                        Err(EtcdError::NotFound(key.to_string()).into())
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            match outcome {
+                // Gone after a retry: the first attempt deleted it.
+                Err(Failure(EtcdError::NotFound(_))) if retried => Ok(()),
+                other => other,
             }
         })
     }
 
     /// Unconditional write (tools and test fixtures; IPAM code uses create/update).
     pub fn put(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
-        self.run("put", key, |mut kv| async move {
+        self.run("put", key, |mut kv, _| async move {
             let resp = kv.put(key, value, None).await?;
             Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
         })
@@ -333,7 +322,6 @@ fn revision(resp: &TxnResponse) -> i64 {
     resp.header().map(|h| h.revision()).unwrap_or_default()
 }
 
-/// Outcome of a `mod_revision` compare whose failure branch reads the key back.
 /// The key as the `or_else` get of a failed compare saw it.
 fn current(resp: &TxnResponse) -> Option<KeyValue> {
     resp.op_responses().iter().find_map(|r| match r {
@@ -342,15 +330,12 @@ fn current(resp: &TxnResponse) -> Option<KeyValue> {
     })
 }
 
+/// Outcome of a `mod_revision` compare whose failure branch reads the key back.
 fn compare_outcome(key: &str, resp: &TxnResponse) -> Result<(), EtcdError> {
     if resp.succeeded() {
         return Ok(());
     }
-    let exists = resp.op_responses().iter().any(|r| match r {
-        TxnOpResponse::Get(get) => !get.kvs().is_empty(),
-        _ => false,
-    });
-    if exists {
+    if current(resp).is_some() {
         Err(EtcdError::Conflict(key.to_string()))
     } else {
         Err(EtcdError::NotFound(key.to_string()))

@@ -111,13 +111,11 @@ fn prefixes(raw: &str) -> Result<Vec<IpNetwork>, Error> {
     json_strings(a, raw)?
         .iter()
         .map(|s| {
+            // ipnetwork reads a bare address as a full-length prefix.
             let s = s.trim();
-            let net: IpNetwork = match s.parse::<IpAddr>() {
-                Ok(ip) => IpNetwork::from(ip),
-                Err(_) => s
-                    .parse()
-                    .map_err(|_| invalid(a, format!("invalid CIDR or IP: {s}")))?,
-            };
+            let net: IpNetwork = s
+                .parse()
+                .map_err(|_| invalid(a, format!("invalid CIDR or IP: {s}")))?;
             IpNetwork::new(net.network(), net.prefix())
                 .map_err(|e| invalid(a, format!("invalid CIDR or IP: {s}: {e}")))
         })

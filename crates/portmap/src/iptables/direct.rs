@@ -262,10 +262,7 @@ pub fn nft_variant_version(banner: &str) -> Option<(u32, u32, u32)> {
 
 /// Whether this family's iptables tool is a recent enough nft variant for our encoding.
 fn tool_writes_our_encoding(family: Family) -> Result<(), String> {
-    let tool = match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    };
+    let tool = super::iptables_tool(family);
     let out = crate::exec::run(tool, &["-V"], None).map_err(|e| e.to_string())?;
     match nft_variant_version(&out.stdout) {
         Some(v) if v >= MIN_IPTABLES => Ok(()),
@@ -321,43 +318,36 @@ pub enum Outcome {
 
 /// ADD of the container rules (the shared rules must already be in place).
 pub fn add(req: &Request, addr: &IpNetwork) -> Outcome {
-    let family = Family::of(&addr.ip());
     let Some(batch) = add_batch(req, addr) else {
         return Outcome::Fallback("rules outside the netlink encoder's vocabulary".into());
     };
-    let mut sock = match NfSocket::new() {
-        Ok(s) => s,
-        Err(e) => return Outcome::Fallback(e.to_string()),
-    };
-    match nft_managed(&mut sock, family) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Outcome::Fallback(format!("{TOP_DNAT_CHAIN} is not in use in nf_tables"))
-        }
-        Err(e) => return Outcome::Fallback(e.to_string()),
+    let family = Family::of(&addr.ip());
+    NfSocket::new()
+        .and_then(|mut sock| add_with(&mut sock, family, &batch))
+        .unwrap_or_else(|e| Outcome::Fallback(e.to_string()))
+}
+
+fn add_with(sock: &mut NfSocket, family: Family, batch: &Batch) -> nf_tables::Result<Outcome> {
+    if !nft_managed(sock, family)? {
+        return Ok(Outcome::Fallback(format!(
+            "{TOP_DNAT_CHAIN} is not in use in nf_tables"
+        )));
     }
     if let Err(why) = tool_writes_our_encoding(family) {
-        return Outcome::Fallback(why);
+        return Ok(Outcome::Fallback(why));
     }
     // EEXIST on the container chain (a repeated ADD) aborts the whole transaction.
-    match sock.apply(&batch) {
-        Ok(()) => Outcome::Done("pod rules added"),
-        Err(e) => Outcome::Fallback(e.to_string()),
-    }
+    sock.apply(batch)?;
+    Ok(Outcome::Done("pod rules added"))
 }
 
 /// DEL of one family: every rule in `CNI-HOSTPORT-DNAT` jumping to this container's chain, the
 /// chain's rules, the chain. Falls back when the chain is referenced from elsewhere or an old
 /// `CNI-SN-…` chain exists (both only left by very old or foreign setups).
 pub fn del(req: &Request, family: Family) -> Outcome {
-    let mut sock = match NfSocket::new() {
-        Ok(s) => s,
-        Err(e) => return Outcome::Fallback(e.to_string()),
-    };
-    match del_with(&mut sock, req, family) {
-        Ok(o) => o,
-        Err(e) => Outcome::Fallback(e.to_string()),
-    }
+    NfSocket::new()
+        .and_then(|mut sock| del_with(&mut sock, req, family))
+        .unwrap_or_else(|e| Outcome::Fallback(e.to_string()))
 }
 
 fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Result<Outcome> {
