@@ -132,6 +132,23 @@ impl fmt::Display for CniError {
 
 impl std::error::Error for CniError {}
 
+/// The one place an error type says which CNI code it carries.
+///
+/// Every library error enum that can reach a runtime implements this once; the blanket
+/// `From` below then turns it into a [`CniError`] whose message is the error's `Display` text,
+/// so `?` works in plugin code with no per-call-site mapping. `CniError` itself does not
+/// implement the trait (that is what keeps the blanket impl coherent).
+pub trait CniCode: std::error::Error {
+    /// The code a runtime acts on (spec codes where one fits: 4, 7, 11, ...; else 999).
+    fn cni_code(&self) -> ErrorCode;
+}
+
+impl<E: CniCode> From<E> for CniError {
+    fn from(e: E) -> Self {
+        CniError::new(e.cni_code(), e.to_string())
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ErrorDoc {
     #[serde(rename = "cniVersion", default)]
@@ -154,6 +171,34 @@ mod tests {
         }
         assert_eq!(ErrorCode::TryAgainLater.as_u32(), 11);
         assert_eq!(ErrorCode::PluginNotAvailable.as_u32(), 50);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Sample {
+        #[error("field {0:?} is invalid")]
+        Bad(&'static str),
+        #[error("store busy")]
+        Busy,
+    }
+
+    impl CniCode for Sample {
+        fn cni_code(&self) -> ErrorCode {
+            match self {
+                Sample::Bad(_) => ErrorCode::InvalidConfig,
+                Sample::Busy => ErrorCode::TryAgainLater,
+            }
+        }
+    }
+
+    #[test]
+    fn cni_code_drives_the_conversion() {
+        let e: CniError = Sample::Bad("mtu").into();
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (ErrorCode::InvalidConfig, "field \"mtu\" is invalid")
+        );
+        let busy = || -> Result<(), CniError> { Err(Sample::Busy)? };
+        assert_eq!(busy().unwrap_err().code, ErrorCode::TryAgainLater);
     }
 
     #[test]
