@@ -1,6 +1,6 @@
 //! Errors of the bandwidth plugin and their CNI codes.
 
-use cni::error::{CniError, ErrorCode, GENERIC};
+use cni::error::{CniCode, ErrorCode, GENERIC};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BandwidthError {
@@ -37,8 +37,10 @@ impl BandwidthError {
         let op = op.into();
         move |source| BandwidthError::Netlink { op, source }
     }
+}
 
-    pub fn code(&self) -> ErrorCode {
+impl CniCode for BandwidthError {
+    fn cni_code(&self) -> ErrorCode {
         match self {
             BandwidthError::InvalidConfig(_) | BandwidthError::PrevResult(_) => {
                 ErrorCode::InvalidConfig
@@ -49,30 +51,25 @@ impl BandwidthError {
     }
 }
 
-impl From<BandwidthError> for CniError {
-    fn from(e: BandwidthError) -> CniError {
-        CniError::new(e.code(), e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cni::CniError;
 
     #[test]
     fn codes() {
         let c: CniError = BandwidthError::InvalidConfig("x".into()).into();
         assert_eq!((c.code, c.msg.as_str()), (ErrorCode::InvalidConfig, "x"));
         assert_eq!(
-            BandwidthError::PrevResult("p".into()).code(),
+            BandwidthError::PrevResult("p".into()).cni_code(),
             ErrorCode::InvalidConfig
         );
         assert_eq!(
-            BandwidthError::Netns("n".into()).code(),
+            BandwidthError::Netns("n".into()).cni_code(),
             ErrorCode::InvalidEnvironment
         );
         let e = BandwidthError::netlink("create ifb")(netlink::Error::LinkNotFound("x".into()));
-        assert_eq!(e.code().as_u32(), 999);
+        assert_eq!(e.cni_code().as_u32(), 999);
         assert!(e.to_string().starts_with("create ifb: "), "{e}");
     }
 }

@@ -10,8 +10,8 @@
 //!
 //! Every "cannot reach the datastore" outcome is CNI code 11 (try again later).
 
-use cni::{CniError, ErrorCode};
-use datastore::{DatastoreError, DatastoreKind};
+use cni::{CniError, Context};
+use datastore::DatastoreKind;
 use ipam::model::Node;
 use ipam::{IpVersion, Ipam, IpamError, IpamOptions, Key, ResourceKind, Store, StoreError};
 
@@ -19,13 +19,7 @@ use crate::config::IpamConf;
 
 /// The store for `conf`, opened (etcd connections are lazy: unreachable shows up on first use).
 pub fn open(conf: &IpamConf) -> Result<Box<dyn Store>, CniError> {
-    datastore::open(&conf.datastore).map_err(|e| match e {
-        e if e.is_unavailable() => CniError::new(ErrorCode::TryAgainLater, e.to_string()),
-        e @ (DatastoreError::Config(_) | DatastoreError::Unsupported(_)) => {
-            CniError::new(ErrorCode::InvalidConfig, e.to_string())
-        }
-        e => CniError::generic(e.to_string()),
-    })
+    Ok(datastore::open(&conf.datastore)?)
 }
 
 /// Allocator options for the configured datastore kind.
@@ -43,7 +37,7 @@ pub fn initialise(store: &dyn Store, conf: &IpamConf) -> Result<(), CniError> {
     }
     ipam_store_local::init::ensure_initialised(store, &conf.local_defaults)
         .map(|_| ())
-        .map_err(|e| ipam_error("failed to initialise the local datastore", e))
+        .context("failed to initialise the local datastore")
 }
 
 /// Create this node's Calico Node object (Calico's allocator needs it for pool node
@@ -57,10 +51,7 @@ pub fn register_node(store: &dyn Store, node: &str) -> Result<(), CniError> {
             Ok(())
         }
         Err(StoreError::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(ipam_error(
-            &format!("failed to register Node {node}"),
-            IpamError::Store(e),
-        )),
+        Err(e) => Err(CniError::from(e).context(format_args!("failed to register Node {node}"))),
     }
 }
 
@@ -77,25 +68,13 @@ pub fn explain_no_pools(ipam: &Ipam<'_>, conf: &IpamConf, err: IpamError) -> Cni
             conf.datastore.describe()
         ));
     }
-    ipam_error("failed to assign IP addresses", err)
-}
-
-/// An allocator/datastore error as a CNI error: code 11 when retrying later may help.
-pub fn ipam_error(context: &str, e: IpamError) -> CniError {
-    let code = match &e {
-        IpamError::Store(StoreError::Unavailable(_)) | IpamError::MaxRetries => {
-            ErrorCode::TryAgainLater
-        }
-        IpamError::InvalidArgument(_) => ErrorCode::InvalidConfig,
-        _ => cni::error::GENERIC,
-    };
-    CniError::new(code, format!("{context}: {e}"))
+    CniError::from(err).context("failed to assign IP addresses")
 }
 
 /// `Assigned 0 out of 1 requested IPv4 addresses; …` prefixed the way Calico prints it.
 pub fn shortfall(version: IpVersion, e: IpamError) -> CniError {
-    ipam_error(
-        &format!("failed to request IPv{} addresses", version.number()),
-        e,
-    )
+    CniError::from(e).context(format_args!(
+        "failed to request IPv{} addresses",
+        version.number()
+    ))
 }

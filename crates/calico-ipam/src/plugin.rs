@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use cni::{CniError, CniResult, ErrorCode, Invocation, IpConfig, Plugin, Route};
+use cni::{CniError, CniResult, Context, ErrorCode, Invocation, IpConfig, Plugin, Route};
 use datastore::DatastoreKind;
 use ipam::{
     AssignIpRequest, AutoAssignRequest, IntendedUse, IpVersion, Ipam, IpamError, IpamResult, Store,
@@ -13,7 +13,7 @@ use ipam::{
 use ipnetwork::IpNetwork;
 
 use crate::config::IpamConf;
-use crate::datastore::{self as ds, ipam_error};
+use crate::datastore as ds;
 use crate::{lock, node};
 
 /// The calico-ipam plugin.
@@ -129,7 +129,7 @@ fn assign_specific(
                         log::warn!("rollback of {} failed: {r}", ctx.handle);
                     }
                 }
-                return Err(ipam_error(&format!("failed to assign {ip}"), e));
+                return Err(CniError::from(e).context(format_args!("failed to assign {ip}")));
             }
         }
     }
@@ -144,7 +144,7 @@ fn assign_auto(ctx: &Ctx, inv: &Invocation) -> Result<Vec<IpNetwork>, CniError> 
             return Ok(Vec::new());
         }
         ipam.resolve_pools(entries, v)
-            .map_err(|e| ipam_error("invalid pool in ipam config", e))
+            .context("invalid pool in ipam config")
     };
     let req = AutoAssignRequest {
         num_v4: usize::from(ctx.conf.assign_ipv4),
@@ -164,7 +164,7 @@ fn assign_auto(ctx: &Ctx, inv: &Invocation) -> Result<Vec<IpNetwork>, CniError> 
             IpamError::Exhausted { version, message },
         )),
         Err(e @ IpamError::NoPools(_)) => Err(ds::explain_no_pools(&ipam, &ctx.conf, e)),
-        Err(e) => Err(ipam_error("failed to assign IP addresses", e)),
+        Err(e) => Err(CniError::from(e).context("failed to assign IP addresses")),
     }
 }
 
@@ -194,7 +194,7 @@ fn release(ipam: &Ipam<'_>, handle: &str) -> Result<Vec<IpAddr>, CniError> {
             log::debug!("skipping release of {handle:?}: {m}");
             Ok(Vec::new())
         }
-        Err(e) => Err(ipam_error(&format!("failed to release {handle}"), e)),
+        Err(e) => Err(CniError::from(e).context(format_args!("failed to release {handle}"))),
     }
 }
 
@@ -248,7 +248,7 @@ impl Plugin for CalicoIpam {
         let held: BTreeSet<IpAddr> = match ctx.ipam().ips_by_handle(&ctx.handle) {
             Ok(ips) => ips.into_iter().collect(),
             Err(IpamError::HandleNotFound(_)) => BTreeSet::new(),
-            Err(e) => return Err(ipam_error("failed to read the allocation", e)),
+            Err(e) => return Err(CniError::from(e).context("failed to read the allocation")),
         };
         if held.is_empty() {
             return Err(CniError::generic(format!(
@@ -286,7 +286,7 @@ impl Plugin for CalicoIpam {
         let prefix = format!("{}.", ctx.conf.network);
         let stale: BTreeSet<String> = ipam
             .list_allocations(None)
-            .map_err(|e| ipam_error("failed to list allocations", e))?
+            .context("failed to list allocations")?
             .into_iter()
             .filter(|a| a.attrs.get("node") == Some(&ctx.node))
             .filter_map(|a| a.handle_id)

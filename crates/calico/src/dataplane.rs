@@ -34,6 +34,14 @@ pub enum Error {
     Check(String),
 }
 
+/// Dataplane failures are Calico's generic error (999): the runtime cannot act on them beyond
+/// reporting, and DEL retries them anyway.
+impl cni::CniCode for Error {
+    fn cni_code(&self) -> cni::ErrorCode {
+        cni::error::GENERIC
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// What one pod interface should look like.

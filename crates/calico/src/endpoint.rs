@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use cni::{CniError, ErrorCode, Invocation};
+use cni::{CniError, Context, ErrorCode, Invocation};
 
 use crate::identity::Workload;
 use ipam::keys::{Key, ResourceKind};
@@ -214,7 +214,7 @@ pub fn require_datastore_ready(store: &dyn Store) -> Result<(), CniError> {
     let not_ready = |msg: String| CniError::new(ErrorCode::TryAgainLater, msg);
     let Some(kv) = store
         .get_opt(&key)
-        .map_err(|e| store_err("error getting ClusterInformation", e))?
+        .context("error getting ClusterInformation")?
     else {
         return Err(not_ready(format!(
             "error getting ClusterInformation: {} does not exist (calico-node or `calicoctl datastore init` creates it)",
@@ -266,18 +266,8 @@ pub fn open_store(
         std::env::var(k).ok()
     })
     .map_err(|e| invalid(e.to_string()))?;
-    datastore::open(&settings)
-        .map(Some)
-        .map_err(|e| CniError::generic(format!("failed to open the etcd datastore: {e}")))
-}
-
-fn store_err(what: &str, e: StoreError) -> CniError {
-    let code = if matches!(e, StoreError::Unavailable(_)) {
-        ErrorCode::TryAgainLater
-    } else {
-        ErrorCode::Other(999)
-    };
-    CniError::new(code, format!("{what}: {e}"))
+    // Same codes as calico-ipam opening the same store: 11 unreachable, 7 bad settings.
+    Ok(Some(datastore::open(&settings)?))
 }
 
 /// Creates or replaces the endpoint (Calico overwrites on a repeated ADD for a pod).
@@ -286,7 +276,7 @@ pub fn write(store: &dyn Store, ep: &Endpoint) -> Result<(), CniError> {
     for _ in 0..5 {
         let existing = store
             .get_opt(&key)
-            .map_err(|e| store_err("error reading WorkloadEndpoint", e))?;
+            .context("error reading WorkloadEndpoint")?;
         let (uid, created) = existing
             .as_ref()
             .and_then(|kv| serde_json::from_str::<Value>(&kv.value).ok())
@@ -313,7 +303,7 @@ pub fn write(store: &dyn Store, ep: &Endpoint) -> Result<(), CniError> {
             Ok(()) => return Ok(()),
             // Someone else wrote it in between: read again.
             Err(StoreError::Conflict(_)) | Err(StoreError::AlreadyExists(_)) => continue,
-            Err(e) => return Err(store_err("error writing WorkloadEndpoint", e)),
+            Err(e) => return Err(CniError::from(e).context("error writing WorkloadEndpoint")),
         }
     }
     Err(CniError::new(
@@ -333,7 +323,7 @@ pub fn ensure_profile(store: &dyn Store, network: &str, kubernetes: bool) -> Res
     let key = Key::resource(ResourceKind::Profile, network);
     if store
         .get_opt(&key)
-        .map_err(|e| store_err("error getting profile", e))?
+        .context("error getting profile")?
         .is_some()
     {
         return Ok(());
@@ -351,7 +341,7 @@ pub fn ensure_profile(store: &dyn Store, network: &str, kubernetes: bool) -> Res
     });
     match store.create(&key, &profile.to_string()) {
         Ok(_) | Err(StoreError::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(store_err("error creating profile", e)),
+        Err(e) => Err(CniError::from(e).context("error creating profile")),
     }
 }
 
@@ -366,7 +356,7 @@ pub fn remove(
     for _ in 0..6 {
         let Some(kv) = store
             .get_opt(key)
-            .map_err(|e| store_err("error reading WorkloadEndpoint", e))?
+            .context("error reading WorkloadEndpoint")?
         else {
             log::info!("WorkloadEndpoint {} does not exist", key.path());
             return Ok(());
@@ -386,7 +376,7 @@ pub fn remove(
         match store.delete(key, Some(&kv.revision)) {
             Ok(()) | Err(StoreError::NotFound(_)) => return Ok(()),
             Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(store_err("error deleting WorkloadEndpoint", e)),
+            Err(e) => return Err(CniError::from(e).context("error deleting WorkloadEndpoint")),
         }
     }
     Err(CniError::generic(

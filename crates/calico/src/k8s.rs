@@ -224,19 +224,9 @@ mod api {
 #[cfg(feature = "kubernetes")]
 mod api {
     use super::*;
+    use cni::Context;
     use kubernetes::{annotations, podip, Annotations, ClientOptions, Error};
     use std::path::PathBuf;
-
-    /// CNI code for an API failure: transient ones are "try again later" (11) so the runtime
-    /// retries; configuration problems are 7.
-    fn api_err(context: &str, e: Error) -> CniError {
-        let code = match &e {
-            e if e.is_transient() => ErrorCode::TryAgainLater,
-            Error::Config(_) => ErrorCode::InvalidConfig,
-            _ => ErrorCode::Other(999),
-        };
-        CniError::new(code, format!("{context}: {e}"))
-    }
 
     fn path(s: &Option<String>) -> Option<PathBuf> {
         s.as_deref()
@@ -267,7 +257,7 @@ mod api {
                 return Ok(c);
             }
             let c = kubernetes::Client::connect(&client_options(self.conf))
-                .map_err(|e| api_err("failed to create the Kubernetes client", e))?;
+                .context("failed to create the Kubernetes client")?;
             Ok(self.client.get_or_init(|| c))
         }
 
@@ -282,7 +272,7 @@ mod api {
             let ready = self
                 .client()?
                 .datastore_ready()
-                .map_err(|e| api_err("error getting ClusterInformation", e))?;
+                .context("error getting ClusterInformation")?;
             if !ready {
                 // Code 11, not Calico's generic error: the runtime should simply retry later.
                 return Err(CniError::new(
@@ -303,15 +293,11 @@ mod api {
                 return Ok(PodSettings::default());
             }
             let client = self.client()?;
-            let namespace = client
-                .namespace(ns)
-                .map_err(|e| api_err("error getting namespace", e))?;
-            let pod = client
-                .pod(ns, pod)
-                .map_err(|e| api_err("error getting pod", e))?;
+            let namespace = client.namespace(ns).context("error getting namespace")?;
+            let pod = client.pod(ns, pod).context("error getting pod")?;
             let calico_ipam = self.inv.config.ipam_type() == Some("calico-ipam");
             let a = Annotations::parse(&pod.annotations, &namespace.annotations, calico_ipam)
-                .map_err(|e| api_err("pod annotations", e))?;
+                .context("pod annotations")?;
             let mut settings = self.settings(a)?;
             settings.labels = pod.labels;
             settings.service_account = pod.service_account;
@@ -379,7 +365,7 @@ mod api {
                 return Ok(());
             };
             podip::record(self.client()?, ns, pod, &self.inv.container_id, addresses)
-                .map_err(|e| api_err("error updating pod IP annotations", e))
+                .context("error updating pod IP annotations")
         }
 
         /// Before DEL tears anything down (Kubernetes datastore): clear the pod's IPs if this
@@ -390,7 +376,7 @@ mod api {
                 return Ok(());
             };
             match podip::clear(self.client()?, ns, pod, &self.inv.container_id)
-                .map_err(|e| api_err("error clearing pod IP annotations", e))?
+                .context("error clearing pod IP annotations")?
             {
                 podip::Cleared::OtherContainer(owner) => log::warn!(
                     "CNI_CONTAINERID does not match WorkloadEndpoint ContainerID ({owner}), don't delete WEP."
@@ -432,7 +418,7 @@ mod api {
             Some(self.client().and_then(|c| {
                 c.node(node)
                     .map(|n| (node.to_string(), n.pod_cidrs))
-                    .map_err(|e| api_err(&format!("error getting node {node}"), e))
+                    .context(format_args!("error getting node {node}"))
             }))
         }
     }
@@ -482,17 +468,15 @@ mod api {
 
         #[test]
         fn api_errors_map_to_cni_codes() {
-            let e = api_err("x", Error::Unavailable("refused".into()));
+            let api_err = |e: Error| CniError::from(e).context("x");
+            let e = api_err(Error::Unavailable("refused".into()));
             assert_eq!(e.code, ErrorCode::TryAgainLater);
-            let e = api_err("x", Error::Config("bad".into()));
+            let e = api_err(Error::Config("bad".into()));
             assert_eq!(e.code, ErrorCode::InvalidConfig);
-            let e = api_err(
-                "x",
-                Error::Annotation {
-                    annotation: annotations::IP_ADDRS,
-                    reason: "r".into(),
-                },
-            );
+            let e = api_err(Error::Annotation {
+                annotation: annotations::IP_ADDRS,
+                reason: "r".into(),
+            });
             assert!(e.msg.contains(annotations::IP_ADDRS));
         }
     }

@@ -18,22 +18,22 @@ pub mod identity;
 pub mod ipam;
 pub mod k8s;
 pub mod node;
+pub mod rollback;
 
-use cni::{CniError, CniResult, Command, ErrorCode, Interface, Invocation, IpConfig, Plugin};
+use cni::{
+    CniError, CniResult, Command, Context, ErrorCode, Interface, Invocation, IpConfig, Plugin,
+};
 use config::CalicoConfig;
 use dataplane::PodInterface;
 use identity::Workload;
 use ipam::Ipam;
 use ipnetwork::IpNetwork;
 use netns::NetNs;
+use rollback::{Journal, Step, Undo};
 use serde_json::Value;
 
 #[derive(Debug, Default)]
 pub struct Calico;
-
-fn dp_err(context: &str, e: dataplane::Error) -> CniError {
-    CniError::generic(format!("{context}: {e}"))
-}
 
 fn open_netns(inv: &Invocation) -> Result<NetNs, CniError> {
     let path = inv
@@ -115,13 +115,26 @@ fn pod_interface(
     })
 }
 
-/// Undoes a partial or complete dataplane setup (interfaces first; routes go with them).
-fn undo_dataplane(inv: &Invocation, pod: &PodInterface) {
-    if let Err(re) = dataplane::remove(inv.netns.as_deref(), &inv.ifname) {
-        log::error!("rollback: {re}");
-    }
-    if let Err(re) = dataplane::remove_host_veth(&pod.host_veth) {
-        log::error!("rollback: {re}");
+/// How a failed ADD takes its steps back (see [`rollback`]).
+struct AddUndo<'a> {
+    inv: &'a Invocation,
+    ipam: &'a Ipam<'a>,
+}
+
+impl Undo for AddUndo<'_> {
+    fn undo(&self, step: &Step) {
+        match step {
+            Step::Allocated => self.ipam.release_after_failure(),
+            // Interfaces first; the routes go with them.
+            Step::PodInterface { host_veth } => {
+                if let Err(e) = dataplane::remove(self.inv.netns.as_deref(), &self.inv.ifname) {
+                    log::error!("rollback: {e}");
+                }
+                if let Err(e) = dataplane::remove_host_veth(host_veth) {
+                    log::error!("rollback: {e}");
+                }
+            }
+        }
     }
 }
 
@@ -149,7 +162,7 @@ impl Plugin for Calico {
         let node = node::node_name(&conf)?;
         let ns = open_netns(inv)?;
         // Refuse before allocating: a repeated ADD must not disturb the interface it would collide with.
-        dataplane::ensure_absent(&ns, &inv.ifname).map_err(|e| dp_err("ADD", e))?;
+        dataplane::ensure_absent(&ns, &inv.ifname).context("ADD")?;
         // Kubernetes lookups come before IPAM, so an unreachable API server fails the ADD
         // with nothing allocated or created.
         let kube = k8s::Kube::new(inv, &conf, &node);
@@ -163,15 +176,16 @@ impl Plugin for Calico {
         if let Some(c) = settings.ipam_config.clone() {
             ipam = ipam.with_config(c);
         }
+
+        // From here on every change is recorded; any `?` undoes what was done, in reverse.
+        let undo = AddUndo { inv, ipam: &ipam };
+        let mut journal = Journal::new(&undo);
         let allocation = settings.allocate(&ipam)?;
-        let release = || {
-            if allocation.from_ipam {
-                ipam.release_after_failure();
-            }
-        };
+        if allocation.from_ipam {
+            journal.record(Step::Allocated);
+        }
         let allocated = &allocation.result;
         if allocated.ips.is_empty() {
-            release();
             return Err(CniError::generic("IPAM plugin returned missing IP config"));
         }
         let addresses: Vec<IpNetwork> = allocated
@@ -179,47 +193,28 @@ impl Plugin for Calico {
             .iter()
             .map(|ip| dataplane::host_prefix(ip.address))
             .collect();
-        let pod = settings
-            .check_floating_ips(&addresses)
-            .and_then(|()| {
-                pod_interface(
-                    inv,
-                    &conf,
-                    addresses.clone(),
-                    allocation.force_host_routes || wants_host_routes(ipam.plugin(), allocated),
-                    mtu,
-                )
-            })
-            .map(|mut p| {
-                p.container_mac = settings.hw_addr;
-                p
-            });
-        let pod = match pod {
-            Ok(p) => p,
-            Err(e) => {
-                release();
-                return Err(e);
-            }
-        };
+        settings.check_floating_ips(&addresses)?;
+        let mut pod = pod_interface(
+            inv,
+            &conf,
+            addresses.clone(),
+            allocation.force_host_routes || wants_host_routes(ipam.plugin(), allocated),
+            mtu,
+        )?;
+        pod.container_mac = settings.hw_addr;
         log::info!(
             "ADD node={node} container={} host_veth={} ips={:?}",
             inv.container_id,
             pod.host_veth,
             addresses
         );
-        let mac = match dataplane::setup(&ns, &pod) {
-            Ok(mac) => mac,
-            Err(e) => {
-                // Undo in reverse: interfaces first, then the addresses they carried.
-                undo_dataplane(inv, &pod);
-                release();
-                return Err(dp_err("failed to set up the pod interface", e));
-            }
-        };
-        let recorded = kube.record_pod_ips(&addresses).and_then(|()| {
-            let Some(store) = &endpoints else {
-                return Ok(());
-            };
+        // Recorded first: a setup that fails half way leaves a partial interface to remove.
+        journal.record(Step::PodInterface {
+            host_veth: pod.host_veth.clone(),
+        });
+        let mac = dataplane::setup(&ns, &pod).context("failed to set up the pod interface")?;
+        kube.record_pod_ips(&addresses)?;
+        if let Some(store) = &endpoints {
             let workload = Workload::from_args(&inv.args, &inv.container_id);
             let k8s_policy = conf.policy.policy_type == "k8s";
             let sa = settings.service_account.as_deref();
@@ -242,13 +237,9 @@ impl Plugin for Calico {
                 let kubernetes = matches!(ep.workload, Workload::Kubernetes { .. });
                 endpoint::ensure_profile(store.as_ref(), &inv.config.name, kubernetes)?;
             }
-            endpoint::write(store.as_ref(), &ep)
-        });
-        if let Err(e) = recorded {
-            undo_dataplane(inv, &pod);
-            release();
-            return Err(e);
+            endpoint::write(store.as_ref(), &ep)?;
         }
+        journal.commit();
         Ok(CniResult {
             interfaces: vec![
                 Interface {
@@ -292,7 +283,7 @@ impl Plugin for Calico {
         // The interface goes first: releasing an address still configured on a live interface
         // could hand it to another pod while this one still answers for it.
         dataplane::remove(inv.netns.as_deref(), &inv.ifname)
-            .map_err(|e| dp_err("failed to remove the pod interface", e))?;
+            .context("failed to remove the pod interface")?;
         Ipam::new(inv)?.run(Command::Del)
     }
 
@@ -331,7 +322,7 @@ impl Plugin for Calico {
             wants_host_routes(ipam.plugin(), prev),
             0,
         )?;
-        dataplane::check(&ns, &pod).map_err(|e| dp_err("CHECK", e))?;
+        dataplane::check(&ns, &pod).context("CHECK")?;
         ipam.run(Command::Check)
     }
 

@@ -93,6 +93,12 @@ impl CniError {
         CniError::new(GENERIC, msg)
     }
 
+    /// Prefixes the message with what was being done (`context: message`).
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.msg = format!("{context}: {}", self.msg);
+        self
+    }
+
     pub fn details(mut self, details: impl Into<String>) -> Self {
         self.details = details.into();
         self
@@ -141,6 +147,18 @@ impl std::error::Error for CniError {}
 pub trait CniCode: std::error::Error {
     /// The code a runtime acts on (spec codes where one fits: 4, 7, 11, ...; else 999).
     fn cni_code(&self) -> ErrorCode;
+}
+
+/// `result.context("what was being done")` for any error that converts into a [`CniError`]:
+/// the code stays the error's own, the message gains the context.
+pub trait Context<T> {
+    fn context(self, context: impl fmt::Display) -> Result<T, CniError>;
+}
+
+impl<T, E: Into<CniError>> Context<T> for Result<T, E> {
+    fn context(self, context: impl fmt::Display) -> Result<T, CniError> {
+        self.map_err(|e| e.into().context(context))
+    }
 }
 
 impl<E: CniCode> From<E> for CniError {
@@ -199,6 +217,13 @@ mod tests {
         );
         let busy = || -> Result<(), CniError> { Err(Sample::Busy)? };
         assert_eq!(busy().unwrap_err().code, ErrorCode::TryAgainLater);
+        let e = Err::<(), _>(Sample::Busy)
+            .context("reading the pool")
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (ErrorCode::TryAgainLater, "reading the pool: store busy")
+        );
     }
 
     #[test]

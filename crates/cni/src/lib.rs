@@ -20,6 +20,6 @@ pub use args::CniArgs;
 pub use caps::{BandwidthEntry, PortMapping};
 pub use config::{NetConf, NetConfList, RuntimeConfig};
 pub use env::Command;
-pub use error::{CniCode, CniError, ErrorCode};
+pub use error::{CniCode, CniError, Context, ErrorCode};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use skel::{Invocation, Plugin};

@@ -21,6 +21,20 @@ pub enum DatastoreError {
     },
 }
 
+/// Unreachable or busy is "try again later" (11); a bad or unsupported selection is a config
+/// error (7); anything else while opening is generic (999).
+impl cni::CniCode for DatastoreError {
+    fn cni_code(&self) -> cni::ErrorCode {
+        match self {
+            e if e.is_unavailable() => cni::ErrorCode::TryAgainLater,
+            DatastoreError::Config(_) | DatastoreError::Unsupported(_) => {
+                cni::ErrorCode::InvalidConfig
+            }
+            DatastoreError::Open { .. } => cni::error::GENERIC,
+        }
+    }
+}
+
 impl DatastoreError {
     /// Whether retrying later may succeed (the datastore is down or busy).
     pub fn is_unavailable(&self) -> bool {

@@ -109,3 +109,29 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Upstream prints every error with code 999; we keep its messages but use the spec's codes
+/// where one fits (7 bad config, 4 bad `CNI_ARGS`, 5 I/O), 999 otherwise.
+impl cni::CniCode for Error {
+    fn cni_code(&self) -> cni::ErrorCode {
+        use cni::ErrorCode;
+        match self {
+            Error::MissingIpam
+            | Error::NoRanges
+            | Error::InvalidRangeSet { .. }
+            | Error::TooManyPerFamily(_)
+            | Error::RangeSetsOverlap(..)
+            | Error::BadCidr(_)
+            | Error::BadIp(_)
+            | Error::BadRequestedIp(_)
+            | Error::BadConfig(_)
+            | Error::PodCidrPlaceholder(_)
+            | Error::BadNetworkName(_) => ErrorCode::InvalidConfig,
+            Error::ArgsInvalidPair(_) | Error::ArgsUnknown(_) | Error::ArgsBadValue { .. } => {
+                ErrorCode::InvalidEnvironment
+            }
+            Error::Io { .. } => ErrorCode::Io,
+            _ => cni::error::GENERIC,
+        }
+    }
+}

@@ -1,45 +1,17 @@
-//! CNI glue: maps invocations onto [`crate::ops`] and errors onto CNI codes.
-//! Upstream prints every error with code 999; we keep its messages but use the spec's codes
-//! where one fits (7 bad config, 4 bad `CNI_ARGS`, 5 I/O), 999 otherwise.
+//! CNI glue: maps invocations onto [`crate::ops`] (error codes: see [`crate::error`]).
 
 use cni::skel::{Invocation, Plugin};
 use cni::{CniError, CniResult, Dns, ErrorCode, IpConfig, Route};
 
 use crate::config::IpamConfig;
-use crate::error::Error;
 use crate::ops;
 
 /// The host-local IPAM plugin.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HostLocal;
 
-fn code(e: &Error) -> ErrorCode {
-    match e {
-        Error::MissingIpam
-        | Error::NoRanges
-        | Error::InvalidRangeSet { .. }
-        | Error::TooManyPerFamily(_)
-        | Error::RangeSetsOverlap(..)
-        | Error::BadCidr(_)
-        | Error::BadIp(_)
-        | Error::BadRequestedIp(_)
-        | Error::BadConfig(_)
-        | Error::PodCidrPlaceholder(_)
-        | Error::BadNetworkName(_) => ErrorCode::InvalidConfig,
-        Error::ArgsInvalidPair(_) | Error::ArgsUnknown(_) | Error::ArgsBadValue { .. } => {
-            ErrorCode::InvalidEnvironment
-        }
-        Error::Io { .. } => ErrorCode::Io,
-        _ => cni::error::GENERIC,
-    }
-}
-
-fn to_cni(e: Error) -> CniError {
-    CniError::new(code(&e), e.to_string())
-}
-
 fn load(inv: &Invocation) -> Result<IpamConfig, CniError> {
-    IpamConfig::from_value(&inv.config.raw, &inv.args_raw).map_err(to_cni)
+    IpamConfig::from_value(&inv.config.raw, &inv.args_raw).map_err(CniError::from)
 }
 
 fn routes(conf: &IpamConfig) -> Result<Vec<Route>, CniError> {
@@ -57,7 +29,7 @@ impl Plugin for HostLocal {
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let conf = load(inv)?;
         let routes = routes(&conf)?;
-        let out = ops::add(&conf, &inv.container_id, &inv.ifname).map_err(to_cni)?;
+        let out = ops::add(&conf, &inv.container_id, &inv.ifname).map_err(CniError::from)?;
         let dns = out.dns.map_or_else(Dns::default, |d| Dns {
             nameservers: d.nameservers,
             domain: d.domain.unwrap_or_default(),
@@ -82,12 +54,12 @@ impl Plugin for HostLocal {
 
     fn del(&self, inv: &Invocation) -> Result<(), CniError> {
         let conf = load(inv)?;
-        ops::del(&conf, &inv.container_id, &inv.ifname).map_err(to_cni)
+        ops::del(&conf, &inv.container_id, &inv.ifname).map_err(CniError::from)
     }
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {
         let conf = load(inv)?;
-        ops::check(&conf, &inv.container_id, &inv.ifname).map_err(to_cni)
+        ops::check(&conf, &inv.container_id, &inv.ifname).map_err(CniError::from)
     }
 
     /// Releases reservations of attachments the runtime no longer knows (spec 1.1 GC).
@@ -100,6 +72,6 @@ impl Plugin for HostLocal {
             .flatten()
             .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
             .collect();
-        ops::gc(&conf, &valid).map(drop).map_err(to_cni)
+        Ok(ops::gc(&conf, &valid).map(drop)?)
     }
 }

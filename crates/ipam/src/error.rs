@@ -64,5 +64,18 @@ impl IpamError {
     }
 }
 
+/// Codes a runtime can act on: 11 where retrying later can succeed (datastore down, or too
+/// much concurrent IPAM work), 7 for unusable arguments from the config, 999 otherwise.
+impl cni::CniCode for IpamError {
+    fn cni_code(&self) -> cni::ErrorCode {
+        match self {
+            IpamError::Store(e) => e.cni_code(),
+            IpamError::MaxRetries => cni::ErrorCode::TryAgainLater,
+            IpamError::InvalidArgument(_) => cni::ErrorCode::InvalidConfig,
+            _ => cni::error::GENERIC,
+        }
+    }
+}
+
 /// Result alias.
 pub type IpamResult<T> = Result<T, IpamError>;

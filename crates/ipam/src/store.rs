@@ -108,6 +108,16 @@ pub enum StoreError {
     Other(String),
 }
 
+/// An unreachable datastore is "try again later" (11); anything else is generic (999).
+impl cni::CniCode for StoreError {
+    fn cni_code(&self) -> cni::ErrorCode {
+        match self {
+            StoreError::Unavailable(_) => cni::ErrorCode::TryAgainLater,
+            _ => cni::error::GENERIC,
+        }
+    }
+}
+
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -29,6 +29,18 @@ pub enum Error {
     },
 }
 
+/// Transient failures are "try again later" (11) so the runtime retries; configuration
+/// problems are 7; everything else (refusals, bad annotations) is generic (999), as Calico.
+impl cni::CniCode for Error {
+    fn cni_code(&self) -> cni::ErrorCode {
+        match self {
+            e if e.is_transient() => cni::ErrorCode::TryAgainLater,
+            Error::Config(_) => cni::ErrorCode::InvalidConfig,
+            _ => cni::error::GENERIC,
+        }
+    }
+}
+
 impl Error {
     /// True when retrying later may succeed (the CNI "try again later" class).
     pub fn is_transient(&self) -> bool {

@@ -27,6 +27,19 @@ pub enum PortmapError {
     Setup(String),
 }
 
+/// Config mistakes are 7 (the message names the field); failures while programming the host
+/// are generic (999), as upstream reports them.
+impl cni::CniCode for PortmapError {
+    fn cni_code(&self) -> cni::ErrorCode {
+        match self {
+            PortmapError::InvalidConfig(_) | PortmapError::InvalidField { .. } => {
+                cni::ErrorCode::InvalidConfig
+            }
+            _ => cni::error::GENERIC,
+        }
+    }
+}
+
 impl PortmapError {
     /// An [`PortmapError::InvalidField`] for `field`.
     pub fn field(field: impl Into<String>, msg: impl Into<String>) -> PortmapError {

@@ -4,23 +4,11 @@ use cni::error::{CniError, ErrorCode};
 use cni::result::CniResult;
 use cni::skel::{Invocation, Plugin};
 
-use crate::{Attachment, Container, PortMapConf, PortMapping, PortmapError, Request};
+use crate::{Attachment, Container, PortMapConf, PortMapping, Request};
 
 /// The `portmap` plugin.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Portmap;
-
-impl From<PortmapError> for CniError {
-    fn from(e: PortmapError) -> CniError {
-        let code = match e {
-            PortmapError::InvalidConfig(_) | PortmapError::InvalidField { .. } => {
-                ErrorCode::InvalidConfig
-            }
-            _ => cni::error::GENERIC,
-        };
-        CniError::new(code, e.to_string())
-    }
-}
 
 /// Config and validated mappings of an invocation. Also installs the logger (stderr, plus
 /// `log_file_path` when the config names one), so best-effort failures are visible.
@@ -132,6 +120,7 @@ impl Plugin for Portmap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PortmapError;
     use serde_json::json;
 
     #[test]
