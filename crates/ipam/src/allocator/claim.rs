@@ -47,6 +47,18 @@ enum Candidate {
     },
 }
 
+/// Reads a claim may spend probing subnets before it reads every block instead. A pool with
+/// as many blocks as this in a row from a host's start is crowded enough that one list is
+/// cheaper than more probes.
+const PROBE_LIMIT: usize = 8;
+
+/// What [`Ipam::probe_for_block`] could decide.
+enum Probe {
+    Found(Candidate),
+    NoneFree,
+    Undecided,
+}
+
 impl Ipam<'_> {
     /// Claim `cidr` for `host` (see module docs). Idempotent for a host that already owns it.
     pub(crate) fn claim_block(&self, host: &str, cidr: IpNetwork) -> IpamResult<Claim> {
@@ -171,12 +183,22 @@ impl Ipam<'_> {
         version: IpVersion,
     ) -> IpamResult<Option<IpNetwork>> {
         self.retry(|| {
-            let blocks: HashMap<IpNetwork, AllocationBlock> = self
-                .list_blocks(Some(version))?
-                .into_iter()
-                .map(|b| (b.block.cidr, b.block))
-                .collect();
-            match self.find_usable_block(host, pools, &blocks) {
+            // Probing a few subnets costs a few reads whatever the cluster's size; reading
+            // every block (what Calico does) grows with it. The full read is kept for what a
+            // probe cannot decide: crowded pools and reclaiming other hosts' empty blocks.
+            let found = match self.probe_for_block(host, pools)? {
+                Probe::Found(c) => Some(c),
+                Probe::NoneFree => None,
+                Probe::Undecided => {
+                    let blocks: HashMap<IpNetwork, AllocationBlock> = self
+                        .list_blocks(Some(version))?
+                        .into_iter()
+                        .map(|b| (b.block.cidr, b.block))
+                        .collect();
+                    self.find_usable_block(host, pools, &blocks)
+                }
+            };
+            match found {
                 None => Ok(Some(None)),
                 Some(Candidate::Free(cidr)) => Ok(match self.claim_block(host, cidr)? {
                     Claim::Claimed => Some(Some(cidr)),
@@ -192,6 +214,41 @@ impl Ipam<'_> {
                     Ok(None)
                 }
             }
+        })
+    }
+
+    /// The walk of [`Ipam::find_usable_block`] done with one read per subnet, in the same
+    /// order, for up to [`PROBE_LIMIT`] subnets per pool. Decides only what the full walk
+    /// would decide the same way: the first subnet without a block (or with one of ours with
+    /// room). A pool it could not walk to the end hands over to the full walk.
+    fn probe_for_block(&self, host: &str, pools: &[Pool]) -> IpamResult<Probe> {
+        let mut reads = 0usize;
+        for pool in pools {
+            let n = blockgen::num_blocks(&pool.cidr, pool.block_prefix);
+            let mut idx = blockgen::start_index(host, n);
+            let mut walked: u128 = 0;
+            while walked < n {
+                if reads == PROBE_LIMIT {
+                    return Ok(Probe::Undecided);
+                }
+                let subnet = blockgen::subnet_at(&pool.cidr, pool.block_prefix, idx);
+                reads += 1;
+                match self.get_block(subnet)? {
+                    None => return Ok(Probe::Found(Candidate::Free(subnet))),
+                    Some(b) if b.block.is_affine_to(host) && b.block.free_count() > 0 => {
+                        return Ok(Probe::Found(Candidate::Mine(subnet)))
+                    }
+                    Some(_) => {}
+                }
+                walked += 1;
+                idx = if idx + 1 >= n { 0 } else { idx + 1 };
+            }
+        }
+        // Every pool is full of blocks: only the full read can find one to reclaim.
+        Ok(if pools.is_empty() {
+            Probe::NoneFree
+        } else {
+            Probe::Undecided
         })
     }
 
