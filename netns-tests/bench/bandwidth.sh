@@ -11,6 +11,7 @@
 #   DEL      ours 25.45 ms   go 31.36 ms   go/ours 1.23x  (both dominated by the kernel's ifb unregister)
 #   ADD+DEL  ours 28.88 ms   go 37.86 ms   go/ours 1.31x
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 N="${1:-100}"
 [ -x /usr/lib/cni/bandwidth ] || { apt-get update -qq && apt-get install -y -qq containernetworking-plugins >/dev/null; }

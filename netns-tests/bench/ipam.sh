@@ -19,6 +19,7 @@
 #   => the host lock stays on by default: without it the ADDs of one node fight over the same
 #      block with CAS conflicts (3-4x slower on etcd), and on SQLite writes serialise anyway.
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 N="${1:-1000}"; B="${2:-50}"
 top="$(cd "$here/../.." && pwd)"
@@ -30,9 +31,11 @@ command -v etcd >/dev/null || { echo "needs etcd (Debian etcd-server)" >&2; exit
 W="$(mktemp -d)"; H="bench-ipam-$$"
 cleanup() {
   local p
-  for p in $(cat "$W/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  local pids=()
+  [ -f "$W/pids" ] && mapfile -t pids < "$W/pids"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
-  for p in $(cat "$W/pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   ip netns del "$H" 2>/dev/null || true
   rm -rf "$W"
 }

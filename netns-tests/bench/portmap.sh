@@ -27,6 +27,7 @@
 # (+41.9 ms ADD, +8.5 ms DEL) is that floor's (+39.6 ms, +10.9 ms); the nftables backend adds no rules per pod
 # (set/map elements only) and is flat.
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 N="${1:-15}"; GO_N="${2:-3}"
 FOREIGN=30000
@@ -130,14 +131,14 @@ cell() { # $1 label, $2 binary, $3 backend for the config, $4 fill kind (iptable
     iptables_fill "$n" | ip netns exec "$ns" iptables-restore --noflush
   else
     # One real ADD+DEL creates the tables, then the elements are bulk-loaded.
-    local e="CNI_CONTAINERID=seed CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni"
-    ip netns exec "$ns" env $e CNI_COMMAND=ADD CNI_NETNS=/run/netns/$P-ctr "$bin" < "$W/add.json" > /dev/null
-    ip netns exec "$ns" env $e CNI_COMMAND=DEL CNI_NETNS= "$bin" < "$W/del.json" > /dev/null
+    local e=(CNI_CONTAINERID=seed CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni)
+    ip netns exec "$ns" env "${e[@]}" CNI_COMMAND=ADD CNI_NETNS="/run/netns/$P-ctr" "$bin" < "$W/add.json" > /dev/null
+    ip netns exec "$ns" env "${e[@]}" CNI_COMMAND=DEL CNI_NETNS= "$bin" < "$W/del.json" > /dev/null
     nft_fill "$n" | ip netns exec "$ns" nft -f -
   fi
   local out="$W/$label-$n"
   if [ "$label" = ours-ipt ] && [ -x "$PROBE" ]; then
-    read -r KADD[$n] KDEL[$n] < <(ip netns exec "$ns" "$PROBE" nat CNI-HOSTPORT-DNAT 15)
+    read -r "KADD[$n]" "KDEL[$n]" < <(ip netns exec "$ns" "$PROBE" nat CNI-HOSTPORT-DNAT 15)
   fi
   ip netns exec "$ns" bash "$W/loop.sh" "$here" "$bin" "$iters" "$W/add.json" "$W/del.json" "$out" "/run/netns/$P-ctr"
   ADD[$label,$n]=$(median "$out.add"); DEL[$label,$n]=$(median "$out.del")

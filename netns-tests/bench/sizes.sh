@@ -20,6 +20,7 @@
 # for ADD/DEL, includes the delegated IPAM child.
 #   usage: netns-tests/bench/sizes.sh [RUNS=20]      (root; SKIP_BUILD=1 measures what exists)
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; top="$(cd "$here/../.." && pwd)"; source "$here/lib.sh"
 RUNS="${1:-20}"
 TRIPLE=x86_64-unknown-linux-gnu
