@@ -9,23 +9,9 @@
 #   usage (root): netns-tests/bench/portmap.sh [OUR_ITERATIONS=15] [GO_ITERATIONS=3]
 #   env: PORTMAP_BIN=<our binary> (default: release build of bin-portmap), GO_PORTMAP=<path>
 #   (Go's ADD takes tens of seconds at 10,000 mappings, hence fewer iterations for it.)
-#
-# Figures of the last run (2026-11-23, this 2-core machine at load average ~1.2; iptables 1.8.9
-# nf_tables, nft 1.0.6, Linux 6.1; ours 25 and Go 3 iterations per cell; medians in ms):
-#
-#   mappings | ADD: go / ours-ipt / ours-nft | DEL: go / ours-ipt / ours-nft | kernel alone add / del
-#   0        |  1859.1 /  40.2 / 27.3       |  106.8 / 17.3 / 31.9         | 28.72 / 0.09
-#   1,000    |  2199.1 /  44.1 / 24.1       |  129.3 / 18.9 / 31.5         | 31.23 / 0.35
-#   10,000   | 10109.3 /  82.1 / 27.6       |  428.8 / 25.8 / 31.6         | 68.36 / 10.95
-#   growth 0 -> 10,000: go ADD 5.4x DEL 4.0x | ours-ipt ADD 2.0x DEL 1.5x | ours-nft ADD 1.01x DEL 0.99x
-#
 # "kernel alone" is crates/nf-tables/examples/commit_cost: one nf_tables transaction creating a
 # chain plus a jump to it in CNI-HOSTPORT-DNAT, and one deleting both, in the cell's namespace.
-# It is the floor for any implementation of upstream's iptables layout: adding a rule with a jump
-# or an x_tables match makes the kernel re-validate every chain reachable from the nat base
-# chains, and each change to CNI-HOSTPORT-DNAT rebuilds that chain. Our iptables backend's growth
-# (+41.9 ms ADD, +8.5 ms DEL) is that floor's (+39.6 ms, +10.9 ms); the nftables backend adds no rules per pod
-# (set/map elements only) and is flat.
+# The figures of the last run, and what they mean, are in README.md, section "Benchmarks".
 set -euo pipefail
 # shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
