@@ -34,6 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # --- Rust: the workspace needs a recent stable toolchain (Debian 12's rustc is too old).
+# shellcheck source=/dev/null
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 want="$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml | head -n1)"
 rust_ok() {
@@ -48,6 +49,7 @@ if ! rust_ok; then
   else
     say "installing Rust with rustup (need >= $want)"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    # shellcheck source=/dev/null
     . "$HOME/.cargo/env"
   fi
 fi

@@ -5,12 +5,9 @@
 # tbf on the ifb), then DEL (removes the ifb). Both run in the same invocation, alternating, so
 # machine load hits both alike. Release build of ours.
 #   usage: netns-tests/bench/bandwidth.sh [ITERATIONS=100]
-#
-# Recorded 2026-11-23 (2 shared cores, other helpers building/testing), 100 iterations, medians:
-#   ADD      ours  3.27 ms   go  6.49 ms   go/ours 1.99x
-#   DEL      ours 25.45 ms   go 31.36 ms   go/ours 1.23x  (both dominated by the kernel's ifb unregister)
-#   ADD+DEL  ours 28.88 ms   go 37.86 ms   go/ours 1.31x
+# The figures of the last run are in README.md, section "Benchmarks".
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 N="${1:-100}"
 [ -x /usr/lib/cni/bandwidth ] || { apt-get update -qq && apt-get install -y -qq containernetworking-plugins >/dev/null; }

@@ -6,19 +6,10 @@
 #   Burst: B parallel ADDs on one node, with the host lock (Calico's flock) on and off: wall time
 #   of the burst and per-process latency, to decide whether the lock is worth it.
 #   usage: netns-tests/bench/ipam.sh [PODS=1000] [BURST=50]
-#
-# Figures (release build, 2 shared vCPUs, Debian 12, etcd 3.4, ext4 virtual disk, load ~0.5; 2026-11-23):
-#   sequential, 1000 pods         ADD p50/p99      DEL p50/p99     ADD+DEL p50/p99
-#   local (SQLite WAL, FULL sync)   8.6 / 20.2 ms    4.4 /  8.0 ms   13.2 / 26.3 ms
-#   etcd, 1 member                 15.3 / 29.0 ms    4.2 /  9.8 ms   19.6 / 34.2 ms
-#   etcd, 3 members                16.7 / 30.3 ms    6.1 / 11.4 ms   23.3 / 37.8 ms
-#   burst of 50 parallel ADDs, wall time, 3 rounds:   lock on          lock off
-#   local                                             155/257/190 ms   412/291/258 ms
-#   etcd, 1 member                                    307/333/245 ms   926/824/1073 ms
-#   etcd, 3 members                                   470/428/411 ms   1996/1571/1752 ms
-#   => the host lock stays on by default: without it the ADDs of one node fight over the same
-#      block with CAS conflicts (3-4x slower on etcd), and on SQLite writes serialise anyway.
+# The figures of the last run, and why the host lock stays on, are in README.md, section
+# "Benchmarks".
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 N="${1:-1000}"; B="${2:-50}"
 top="$(cd "$here/../.." && pwd)"
@@ -30,9 +21,11 @@ command -v etcd >/dev/null || { echo "needs etcd (Debian etcd-server)" >&2; exit
 W="$(mktemp -d)"; H="bench-ipam-$$"
 cleanup() {
   local p
-  for p in $(cat "$W/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  local pids=()
+  [ -f "$W/pids" ] && mapfile -t pids < "$W/pids"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
-  for p in $(cat "$W/pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   ip netns del "$H" 2>/dev/null || true
   rm -rf "$W"
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the benchmark scripts (sourced). Timings come from bash's EPOCHREALTIME
 # around direct plugin execs inside a private host namespace (no `ip netns exec` per call).
 

@@ -9,24 +9,11 @@
 #   usage (root): netns-tests/bench/portmap.sh [OUR_ITERATIONS=15] [GO_ITERATIONS=3]
 #   env: PORTMAP_BIN=<our binary> (default: release build of bin-portmap), GO_PORTMAP=<path>
 #   (Go's ADD takes tens of seconds at 10,000 mappings, hence fewer iterations for it.)
-#
-# Figures of the last run (2026-11-23, this 2-core machine at load average ~1.2; iptables 1.8.9
-# nf_tables, nft 1.0.6, Linux 6.1; ours 25 and Go 3 iterations per cell; medians in ms):
-#
-#   mappings | ADD: go / ours-ipt / ours-nft | DEL: go / ours-ipt / ours-nft | kernel alone add / del
-#   0        |  1859.1 /  40.2 / 27.3       |  106.8 / 17.3 / 31.9         | 28.72 / 0.09
-#   1,000    |  2199.1 /  44.1 / 24.1       |  129.3 / 18.9 / 31.5         | 31.23 / 0.35
-#   10,000   | 10109.3 /  82.1 / 27.6       |  428.8 / 25.8 / 31.6         | 68.36 / 10.95
-#   growth 0 -> 10,000: go ADD 5.4x DEL 4.0x | ours-ipt ADD 2.0x DEL 1.5x | ours-nft ADD 1.01x DEL 0.99x
-#
 # "kernel alone" is crates/nf-tables/examples/commit_cost: one nf_tables transaction creating a
 # chain plus a jump to it in CNI-HOSTPORT-DNAT, and one deleting both, in the cell's namespace.
-# It is the floor for any implementation of upstream's iptables layout: adding a rule with a jump
-# or an x_tables match makes the kernel re-validate every chain reachable from the nat base
-# chains, and each change to CNI-HOSTPORT-DNAT rebuilds that chain. Our iptables backend's growth
-# (+41.9 ms ADD, +8.5 ms DEL) is that floor's (+39.6 ms, +10.9 ms); the nftables backend adds no rules per pod
-# (set/map elements only) and is flat.
+# The figures of the last run, and what they mean, are in README.md, section "Benchmarks".
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 N="${1:-15}"; GO_N="${2:-3}"
 FOREIGN=30000
@@ -130,14 +117,14 @@ cell() { # $1 label, $2 binary, $3 backend for the config, $4 fill kind (iptable
     iptables_fill "$n" | ip netns exec "$ns" iptables-restore --noflush
   else
     # One real ADD+DEL creates the tables, then the elements are bulk-loaded.
-    local e="CNI_CONTAINERID=seed CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni"
-    ip netns exec "$ns" env $e CNI_COMMAND=ADD CNI_NETNS=/run/netns/$P-ctr "$bin" < "$W/add.json" > /dev/null
-    ip netns exec "$ns" env $e CNI_COMMAND=DEL CNI_NETNS= "$bin" < "$W/del.json" > /dev/null
+    local e=(CNI_CONTAINERID=seed CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni)
+    ip netns exec "$ns" env "${e[@]}" CNI_COMMAND=ADD CNI_NETNS="/run/netns/$P-ctr" "$bin" < "$W/add.json" > /dev/null
+    ip netns exec "$ns" env "${e[@]}" CNI_COMMAND=DEL CNI_NETNS= "$bin" < "$W/del.json" > /dev/null
     nft_fill "$n" | ip netns exec "$ns" nft -f -
   fi
   local out="$W/$label-$n"
   if [ "$label" = ours-ipt ] && [ -x "$PROBE" ]; then
-    read -r KADD[$n] KDEL[$n] < <(ip netns exec "$ns" "$PROBE" nat CNI-HOSTPORT-DNAT 15)
+    read -r "KADD[$n]" "KDEL[$n]" < <(ip netns exec "$ns" "$PROBE" nat CNI-HOSTPORT-DNAT 15)
   fi
   ip netns exec "$ns" bash "$W/loop.sh" "$here" "$bin" "$iters" "$W/add.json" "$W/del.json" "$out" "/run/netns/$P-ctr"
   ADD[$label,$n]=$(median "$out.add"); DEL[$label,$n]=$(median "$out.del")

@@ -19,7 +19,9 @@
 # in a private host namespace. Peak RSS is the process's max resident set (GNU time %M) and,
 # for ADD/DEL, includes the delegated IPAM child.
 #   usage: netns-tests/bench/sizes.sh [RUNS=20]      (root; SKIP_BUILD=1 measures what exists)
+# The figures of the last run are in README.md, section "Lean binaries".
 set -euo pipefail
+# shellcheck source=lib.sh
 here="$(cd "$(dirname "$0")" && pwd)"; top="$(cd "$here/../.." && pwd)"; source "$here/lib.sh"
 RUNS="${1:-20}"
 TRIPLE=x86_64-unknown-linux-gnu

@@ -2,8 +2,7 @@
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{HarnessError, Result};
 use crate::netns::Netns;
@@ -89,7 +88,6 @@ fn wait_output(
     timeout: Duration,
     what: &str,
 ) -> Result<ExecOutput> {
-    let pid = child.id() as libc::pid_t;
     let stdin_pipe = child.stdin.take();
     let stdout_pipe = child.stdout.take();
     let stderr_pipe = child.stderr.take();
@@ -102,22 +100,18 @@ fn wait_output(
         }
         let out = s.spawn(move || read_all(stdout_pipe));
         let err = s.spawn(move || read_all(stderr_pipe));
-        let (tx, rx) = mpsc::channel();
-        s.spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let status = match rx.recv_timeout(timeout) {
-            Ok(r) => r.map_err(|e| HarnessError::io(format!("waiting for `{what}`"), e))?,
-            Err(_) => {
-                // The child is not reaped yet (the waiter still blocks), so the pid is ours.
-                // SAFETY: plain kill(2) on our own unreaped child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                let _ = rx.recv();
-                return Err(HarnessError::Timeout {
+        let waited = wait_until(&mut child, Instant::now() + timeout);
+        let Ok(Some(status)) = waited else {
+            // Not reaped yet (only `wait_until` reaps), so the pid is still our child's.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(match waited {
+                Err(e) => HarnessError::io(format!("waiting for `{what}`"), e),
+                _ => HarnessError::Timeout {
                     cmd: what.to_string(),
                     secs: timeout.as_secs(),
-                });
-            }
+                },
+            });
         };
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
@@ -127,6 +121,22 @@ fn wait_output(
             stderr,
         })
     })
+}
+
+/// Polls `child` until it exits or `deadline` passes (`None`: still running).
+fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
 }
 
 fn read_all(pipe: Option<impl Read>) -> Vec<u8> {

@@ -10,8 +10,9 @@
 //! * Not root → the test fails with [`HarnessError::NotRoot`]; nothing is skipped.
 //!
 //! What this crate must NOT do: enter a namespace on a test's own thread (it uses scoped
-//! threads), touch the root netns, depend on /work/shared, or depend on plugin crates (it talks
-//! to plugins only through their binaries and the CNI protocol).
+//! threads), touch the root netns, depend on files outside the repository, or depend on plugin
+//! crates (it talks to plugins only through their binaries and the CNI protocol; namespaces come
+//! from the `netns` crate's test utilities).
 //!
 //! ```no_run
 //! use netns_tests::{Attachment, TestEnv};

@@ -7,12 +7,10 @@
 //! namespace once the last plugin-held reference is gone. The test's own threads never change
 //! namespace: code runs inside a namespace on a short-lived scoped thread (see [`Netns::run`]).
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
+use netns::testutil::TempNetNs;
 use nix::sched::CloneFlags;
 
 use crate::error::{HarnessError, Result};
@@ -21,73 +19,19 @@ use crate::root::require_root;
 /// A network namespace that lives as long as this value.
 pub struct Netns {
     name: String,
-    path: PathBuf,
-    tid: i32,
-    /// Open handle used for `setns`; also keeps the namespace alive while we exist.
-    file: File,
-    keeper: Option<Keeper>,
-}
-
-struct Keeper {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
+    /// The keeper thread and an open handle used for `setns` (netns crate's test utility).
+    ns: TempNetNs,
 }
 
 impl Netns {
     /// Creates a fresh, empty network namespace (only `lo`, down). `name` is for messages only.
     pub fn new(name: &str) -> Result<Netns> {
         require_root()?;
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<i32, String>>();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("netns-{name}"))
-            .spawn(
-                move || match nix::sched::unshare(CloneFlags::CLONE_NEWNET) {
-                    Ok(()) => {
-                        // SAFETY: gettid has no preconditions.
-                        let tid = unsafe { libc::gettid() };
-                        if ready_tx.send(Ok(tid)).is_ok() {
-                            // Park until the owner drops the sender.
-                            let _ = stop_rx.recv();
-                        }
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("unshare(CLONE_NEWNET): {e}")));
-                    }
-                },
-            )
-            .map_err(|e| HarnessError::io("spawning namespace keeper thread", e))?;
-        let keeper = Keeper {
-            stop: stop_tx,
-            thread,
-        };
-        let tid = match ready_rx.recv() {
-            Ok(Ok(tid)) => tid,
-            Ok(Err(msg)) => {
-                Self::stop_keeper(keeper);
-                return Err(HarnessError::Namespace(msg));
-            }
-            Err(_) => {
-                Self::stop_keeper(keeper);
-                return Err(HarnessError::Namespace(
-                    "namespace keeper thread died".into(),
-                ));
-            }
-        };
-        let path = PathBuf::from(format!("/proc/{}/task/{tid}/ns/net", std::process::id()));
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                Self::stop_keeper(keeper);
-                return Err(HarnessError::io(format!("opening {}", path.display()), e));
-            }
-        };
+        let ns = TempNetNs::with_thread_name(&format!("netns-{name}"))
+            .map_err(|e| HarnessError::Namespace(format!("creating {name}: {e}")))?;
         Ok(Netns {
             name: name.to_string(),
-            path,
-            tid,
-            file,
-            keeper: Some(keeper),
+            ns,
         })
     }
 
@@ -99,11 +43,6 @@ impl Netns {
         Ok(ns)
     }
 
-    fn stop_keeper(keeper: Keeper) {
-        drop(keeper.stop);
-        let _ = keeper.thread.join();
-    }
-
     /// Human-readable name given at creation.
     pub fn name(&self) -> &str {
         &self.name
@@ -111,12 +50,12 @@ impl Netns {
 
     /// Path usable as `CNI_NETNS` (and by `nsenter --net=`).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.ns.path()
     }
 
     /// Thread id holding the namespace; `ip link set X netns <tid>` moves a link into it.
     pub fn tid(&self) -> i32 {
-        self.tid
+        self.ns.tid()
     }
 
     /// Runs `f` on a scoped thread that entered this namespace; the caller's thread is untouched.
@@ -125,7 +64,7 @@ impl Netns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
         std::thread::scope(|s| {
             let handle = s.spawn(|| -> Result<T> {
-                nix::sched::setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                nix::sched::setns(self.ns.netns(), CloneFlags::CLONE_NEWNET).map_err(|e| {
                     HarnessError::Namespace(format!("setns into {}: {e}", self.name))
                 })?;
                 Ok(f())
@@ -146,16 +85,8 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Some(keeper) = self.keeper.take() {
-            Self::stop_keeper(keeper);
-        }
-    }
-}
-
 impl std::fmt::Debug for Netns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Netns({} at {})", self.name, self.path.display())
+        write!(f, "Netns({} at {})", self.name, self.path().display())
     }
 }

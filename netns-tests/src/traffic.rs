@@ -124,8 +124,12 @@ pub fn tcp_connect(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<()
     connect(ns, addr, timeout).map(drop)
 }
 
-/// UDP server in `ns` sending every datagram back to its sender.
-pub fn udp_echo_server(ns: &Netns, addr: SocketAddr) -> Result<Server> {
+/// UDP server in `ns` answering every datagram with what `reply` makes of it and its sender.
+fn udp_server(
+    ns: &Netns,
+    addr: SocketAddr,
+    mut reply: impl FnMut(&[u8], SocketAddr) -> Vec<u8> + Send + 'static,
+) -> Result<Server> {
     let sock = ns
         .run(|| UdpSocket::bind(addr))?
         .map_err(|e| HarnessError::io(format!("binding UDP {addr} in {}", ns.name()), e))?;
@@ -140,7 +144,7 @@ pub fn udp_echo_server(ns: &Netns, addr: SocketAddr) -> Result<Server> {
         let mut buf = [0u8; 65536];
         while !flag.load(Ordering::SeqCst) {
             if let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(&buf[..n], peer);
+                let _ = sock.send_to(&reply(&buf[..n], peer), peer);
             }
         }
     });
@@ -149,6 +153,90 @@ pub fn udp_echo_server(ns: &Netns, addr: SocketAddr) -> Result<Server> {
         stop,
         thread: Some(thread),
     })
+}
+
+/// UDP server in `ns` sending every datagram back to its sender.
+pub fn udp_echo_server(ns: &Netns, addr: SocketAddr) -> Result<Server> {
+    udp_server(ns, addr, |data, _| data.to_vec())
+}
+
+/// UDP server in `ns` answering `text` to every datagram (e.g. to tell a host process from a pod).
+pub fn udp_text_server(ns: &Netns, addr: SocketAddr, text: &'static str) -> Result<Server> {
+    udp_server(ns, addr, move |_, _| text.as_bytes().to_vec())
+}
+
+/// An IPv4-mapped IPv6 peer (a dual-stack socket's view of an IPv4 client) as plain IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// TCP server in `ns` answering each connection with `tcp <peer address>` and closing it: the
+/// reply shows whether the connection was masqueraded on its way (read it with [`tcp_get`]).
+pub fn tcp_peer_server(ns: &Netns, addr: SocketAddr) -> Result<Server> {
+    tcp_server(bind_tcp(ns, addr)?, |mut s| {
+        if let Ok(peer) = s.peer_addr() {
+            let _ = writeln!(s, "tcp {}", canonical(peer.ip()));
+        }
+    })
+}
+
+/// UDP server in `ns` answering each datagram with `udp <peer address>` (see [`udp_get`]).
+pub fn udp_peer_server(ns: &Netns, addr: SocketAddr) -> Result<Server> {
+    udp_server(ns, addr, |_, peer| {
+        format!("udp {}\n", canonical(peer.ip())).into_bytes()
+    })
+}
+
+/// Connects from `ns` to `addr` (2 s limits) and returns the server's reply, trimmed. The error
+/// says what failed; tests compare replies, so both sides are plain strings.
+pub fn tcp_get(ns: &Netns, addr: &str) -> std::result::Result<String, String> {
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
+    ns.run(|| {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)
+            .map_err(|e| format!("read {addr}: {e}"))?;
+        Ok(out.trim().to_string())
+    })
+    .map_err(|e| e.to_string())?
+}
+
+/// Sends a datagram from `ns` to `addr` (up to 3 tries, 700 ms each) and returns the reply.
+pub fn udp_get(ns: &Netns, addr: &str) -> std::result::Result<String, String> {
+    let bind = if addr.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    udp_get_from(ns, bind, addr)
+}
+
+/// [`udp_get`] from a fixed local address and port (to reuse a conntrack entry).
+pub fn udp_get_from(ns: &Netns, bind: &str, addr: &str) -> std::result::Result<String, String> {
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
+    ns.run(|| {
+        let s = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .map_err(|e| e.to_string())?;
+        s.connect(addr).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 128];
+        let mut last = String::new();
+        for _ in 0..3 {
+            s.send(b"ping").map_err(|e| e.to_string())?;
+            match s.recv(&mut buf) {
+                Ok(n) => return Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string()),
+                Err(e) => last = format!("recv from {addr}: {e}"),
+            }
+        }
+        Err(last)
+    })
+    .map_err(|e| e.to_string())?
 }
 
 /// Sends `payload` from `ns` to `addr` over UDP and returns the reply datagram.

@@ -80,7 +80,8 @@ if ! apt-get source --download-only -qq golang-github-appc-cni >/dev/null 2>&1; 
   [ -n "$updated" ] || apt-get update -qq
   apt-get source --download-only -qq golang-github-appc-cni >/dev/null
 fi
-ORIG="$(ls golang-github-appc-cni_*.orig.tar.* | head -n1)"
+origs=(golang-github-appc-cni_*.orig.tar.*)
+ORIG="${origs[0]}"
 tar xf "$ORIG" --wildcards '*/cnitool/cnitool.go'
 SRC="$(ls -d ./*/cnitool)"
 

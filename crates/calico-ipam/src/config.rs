@@ -13,8 +13,7 @@ use ipnetwork::IpNetwork;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Calico's default nodename file.
-pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
+pub use datastore::DEFAULT_NODENAME_FILE;
 /// Calico's default host lock.
 pub const DEFAULT_LOCK_FILE: &str = "/var/run/calico/ipam.lock";
 

@@ -1,38 +1,18 @@
-//! Node name resolution, Calico's order: `nodename` → contents of `nodename_file` (if readable
-//! and non-empty) → deprecated `hostname` → the OS hostname, lower-cased. calico-ipam does not
-//! require the nodename file to exist (only the `calico` plugin does).
-//! Values are trimmed: a trailing newline in the file would otherwise end up in datastore keys.
+//! Node name resolution (shared with the `calico` plugin: [`datastore::node_name`]). calico-ipam
+//! does not require the nodename file to exist (only the `calico` plugin does).
 
-use cni::{CniError, ErrorCode};
+use cni::CniError;
+use datastore::NodeNameSources;
 
 use crate::config::IpamConf;
 
 /// The node this invocation allocates for.
 pub fn node_name(conf: &IpamConf) -> Result<String, CniError> {
-    if let Some(n) = conf
-        .nodename
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-    {
-        return Ok(n.to_string());
-    }
-    if let Ok(s) = std::fs::read_to_string(&conf.nodename_file) {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().to_string());
-        }
-    }
-    if let Some(h) = conf
-        .hostname
-        .as_deref()
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-    {
-        return Ok(h.to_string());
-    }
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| CniError::new(ErrorCode::Io, format!("failed to read the hostname: {e}")))?;
-    Ok(h.trim().to_lowercase())
+    datastore::node_name(NodeNameSources {
+        nodename: conf.nodename.as_deref(),
+        nodename_file: &conf.nodename_file,
+        hostname: conf.hostname.as_deref(),
+    })
 }
 
 #[cfg(test)]
@@ -45,8 +25,9 @@ mod tests {
         IpamConf::from_netconf(&nc, |_| None).unwrap()
     }
 
+    /// Each config field reaches the resolver (its precedence is tested in `datastore`).
     #[test]
-    fn precedence() {
+    fn node_name_reads_the_config_fields() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("nodename");
         let f = file.to_str().unwrap();
@@ -59,8 +40,5 @@ mod tests {
         assert_eq!(node_name(&c).unwrap(), "from-file");
         std::fs::write(&file, "").unwrap();
         assert_eq!(node_name(&c).unwrap(), "h");
-        let c = conf(serde_json::json!({"name":"n","nodename_file":"/nonexistent/x"}));
-        let os = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        assert_eq!(node_name(&c).unwrap(), os.trim().to_lowercase());
     }
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// Where `calico-node` publishes the node name and the detected MTU.
-pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
+pub use datastore::DEFAULT_NODENAME_FILE;
 pub const MTU_FILE: &str = "/var/lib/calico/mtu";
 /// veth default when neither config nor calico-node says otherwise (the kernel's own default).
 pub const DEFAULT_MTU: u32 = 1500;

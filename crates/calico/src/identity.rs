@@ -51,7 +51,7 @@ impl Workload {
     }
 
     /// The host-side veth name, exactly as Calico derives it so Felix finds it:
-    /// Kubernetes: prefix + first 11 hex chars of SHA-1("<namespace>.<pod>");
+    /// Kubernetes: prefix + first 11 hex chars of SHA-1(`"<namespace>.<pod>"`);
     /// plain: `cali` + the first 11 characters of the container id.
     /// `interface_prefix` is `FELIX_INTERFACEPREFIX` (its first entry applies, Kubernetes only).
     pub fn host_veth_name(&self, interface_prefix: Option<&str>) -> String {

@@ -2,24 +2,16 @@
 
 use crate::config::{CalicoConfig, DEFAULT_MTU, MTU_FILE};
 use cni::{CniError, ErrorCode};
+use datastore::NodeNameSources;
 use std::path::Path;
 
-/// `nodename` → contents of `nodename_file` → deprecated `hostname` → the OS hostname (lower-cased).
+/// The node name (see [`datastore::node_name`] for the order of sources).
 pub fn node_name(conf: &CalicoConfig) -> Result<String, CniError> {
-    if let Some(n) = conf.nodename.as_deref().filter(|n| !n.trim().is_empty()) {
-        return Ok(n.trim().to_string());
-    }
-    if let Ok(s) = std::fs::read_to_string(conf.nodename_file()) {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().to_string());
-        }
-    }
-    if let Some(h) = conf.hostname.as_deref().filter(|h| !h.trim().is_empty()) {
-        return Ok(h.trim().to_string());
-    }
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| CniError::new(ErrorCode::Io, format!("failed to read the hostname: {e}")))?;
-    Ok(h.trim().to_lowercase())
+    datastore::node_name(NodeNameSources {
+        nodename: conf.nodename.as_deref(),
+        nodename_file: Path::new(conf.nodename_file()),
+        hostname: conf.hostname.as_deref(),
+    })
 }
 
 /// Calico refuses to work until calico-node has written its nodename file, so pods are not wired
@@ -81,8 +73,9 @@ mod tests {
         CalicoConfig::from_value(&v).unwrap()
     }
 
+    /// Each config field reaches the resolver (its precedence is tested in `datastore`).
     #[test]
-    fn node_name_priority() {
+    fn node_name_reads_the_config_fields() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("nodename");
         std::fs::write(&f, "node-from-file\n").unwrap();
@@ -98,8 +91,6 @@ mod tests {
         let missing = d.path().join("none");
         let c = conf(json!({"nodename_file":missing.to_str().unwrap(),"hostname":"legacy"}));
         assert_eq!(node_name(&c).unwrap(), "legacy");
-        let c = conf(json!({"nodename_file":missing.to_str().unwrap()}));
-        assert!(!node_name(&c).unwrap().is_empty());
     }
 
     #[test]

@@ -4,11 +4,11 @@
 use crate::env::Command;
 use crate::error::{CniError, ErrorCode};
 use crate::result::CniResult;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
+use std::process::{Child, Command as Process, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a delegated plugin may run before it is killed (Calico's IPAM allows 90 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -101,31 +101,47 @@ pub fn exec_path(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| CniError::generic(format!("failed to execute plugin {name}: {e}")))?;
-    let pid = child.id();
     let input = child.stdin.take();
     let data = stdin.to_vec();
-    // Feed stdin on its own thread so a plugin that writes before reading cannot deadlock us.
-    let writer = std::thread::spawn(move || {
+    // Feed stdin and drain stdout/stderr on their own threads so a plugin that writes before
+    // reading, or fills a pipe, cannot deadlock us.
+    std::thread::spawn(move || {
         if let Some(mut w) = input {
             let _ = w.write_all(&data);
         }
     });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(timeout) {
-        Ok(r) => r.map_err(|e| CniError::generic(format!("failed to run plugin {name}: {e}")))?,
-        Err(_) => {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            return Err(CniError::new(
-                ErrorCode::TryAgainLater,
-                format!("plugin {name} timed out after {}s", timeout.as_secs()),
-            ));
-        }
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let timed_out = || {
+        CniError::new(
+            ErrorCode::TryAgainLater,
+            format!("plugin {name} timed out after {}s", timeout.as_secs()),
+        )
     };
-    let _ = writer.join();
+    let mut stdout_data = None;
+    let status = wait_until(&mut child, deadline, &stdout, &mut stdout_data)
+        .map_err(|e| CniError::generic(format!("failed to run plugin {name}: {e}")))?;
+    let Some(status) = status else {
+        // Still running, and not reaped (only `wait_until` reaps): the pid is still the child's.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(timed_out());
+    };
+    // The plugin has exited; a process it left behind may still hold the pipes open.
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let stdout = match stdout_data {
+        Some(data) => Ok(data),
+        None => stdout.recv_timeout(remaining()),
+    };
+    let (Ok(stdout), Ok(stderr)) = (stdout, stderr.recv_timeout(remaining())) else {
+        return Err(timed_out());
+    };
+    let output = Output {
+        status,
+        stdout,
+        stderr,
+    };
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !stderr.is_empty() {
         // Pass the delegate's logs through, as Go's invoke does.
@@ -148,6 +164,55 @@ pub fn exec_path(
     } else {
         format!("netplugin {name} failed: {trimmed:?}")
     }))
+}
+
+/// Reads `pipe` to its end on a thread; the receiver gets everything read.
+fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// Waits for `child` to exit until `deadline`: `None` when it is still running. The child's
+/// stdout reaching its end (usually at exit) wakes the wait early, and what was read is left in
+/// `stdout_data`; otherwise it polls. This is the only place that reaps the child, so a caller
+/// that gets `None` may still signal its pid.
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    stdout: &mpsc::Receiver<Vec<u8>>,
+    stdout_data: &mut Option<Vec<u8>>,
+) -> std::io::Result<Option<ExitStatus>> {
+    const MAX_POLL: Duration = Duration::from_millis(10);
+    let mut poll = Duration::from_millis(1);
+    let mut stdout_open = true;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        if stdout_open {
+            match stdout.recv_timeout(left.min(MAX_POLL)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Ok(data) => *stdout_data = Some(data),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+            stdout_open = false;
+            // Exit follows the end of stdout closely: look again before sleeping.
+            continue;
+        }
+        std::thread::sleep(left.min(poll));
+        poll = (poll * 2).min(MAX_POLL);
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +312,46 @@ printf '{"ips":[{"address":"10.0.0.9/32"}],"dns":{"domain":"%s-%s-%s"}}' "$n" "$
         let t = std::time::Instant::now();
         let e = del.run(Command::Add, b"{}").unwrap_err();
         assert_eq!(e.code, ErrorCode::TryAgainLater);
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The timed-out plugin is gone (killed and reaped) by the time the error is returned, also
+    /// when it closed its stdout early and the wait had to poll.
+    #[test]
+    fn timeout_kills_and_reaps_the_plugin() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("pid");
+        let pf = pidfile.display();
+        script(d.path(), "slow", &format!("echo $$ > {pf}; exec sleep 30"));
+        script(
+            d.path(),
+            "mute",
+            &format!("exec >&- 2>&-; echo $$ > {pf}; exec sleep 30"),
+        );
+        let path = vec![d.path().to_path_buf()];
+        for plugin in ["slow", "mute"] {
+            let mut del = Delegation::new(plugin, &path);
+            del.timeout = Duration::from_millis(300);
+            let e = del.run(Command::Add, b"{}").unwrap_err();
+            assert_eq!(e.code, ErrorCode::TryAgainLater, "{plugin}");
+            let pid = std::fs::read_to_string(&pidfile).unwrap();
+            let proc_dir = format!("/proc/{}", pid.trim());
+            assert!(
+                !Path::new(&proc_dir).exists(),
+                "{plugin}: {proc_dir} still exists (not killed or not reaped)"
+            );
+        }
+    }
+
+    #[test]
+    fn output_of_a_plugin_that_exits_before_the_timeout_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        script(d.path(), "quick", "sleep 0.2; echo done; echo log >&2");
+        let path = vec![d.path().to_path_buf()];
+        let mut del = Delegation::new("quick", &path);
+        del.timeout = Duration::from_secs(10);
+        let t = std::time::Instant::now();
+        assert_eq!(del.exec(Command::Add, b"{}").unwrap(), b"done\n");
         assert!(t.elapsed() < Duration::from_secs(5));
     }
 }

@@ -5,7 +5,8 @@
 //! network config (`datastore_type`, `datastore_path`, `etcd_*`, `kubernetes.kubeconfig`; the
 //! config wins over the `DATASTORE_TYPE`/`ETCD_*`/`KUBECONFIG` environment, `CALICO_`-prefixed
 //! or not) or from calicoctl's environment alone — into [`DatastoreSettings`], and turning
-//! those into a boxed [`ipam::Store`] with [`open`].
+//! those into a boxed [`ipam::Store`] with [`open`]; and the node name the plugins work for
+//! ([`node_name`]), which keys their datastore entries.
 //!
 //! Must NOT: implement IPAM logic (the `ipam` crate), initialise or modify datastore contents
 //! (callers decide: the plugin seeds an empty local store, `calicoctl datastore init` the
@@ -15,10 +16,12 @@
 mod error;
 #[cfg(feature = "kubernetes")]
 mod kdd;
+mod node;
 mod open;
 mod settings;
 
 pub use error::DatastoreError;
 pub use ipam_store_etcd::EtcdConfig;
+pub use node::{node_name, NodeNameSources, DEFAULT_NODENAME_FILE};
 pub use open::open;
 pub use settings::{DatastoreKind, DatastoreSettings, DEFAULT_ETCD_ENDPOINT, DEFAULT_LOCAL_PATH};

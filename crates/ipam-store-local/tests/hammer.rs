@@ -197,8 +197,7 @@ fn sigkill_mid_write_leaves_a_consistent_file() {
             .collect();
         std::thread::sleep(Duration::from_millis(300 + 150 * round as u64));
         for c in &mut children {
-            // SAFETY: kill(2) on the pid of our own, not yet reaped child; no memory involved.
-            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            let _ = c.kill();
             let _ = c.wait();
         }
         // Killed writers may leave over-counted handles or pending claims (warnings), never

@@ -6,7 +6,9 @@
 
 use cni::{CniError, CniResult, ErrorCode, Interface, Invocation, IpConfig, Plugin};
 use netns::NetNs;
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 #[derive(Debug, Default)]
@@ -15,42 +17,39 @@ pub struct Loopback;
 /// Reads or changes the flags of `lo` with the classic interface ioctls: one syscall each,
 /// no netlink socket needed for a single flag.
 fn lo_flags(set_up: Option<bool>) -> io::Result<bool> {
-    // SAFETY: plain socket(2); the fd is closed below on every path.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let fd = sock.as_raw_fd();
     // SAFETY: ifreq is plain old data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as libc::c_char;
     }
-    let result = (|| {
-        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read/write the ifreq we own.
-        if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read/write the ifreq we own; `sock` outlives the calls.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the flags member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    let up = flags & libc::IFF_UP as libc::c_short != 0;
+    let Some(want) = set_up else { return Ok(up) };
+    if want != up {
+        let new = if want {
+            flags | libc::IFF_UP as libc::c_short
+        } else {
+            flags & !(libc::IFF_UP as libc::c_short)
+        };
+        req.ifr_ifru.ifru_flags = new;
+        // SAFETY: as above.
+        if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: the kernel filled the flags member of the union.
-        let flags = unsafe { req.ifr_ifru.ifru_flags };
-        let up = flags & libc::IFF_UP as libc::c_short != 0;
-        let Some(want) = set_up else { return Ok(up) };
-        if want != up {
-            let new = if want {
-                flags | libc::IFF_UP as libc::c_short
-            } else {
-                flags & !(libc::IFF_UP as libc::c_short)
-            };
-            req.ifr_ifru.ifru_flags = new;
-            // SAFETY: as above.
-            if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(want)
-    })();
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    result
+    }
+    Ok(want)
 }
 
 fn netns_of(inv: &Invocation) -> Result<Option<NetNs>, CniError> {

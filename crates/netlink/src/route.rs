@@ -178,6 +178,25 @@ impl Handle {
         )
     }
 
+    /// The route the kernel picks for `dst`, like `ip route get` (one RTM_GETROUTE, so policy
+    /// routing is honoured). `None` when `dst` is unreachable (ENETUNREACH, EHOSTUNREACH).
+    pub fn route_get(&self, dst: IpAddr) -> Result<Option<Route>> {
+        let replies = match self.get(
+            &format!("get route to {dst}"),
+            RouteNetlinkMessage::GetRoute(route_get_message(dst)),
+        ) {
+            Ok(replies) => replies,
+            Err(e) if matches!(e.errno(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(replies.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => parse_route(r),
+            _ => None,
+        }))
+    }
+
     /// Lists routes matching `filter`.
     pub fn routes(&self, filter: RouteFilter) -> Result<Vec<Route>> {
         let mut req = RouteMessage::default();
@@ -259,6 +278,19 @@ pub(crate) fn route_message(route: &Route, delete: bool) -> Result<RouteMessage>
         msg.attributes.push(RouteAttribute::PrefSource(src.into()));
     }
     Ok(msg)
+}
+
+/// An RTM_GETROUTE for one host address (a full-length prefix, as strict checking requires).
+pub(crate) fn route_get_message(dst: IpAddr) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = address_family(Some(IpFamily::of(&dst)));
+    msg.header.destination_prefix_length = match dst {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    msg
 }
 
 fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
@@ -368,6 +400,23 @@ mod tests {
         assert_eq!(msg.header.address_family, AddressFamily::Inet6);
         let bad = Route::default_route(IpFamily::V6).via("10.0.0.1".parse().unwrap());
         assert!(route_message(&bad, false).is_err());
+    }
+
+    #[test]
+    fn route_get_asks_for_one_host_address() {
+        let msg = route_get_message("10.244.1.5".parse().unwrap());
+        let b = bytes(&msg);
+        // Strict checking rejects a GETROUTE with a table, protocol, scope or type set.
+        assert_eq!(&b[..8], &[libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            msg.attributes,
+            vec![RouteAttribute::Destination(RouteAddress::Inet(
+                "10.244.1.5".parse().unwrap()
+            ))]
+        );
+        let v6 = route_get_message("fd00::5".parse().unwrap());
+        assert_eq!(v6.header.address_family, AddressFamily::Inet6);
+        assert_eq!(v6.header.destination_prefix_length, 128);
     }
 
     #[test]

@@ -233,3 +233,39 @@ fn permanent_neighbours() {
     let err = h.delete_neighbour(idx, ip("169.254.1.1")).unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+/// `route_get` answers like `ip route get`: the main table's route, a policy-routing rule's
+/// table when one matches, and `None` for an unreachable destination.
+#[test]
+fn route_get_follows_policy_routing() {
+    unshare_current_thread_netns().unwrap();
+    let h = Handle::new().unwrap();
+    let a = veth(&h, "g0", "g1");
+    let b = veth(&h, "g2", "g3");
+    h.add_route(
+        &Route::new("10.244.1.5/32".parse().unwrap())
+            .dev(a)
+            .scope(Scope::Link),
+    )
+    .unwrap();
+    h.add_route(&Route::new("fd00:1::5/128".parse().unwrap()).dev(a))
+        .unwrap();
+    let got = h.route_get(ip("10.244.1.5")).unwrap().expect("a route");
+    assert_eq!(got.oif, Some(a));
+    assert_eq!(got.dst.to_string(), "10.244.1.5/32");
+    let got6 = h.route_get(ip("fd00:1::5")).unwrap().expect("a v6 route");
+    assert_eq!(got6.oif, Some(a));
+    assert_eq!(h.route_get(ip("10.244.2.1")).unwrap(), None, "no route");
+
+    // A rule sending the address to table 100, where it leaves through the other veth.
+    h.add_route(
+        &Route::new("10.244.1.5/32".parse().unwrap())
+            .dev(b)
+            .scope(Scope::Link)
+            .table(100),
+    )
+    .unwrap();
+    common::run("ip", &["rule", "add", "to", "10.244.1.5", "lookup", "100"]);
+    let got = h.route_get(ip("10.244.1.5")).unwrap().expect("a route");
+    assert_eq!(got.oif, Some(b), "the rule's table wins: {got:?}");
+}

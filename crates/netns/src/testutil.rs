@@ -11,18 +11,37 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{geteuid, gettid};
 
 use crate::{in_netns, Error, NetNs};
 
-/// Panics with a clear message unless running as root (network tests need CAP_NET_ADMIN).
+/// The process is not running as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this test needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN to create network namespaces); \
+     run the test suite as root (euid is {euid})"
+)]
+pub struct NotRoot {
+    pub euid: u32,
+}
+
+/// `Err` unless the effective uid is 0 (network tests need CAP_NET_ADMIN/CAP_SYS_ADMIN).
+pub fn check_root() -> Result<(), NotRoot> {
+    let euid = geteuid();
+    if euid.is_root() {
+        Ok(())
+    } else {
+        Err(NotRoot {
+            euid: euid.as_raw(),
+        })
+    }
+}
+
+/// Panics with a clear message unless running as root.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert!(
-        euid == 0,
-        "this test needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN to create network namespaces); \
-         run the test suite as root"
-    );
+    if let Err(e) = check_root() {
+        panic!("{e}");
+    }
 }
 
 /// Moves the calling thread into a new, empty network namespace (only `lo`, down).
@@ -31,31 +50,37 @@ pub fn unshare_current_thread_netns() -> Result<(), Error> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(Error::Unshare)
 }
 
-/// A new network namespace kept alive by a parked thread; destroyed on drop.
+/// A new network namespace kept alive by a parked "keeper" thread; destroyed on drop.
 ///
 /// It is created from the calling thread, so it is independent of the caller's netns.
-/// [`TempNetNs::path`] is `/proc/<pid>/task/<tid>/ns/net`, valid while the value lives.
+/// [`TempNetNs::path`] is `/proc/<pid>/task/<tid>/ns/net`, valid while the value lives. Because
+/// the keeper is a thread of this process, nothing outlives the process, even on SIGKILL.
 pub struct TempNetNs {
     netns: Option<NetNs>,
     path: PathBuf,
+    tid: i32,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TempNetNs {
     pub fn new() -> Result<TempNetNs, Error> {
+        TempNetNs::with_thread_name("temp-netns")
+    }
+
+    /// Like [`TempNetNs::new`], naming the keeper thread (seen in debuggers and `ps -L`).
+    pub fn with_thread_name(name: &str) -> Result<TempNetNs, Error> {
         require_root();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<libc::pid_t, Error>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<i32, Error>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("temp-netns".into())
+            .name(name.into())
             .spawn(move || {
                 if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
                     let _ = ready_tx.send(Err(Error::Unshare(e)));
                     return;
                 }
-                // SAFETY: gettid has no preconditions.
-                let _ = ready_tx.send(Ok(unsafe { libc::gettid() }));
+                let _ = ready_tx.send(Ok(gettid().as_raw()));
                 // Park until the sender is dropped.
                 let _ = stop_rx.recv();
             })
@@ -82,6 +107,7 @@ impl TempNetNs {
         let mut me = TempNetNs {
             netns: None,
             path,
+            tid,
             stop: Some(stop_tx),
             thread: Some(thread),
         };
@@ -92,6 +118,11 @@ impl TempNetNs {
     /// Path usable as `CNI_NETNS` (by this process and by children) while `self` lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Id of the keeper thread (`ip link set X netns <tid>` moves a link into the namespace).
+    pub fn tid(&self) -> i32 {
+        self.tid
     }
 
     pub fn netns(&self) -> &NetNs {

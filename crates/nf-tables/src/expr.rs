@@ -160,7 +160,7 @@ pub struct RawExpr {
 }
 
 impl RawExpr {
-    /// The same expression as [`Expr::data`] would encode it, for exact comparisons.
+    /// The same expression as a rule would carry it on the wire, for exact comparisons.
     pub fn of(e: &Expr) -> RawExpr {
         RawExpr {
             name: e.name().to_string(),

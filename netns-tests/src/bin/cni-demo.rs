@@ -7,6 +7,7 @@
 //! found via `CNI_BIN_DIR` (demo.sh sets it). Everything lives in namespaces held by this
 //! process and in one temp dir, so nothing outlives it, even on a crash.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,8 +80,7 @@ fn parse_args() -> DemoResult<Options> {
 
 /// ANSI styling only on a terminal (logs and the demo test get plain text).
 fn styled(code: &str, text: &str) -> String {
-    // SAFETY: isatty only inspects the descriptor.
-    if unsafe { libc::isatty(1) } == 1 {
+    if std::io::stdout().is_terminal() {
         format!("\x1b[{code}m{text}\x1b[0m")
     } else {
         text.to_string()

@@ -1,0 +1,241 @@
+//! [`NfSocket`]: the NETLINK_NETFILTER socket, applying batches and answering lookups.
+
+// The one nfnetlink socket of the workspace (clippy.toml keeps raw sockets out of other crates).
+#![allow(clippy::disallowed_types)]
+
+use std::io;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+
+use crate::attr;
+use crate::wire::*;
+use crate::{Batch, ChainInfo, Error, Family, Result, Rule};
+
+const RECV_BUF_LEN: usize = 64 * 1024;
+/// Batches up to this size fit any socket's default send buffer.
+const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
+const DUMP_ATTEMPTS: usize = 5;
+
+/// A NETLINK_NETFILTER socket in the calling thread's netns.
+pub struct NfSocket {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl NfSocket {
+    pub fn new() -> Result<NfSocket> {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        // Error replies quote only the failing message's header, not the whole message.
+        socket.set_cap_ack(true)?;
+        Ok(NfSocket {
+            socket,
+            seq: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(1),
+            buf: Vec::with_capacity(RECV_BUF_LEN),
+        })
+    }
+
+    fn next_seqs(&mut self, n: u32) -> u32 {
+        let first = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(n);
+        first
+    }
+
+    /// A batch goes out in one sendmsg, which netlink refuses (EMSGSIZE) when it is larger
+    /// than the socket's send buffer: grow the buffer to fit, like nft does.
+    fn fit_send_buffer(&mut self, len: usize) -> io::Result<()> {
+        if len <= DEFAULT_SEND_BUFFER {
+            return Ok(());
+        }
+        // The kernel takes an int; larger requests could never fit anyway.
+        let size = (len + 4096).min(libc::c_int::MAX as usize);
+        let set = |force: bool| {
+            let done = if force {
+                setsockopt(&self.socket, sockopt::SndBufForce, &size)
+            } else {
+                setsockopt(&self.socket, sockopt::SndBuf, &size)
+            };
+            done.map_err(io::Error::from)
+        };
+        // FORCE ignores net.core.wmem_max (needs CAP_NET_ADMIN, which changing rules needs too).
+        set(true).or_else(|_| set(false))
+    }
+
+    fn recv(&mut self, flags: i32) -> io::Result<usize> {
+        self.buf.clear();
+        loop {
+            match self.socket.recv(&mut self.buf, flags | libc::MSG_TRUNC) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) if n > self.buf.capacity() => {
+                    return Err(io::Error::other(format!("reply of {n} bytes truncated")))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Applies `batch` as one transaction: either every change takes effect or none does.
+    /// The error names the first change the kernel refused. An overrun receive buffer is
+    /// reported as a protocol error: the transaction's outcome is then unknown.
+    pub fn apply(&mut self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.ops.len() as u32;
+        let first = self.next_seqs(n + 2);
+        let last_change = first.wrapping_add(n);
+        let ours = |seq: u32| seq.wrapping_sub(first) <= n + 1;
+        let wire = batch.encode(first);
+        self.fit_send_buffer(wire.len())?;
+        self.socket.send(&wire, 0)?;
+        // The kernel handles the whole batch inside sendmsg, so every reply is queued by now:
+        // wait for the first one, then drain without blocking.
+        let mut acked = false;
+        let mut first_error: Option<(u32, i32)> = None;
+        let mut seen_ours = false;
+        loop {
+            let flags = if seen_ours { libc::MSG_DONTWAIT } else { 0 };
+            match self.recv(flags) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    return Err(Error::Protocol(
+                        "receive buffer overrun: the transaction's outcome is unknown".into(),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for r in replies(&self.buf) {
+                if r.kind != NLMSG_ERROR || !ours(r.seq) {
+                    continue; // a late reply to an earlier request on this socket
+                }
+                seen_ours = true;
+                let code = error_code(r.body).unwrap_or(-libc::EPROTO);
+                if code != 0 {
+                    first_error.get_or_insert((r.seq, code));
+                } else if r.seq == last_change {
+                    acked = true;
+                }
+            }
+        }
+        match first_error {
+            Some((seq, code)) => {
+                let index = seq.wrapping_sub(first).wrapping_sub(1) as usize;
+                let op = batch
+                    .ops
+                    .get(index)
+                    .map(|o| o.describe.clone())
+                    .unwrap_or_else(|| "transaction".to_string());
+                Err(Error::Kernel { op, errno: -code })
+            }
+            None if acked => Ok(()),
+            None => Err(Error::Protocol(
+                "the kernel neither acknowledged nor refused the transaction".into(),
+            )),
+        }
+    }
+
+    /// Sends one GET request and returns the bodies of its data replies (until ACK or DONE).
+    fn get(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        family: Family,
+        a: &attr::Writer,
+        op: &str,
+    ) -> Result<Vec<Vec<u8>>> {
+        let seq = self.next_seqs(1);
+        let msg = message(kind, NLM_F_REQUEST | flags, seq, family.nfproto(), a);
+        self.socket.send(&msg, 0)?;
+        let mut out = Vec::new();
+        // A dump the kernel marks inconsistent is still read to its end: a new request on this
+        // socket would otherwise find the old dump running (EBUSY).
+        let mut interrupted = false;
+        loop {
+            self.recv(0)?;
+            for r in replies(&self.buf) {
+                if r.seq != seq {
+                    continue;
+                }
+                interrupted |= r.flags & NLM_F_DUMP_INTR != 0;
+                match r.kind {
+                    NLMSG_ERROR => {
+                        let code = error_code(r.body).unwrap_or(-libc::EPROTO);
+                        if code != 0 {
+                            return Err(Error::Kernel {
+                                op: op.to_string(),
+                                errno: -code,
+                            });
+                        }
+                        return Ok(out);
+                    }
+                    NLMSG_DONE if interrupted => {
+                        return Err(Error::Protocol(format!("{op}: dump interrupted")));
+                    }
+                    NLMSG_DONE => return Ok(out),
+                    _ => out.push(r.body.to_vec()),
+                }
+            }
+        }
+    }
+
+    /// The chain `chain` of `table`, `None` when it (or the table) does not exist.
+    pub fn chain(&mut self, family: Family, table: &str, chain: &str) -> Result<Option<ChainInfo>> {
+        let mut a = attr::Writer::default();
+        a.str(NFTA_CHAIN_TABLE, table).str(NFTA_CHAIN_NAME, chain);
+        match self.get(
+            NFT_MSG_GETCHAIN,
+            NLM_F_ACK,
+            family,
+            &a,
+            &format!("get chain {chain}"),
+        ) {
+            Ok(bodies) => Ok(bodies.first().and_then(|b| parse_chain(b))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The rule `handle` of `chain`, `None` when there is no such rule.
+    pub fn rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        handle: u64,
+    ) -> Result<Option<Rule>> {
+        let mut a = attr::Writer::default();
+        a.str(NFTA_RULE_TABLE, table)
+            .str(NFTA_RULE_CHAIN, chain)
+            .be64(NFTA_RULE_HANDLE, handle);
+        let op = format!("get rule {handle} of {chain}");
+        match self.get(NFT_MSG_GETRULE, NLM_F_ACK, family, &a, &op) {
+            Ok(bodies) => Ok(bodies.first().and_then(|b| parse_rule(b))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every rule of one chain (the kernel filters the dump by chain).
+    pub fn rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<Rule>> {
+        let mut a = attr::Writer::default();
+        a.str(NFTA_RULE_TABLE, table).str(NFTA_RULE_CHAIN, chain);
+        let op = format!("list chain {chain}");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.get(NFT_MSG_GETRULE, NLM_F_DUMP, family, &a, &op) {
+                Ok(bodies) => return Ok(bodies.iter().filter_map(|b| parse_rule(b)).collect()),
+                Err(Error::Protocol(_)) if attempt < DUMP_ATTEMPTS => continue,
+                Err(e) if e.is_not_found() => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
