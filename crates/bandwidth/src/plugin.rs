@@ -96,8 +96,8 @@ impl Plugin for Bandwidth {
         VERSIONS
     }
 
-    fn init(&self, inv: &Invocation) {
-        cni_log::setup(inv, None);
+    fn init(&self, inv: &Invocation) -> Result<(), CniError> {
+        cni_log::setup(inv, None)
     }
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {

@@ -17,10 +17,11 @@ pub fn node_name(conf: &IpamConf) -> Result<String, CniError> {
     {
         return Ok(n.to_string());
     }
-    if let Ok(s) = std::fs::read_to_string(&conf.nodename_file) {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().to_string());
-        }
+    match cni::file::read_small_string(&conf.nodename_file, "nodename_file") {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        // Calico reads the file only "if readable": absent is fine, a FIFO or device is not.
+        Err(e @ cni::file::FileError::NotRegular { .. }) => return Err(e.into()),
+        _ => {}
     }
     if let Some(h) = conf
         .hostname

@@ -139,8 +139,8 @@ impl Calico {
 }
 
 impl Plugin for Calico {
-    fn init(&self, inv: &Invocation) {
-        cni_log::setup(inv, Some(cni_log::CALICO_LOG_FILE));
+    fn init(&self, inv: &Invocation) -> Result<(), CniError> {
+        cni_log::setup(inv, Some(cni_log::CALICO_LOG_FILE))
     }
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {

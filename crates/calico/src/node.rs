@@ -9,10 +9,11 @@ pub fn node_name(conf: &CalicoConfig) -> Result<String, CniError> {
     if let Some(n) = conf.nodename.as_deref().filter(|n| !n.trim().is_empty()) {
         return Ok(n.trim().to_string());
     }
-    if let Ok(s) = std::fs::read_to_string(conf.nodename_file()) {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().to_string());
-        }
+    match cni::file::read_small_string(Path::new(conf.nodename_file()), "nodename_file") {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        // Calico reads the file only "if readable": absent is fine, a FIFO or device is not.
+        Err(e @ cni::file::FileError::NotRegular { .. }) => return Err(e.into()),
+        _ => {}
     }
     if let Some(h) = conf.hostname.as_deref().filter(|h| !h.trim().is_empty()) {
         return Ok(h.trim().to_string());

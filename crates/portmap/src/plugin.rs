@@ -22,10 +22,8 @@ impl From<PortmapError> for CniError {
     }
 }
 
-/// Config and validated mappings of an invocation. Also installs the logger (stderr, plus
-/// `log_file_path` when the config names one), so best-effort failures are visible.
+/// Config and validated mappings of an invocation.
 fn parse(inv: &Invocation) -> Result<(PortMapConf, Vec<PortMapping>), CniError> {
-    cni_log::setup(inv, None);
     let conf = PortMapConf::from_json(&inv.config.raw)?;
     let mappings = inv
         .config
@@ -90,6 +88,12 @@ fn request<'a>(
 }
 
 impl Plugin for Portmap {
+    /// The logger (stderr, plus `log_file_path` when the config names one), so best-effort
+    /// failures are visible.
+    fn init(&self, inv: &Invocation) -> Result<(), CniError> {
+        cni_log::setup(inv, None)
+    }
+
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let (conf, mappings) = parse(inv)?;
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
