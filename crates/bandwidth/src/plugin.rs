@@ -24,10 +24,9 @@ fn host_handle() -> Result<Handle, BandwidthError> {
 }
 
 fn prev_result(inv: &Invocation) -> Result<&CniResult, BandwidthError> {
-    inv.config
-        .prev_result
-        .as_ref()
-        .ok_or_else(|| BandwidthError::PrevResult("must be called as chained plugin".into()))
+    inv.config.prev_result.as_ref().ok_or_else(|| {
+        BandwidthError::PrevResult("must be called as chained plugin: prevResult is missing".into())
+    })
 }
 
 /// The host veth of this attachment, checked against prevResult.

@@ -52,6 +52,12 @@ pub const NOT_IPAM: &[&str] = &[
 
 /// Refuses an `ipam.type` that names a plugin that is not an IPAM plugin.
 pub fn check_ipam_type(name: &str) -> Result<(), CniError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("ipam.type {name:?} is not a plugin name"),
+        ));
+    }
     if NOT_IPAM.contains(&name) {
         return Err(CniError::new(
             ErrorCode::InvalidConfig,

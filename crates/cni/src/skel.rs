@@ -250,7 +250,7 @@ fn check_not_own_netns(env: &Env) -> Result<(), CniError> {
     if theirs.dev() == ours.dev() && theirs.ino() == ours.ino() {
         return Err(CniError::new(
             ErrorCode::InvalidNetns,
-            format!("netns {:?} is the plugin's own network namespace", path),
+            format!("CNI_NETNS {:?} is the plugin's own network namespace", path),
         ));
     }
     Ok(())

@@ -97,7 +97,10 @@ impl Plugin for Portmap {
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let (conf, mappings) = parse(inv)?;
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
-            CniError::new(ErrorCode::InvalidConfig, "must be called as chained plugin")
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                "must be called as chained plugin: prevResult is missing",
+            )
         })?;
         if mappings.is_empty() {
             return Ok(prev.clone());
