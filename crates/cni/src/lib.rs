@@ -18,6 +18,8 @@ pub mod error;
 pub mod file;
 pub mod result;
 pub mod skel;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 pub mod version;
 
 pub use args::CniArgs;
