@@ -17,7 +17,10 @@ fn add_requires_prev_result_and_no_mappings_is_a_noop() {
     let maps = tcp_udp();
     let r = run_plugin(t.host(), &our_portmap(), "ADD", p, &conf(None, maps, None));
     assert!(!r.ok);
-    assert_eq!(r.json()["msg"], "must be called as chained plugin");
+    assert_eq!(
+        r.json()["msg"],
+        "must be called as chained plugin: prevResult is missing"
+    );
 
     // No mappings: prevResult echoed, DEL ok, and no netfilter state is created at all.
     let prev = p.prev_result(false);

@@ -24,10 +24,9 @@ fn host_handle() -> Result<Handle, BandwidthError> {
 }
 
 fn prev_result(inv: &Invocation) -> Result<&CniResult, BandwidthError> {
-    inv.config
-        .prev_result
-        .as_ref()
-        .ok_or_else(|| BandwidthError::PrevResult("must be called as chained plugin".into()))
+    inv.config.prev_result.as_ref().ok_or_else(|| {
+        BandwidthError::PrevResult("must be called as chained plugin: prevResult is missing".into())
+    })
 }
 
 /// The host veth of this attachment, checked against prevResult.
@@ -96,8 +95,8 @@ impl Plugin for Bandwidth {
         VERSIONS
     }
 
-    fn init(&self, inv: &Invocation) {
-        cni_log::setup(inv, None);
+    fn init(&self, inv: &Invocation) -> Result<(), CniError> {
+        cni_log::setup(inv, None)
     }
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use cni::caps::CiObject;
 use cni::{CniError, ErrorCode, NetConf};
-use datastore::DatastoreSettings;
+use datastore::{DatastoreKind, DatastoreSettings};
 use ipam_store_local::init::LocalDefaults;
 use ipnetwork::IpNetwork;
 use serde::de::DeserializeOwned;
@@ -102,6 +102,14 @@ impl IpamConf {
         };
         let datastore = DatastoreSettings::from_calico_config(&nc.raw, env)
             .map_err(|e| invalid(e.to_string()))?;
+        if datastore.kind == DatastoreKind::Local {
+            // SQLite would open a device or FIFO and create `<path>-journal` beside it.
+            cni::file::check_regular_or_absent(&datastore.local_path, "datastore_path")?;
+        }
+        let lock_file =
+            PathBuf::from(s(&top, "ipam_lock_file")?.unwrap_or_else(|| DEFAULT_LOCK_FILE.into()));
+        // A FIFO would block the lock's open(2) until the timeout.
+        cni::file::check_regular_or_absent(&lock_file, "ipam_lock_file")?;
         let d = LocalDefaults::default();
         let local_defaults = LocalDefaults {
             ipv4_pool: cidr(&ipam, "default_ipv4_pool", d.ipv4_pool)?,
@@ -120,9 +128,7 @@ impl IpamConf {
                 s(&top, "nodename_file")?.unwrap_or_else(|| DEFAULT_NODENAME_FILE.into()),
             ),
             hostname: s(&top, "hostname")?,
-            lock_file: PathBuf::from(
-                s(&top, "ipam_lock_file")?.unwrap_or_else(|| DEFAULT_LOCK_FILE.into()),
-            ),
+            lock_file,
             host_lock: field(&ipam, "host_lock")?.unwrap_or(true),
             assign_ipv4: flag(&ipam, "assign_ipv4", true)?,
             assign_ipv6: flag(&ipam, "assign_ipv6", false)?,

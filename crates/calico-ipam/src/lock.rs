@@ -33,13 +33,17 @@ pub fn acquire(path: &Path) -> Option<HostLock> {
             return None;
         }
     }
-    let file = match OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o644)
-        .open(path)
-    {
+    // Non-blocking open with a kind check: a FIFO swapped in after the config check must not
+    // hang us (it is refused and we go on unlocked, as for any unusable lock file).
+    let file = match cni::file::open_with(
+        path,
+        "ipam_lock_file",
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644),
+    ) {
         Ok(f) => f,
         Err(e) => {
             log::warn!(

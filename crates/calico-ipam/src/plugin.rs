@@ -199,8 +199,8 @@ fn release(ipam: &Ipam<'_>, handle: &str) -> Result<Vec<IpAddr>, CniError> {
 }
 
 impl Plugin for CalicoIpam {
-    fn init(&self, inv: &Invocation) {
-        cni_log::setup(inv, None);
+    fn init(&self, inv: &Invocation) -> Result<(), CniError> {
+        cni_log::setup(inv, None)
     }
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
@@ -208,6 +208,9 @@ impl Plugin for CalicoIpam {
         ds::initialise(&*ctx.store, &ctx.conf)?;
         let requested = inv.args.ips()?;
         let _lock = ctx.lock();
+        // Waiting for the lock can take long; if calico was killed meanwhile, its DEL may
+        // already have run: an allocation now would be orphaned.
+        cni::delegate::ensure_delegator_alive()?;
         let ips = if requested.is_empty() {
             assign_auto(&ctx, inv)?
         } else {

@@ -213,21 +213,44 @@ impl<'a> Ipam<'a> {
     }
 
     pub fn add(&self) -> Result<CniResult, CniError> {
+        cni::delegate::check_ipam_type(self.plugin)?;
         let stdin = self.stdin(Command::Add)?;
-        self.delegation().add(&stdin, &self.inv.config.cni_version)
+        let result = self
+            .delegation()
+            .add(&stdin, &self.inv.config.cni_version)?;
+        self.checked(result)
+    }
+
+    /// The IPAM result, sanity-checked before anything is wired; an unusable one is released.
+    fn checked(&self, result: CniResult) -> Result<CniResult, CniError> {
+        if let Err(e) = result.validate_ipam(self.plugin) {
+            self.release_after_failure();
+            return Err(e);
+        }
+        Ok(result)
     }
 
     /// ADD asking for one specific address: Calico appends `IP=<ip>` to `CNI_ARGS` for the
     /// `ipAddrs` annotation (calico-ipam honours it).
     pub fn add_ip(&self, ip: IpAddr) -> Result<CniResult, CniError> {
+        cni::delegate::check_ipam_type(self.plugin)?;
         let stdin = self.stdin(Command::Add)?;
         let args = format!("{};IP={ip}", self.cni_args);
-        Delegation::new(self.plugin, &self.inv.cni_path)
+        let result = Delegation::new(self.plugin, &self.inv.cni_path)
             .env("CNI_ARGS", &args)
-            .add(&stdin, &self.inv.config.cni_version)
+            .add(&stdin, &self.inv.config.cni_version)?;
+        self.checked(result)
     }
 
     pub fn run(&self, command: Command) -> Result<(), CniError> {
+        if let Err(e) = cni::delegate::check_ipam_type(self.plugin) {
+            if command == Command::Del {
+                // ADD refused this config, so that plugin never allocated anything to release.
+                log::warn!("{e}; nothing to release");
+                return Ok(());
+            }
+            return Err(e);
+        }
         let stdin = self.stdin(command)?;
         self.delegation().run(command, &stdin)
     }

@@ -225,7 +225,7 @@ mod api {
 mod api {
     use super::*;
     use cni::Context;
-    use kubernetes::{annotations, podip, Annotations, ClientOptions, Error};
+    use kubernetes::{annotations, podip, Annotations, ClientOptions};
     use std::path::PathBuf;
 
     fn path(s: &Option<String>) -> Option<PathBuf> {
@@ -426,6 +426,7 @@ mod api {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use kubernetes::Error;
         use serde_json::json;
 
         #[test]

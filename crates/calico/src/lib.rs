@@ -146,14 +146,19 @@ fn wants_host_routes(ipam_plugin: &str, ipam_result: &CniResult) -> bool {
 impl Calico {
     fn prologue(inv: &Invocation) -> Result<CalicoConfig, CniError> {
         let conf = CalicoConfig::from_value(&inv.config.raw)?;
+        // An unknown datastore_type must be reported as such, not as a missing nodename file.
+        datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
+            std::env::var(k).ok()
+        })
+        .map_err(|e| CniError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         node::require_nodename_file(&conf)?;
         Ok(conf)
     }
 }
 
 impl Plugin for Calico {
-    fn init(&self, inv: &Invocation) {
-        cni_log::setup(inv, Some(cni_log::CALICO_LOG_FILE));
+    fn init(&self, inv: &Invocation) -> Result<(), CniError> {
+        cni_log::setup(inv, Some(cni_log::CALICO_LOG_FILE))
     }
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {

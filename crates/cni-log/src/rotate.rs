@@ -21,8 +21,28 @@ pub struct RotatingFile {
     rotation: Rotation,
 }
 
+/// Opens for appending, refusing anything but a regular file (without blocking on a FIFO).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    cni::file::open_with(
+        path,
+        "log_file_path",
+        OpenOptions::new().create(true).append(true),
+    )
+    .map_err(|e| match e {
+        cni::file::FileError::Io { source, .. } => source,
+        other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+    })
+}
+
+impl Default for Rotation {
+    /// Calico's defaults: 100 MiB, 30 days, 10 backups.
+    fn default() -> Self {
+        Rotation {
+            max_size_bytes: 100 << 20,
+            max_age_days: 30,
+            max_backups: 10,
+        }
+    }
 }
 
 impl RotatingFile {
@@ -41,7 +61,7 @@ impl RotatingFile {
     /// must not fail because its log could not be written.
     pub fn write_line(&mut self, line: &[u8]) {
         let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-        if size + line.len() as u64 > self.rotation.max_size_bytes {
+        if size.saturating_add(line.len() as u64) > self.rotation.max_size_bytes {
             if let Err(e) = self.rotate() {
                 eprintln!("log rotation of {} failed: {e}", self.path.display());
             }
@@ -106,7 +126,7 @@ impl RotatingFile {
     }
 
     fn prune(&self) -> io::Result<()> {
-        let max_age = Duration::from_secs(self.rotation.max_age_days * 86_400);
+        let max_age = Duration::from_secs(self.rotation.max_age_days.saturating_mul(86_400));
         let now = SystemTime::now();
         for (i, (path, modified)) in self.backups()?.into_iter().enumerate() {
             let too_many = self.rotation.max_backups > 0 && i as u64 >= self.rotation.max_backups;

@@ -97,6 +97,33 @@ fn opt_field<T: DeserializeOwned>(
     }
 }
 
+/// A numeric config field checked against `range`: `Ok(None)` when absent or null, a code-7
+/// error naming the field when it is not an integer or out of range (so no caller multiplies
+/// or adds an unchecked number). Accepts integers only; Go rejects `1.5` for an int field too.
+pub fn bounded_u64(
+    obj: &Value,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, CniError> {
+    let v = match obj.as_object().and_then(|o| lookup(o, field)) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let out_of_range = || {
+        invalid(format!(
+            "{field} must be an integer from {} to {}, got {v}",
+            range.start(),
+            range.end()
+        ))
+    };
+    match v.as_u64() {
+        Some(n) if range.contains(&n) => Ok(Some(n)),
+        Some(_) => Err(out_of_range()),
+        None if v.is_number() => Err(out_of_range()),
+        None => Err(invalid(format!("{field} must be an integer, got {v}"))),
+    }
+}
+
 /// Network names follow the same rule as container ids.
 pub fn validate_network_name(name: &str) -> Result<(), CniError> {
     if name.is_empty() {
@@ -261,6 +288,19 @@ impl NetConfList {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bounded_numbers_name_the_field() {
+        let v = json!({"mtu": 1500, "big": 18446744073709551615u64, "neg": -1, "f": 1.5, "s": "9", "n": null});
+        assert_eq!(bounded_u64(&v, "mtu", 68..=65535).unwrap(), Some(1500));
+        assert_eq!(bounded_u64(&v, "absent", 0..=1).unwrap(), None);
+        assert_eq!(bounded_u64(&v, "n", 0..=1).unwrap(), None);
+        for k in ["big", "neg", "f", "s"] {
+            let e = bounded_u64(&v, k, 0..=1 << 20).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig, "{k}");
+            assert!(e.msg.starts_with(k), "{}", e.msg);
+        }
+    }
     use super::*;
     use serde_json::json;
 

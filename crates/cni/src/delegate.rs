@@ -1,10 +1,18 @@
 //! Delegation: run another plugin found on `CNI_PATH` (calico runs its IPAM plugin this way),
 //! with our environment, given stdin, a timeout, and its result or CNI error captured.
+//!
+//! A delegated child never outlives its parent's intent: it gets `PR_SET_PDEATHSIG=SIGKILL`
+//! (a runtime that SIGKILLs a timed-out ADD takes the IPAM child with it), and before committing
+//! an allocation the child calls [`ensure_delegator_alive`] (closing the window between the
+//! parent's death and the signal). Delegation depth is carried to children in
+//! [`DEPTH_ENV`] and bounded, so a config that makes a plugin delegate to itself fails at once
+//! instead of forking until the timeout.
 
 use crate::env::Command;
 use crate::error::{CniError, ErrorCode};
 use crate::result::CniResult;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -12,6 +20,93 @@ use std::time::{Duration, Instant};
 
 /// How long a delegated plugin may run before it is killed (Calico's IPAM allows 90 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How deep in a delegation chain this process runs (0 for a plugin the runtime started).
+pub const DEPTH_ENV: &str = "CNI_RS_DELEGATION_DEPTH";
+/// The pid of the plugin that delegated to this process.
+pub const DELEGATOR_ENV: &str = "CNI_RS_DELEGATOR_PID";
+/// Longest chain allowed: calico → calico-ipam is 1; nothing real needs more than 2.
+pub const MAX_DEPTH: u32 = 3;
+
+/// Plugin types that cannot be IPAM plugins: interface and chained plugins. Naming one as
+/// `ipam.type` would, for calico, make the plugin run itself.
+pub const NOT_IPAM: &[&str] = &[
+    "calico",
+    "portmap",
+    "bandwidth",
+    "loopback",
+    "tuning",
+    "bridge",
+    "ptp",
+    "macvlan",
+    "ipvlan",
+    "vlan",
+    "host-device",
+    "firewall",
+    "sbr",
+    "vrf",
+    "flannel",
+    "tap",
+    "dummy",
+];
+
+/// Refuses an `ipam.type` that names a plugin that is not an IPAM plugin.
+pub fn check_ipam_type(name: &str) -> Result<(), CniError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("ipam.type {name:?} is not a plugin name"),
+        ));
+    }
+    if NOT_IPAM.contains(&name) {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("ipam.type {name:?} is not an IPAM plugin"),
+        ));
+    }
+    Ok(())
+}
+
+/// This process's delegation depth, from [`DEPTH_ENV`] (absent or unreadable: 0).
+pub fn current_depth() -> u32 {
+    std::env::var(DEPTH_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// For a delegated plugin, right before it commits state: fails when the plugin that ran it
+/// has gone (we were re-parented), so an ADD the runtime already gave up on (and DELeted)
+/// allocates nothing. A plugin the runtime ran directly always passes.
+pub fn ensure_delegator_alive() -> Result<(), CniError> {
+    let Some(delegator) = std::env::var(DELEGATOR_ENV)
+        .ok()
+        .and_then(|v| v.parse::<libc::pid_t>().ok())
+    else {
+        return Ok(());
+    };
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    if parent != delegator {
+        return Err(CniError::generic(format!(
+            "the plugin that delegated to us (pid {delegator}) has exited; not committing"
+        )));
+    }
+    Ok(())
+}
+
+fn check_depth(depth: u32, name: &str) -> Result<(), CniError> {
+    if depth >= MAX_DEPTH {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "refusing to run plugin {name}: delegation depth {depth} reached the limit of \
+                 {MAX_DEPTH} (does ipam.type name a plugin that delegates back?)"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Finds `name` in the `CNI_PATH` directories.
 pub fn find_plugin(name: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniError> {
@@ -93,9 +188,36 @@ pub fn exec_path(
     timeout: Duration,
 ) -> Result<Vec<u8>, CniError> {
     let name = path.display().to_string();
-    let mut child = Process::new(path)
+    let depth = current_depth();
+    check_depth(depth, &name)?;
+    let me = std::process::id() as libc::pid_t;
+    let mut process = Process::new(path);
+    process
         .env("CNI_COMMAND", command.as_str())
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .env(DEPTH_ENV, (depth + 1).to_string())
+        .env(DELEGATOR_ENV, me.to_string());
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    unsafe {
+        process.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal will ever come.
+            if libc::getppid() != me {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let mut child = process
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -353,5 +475,46 @@ printf '{"ips":[{"address":"10.0.0.9/32"}],"dns":{"domain":"%s-%s-%s"}}' "$n" "$
         let t = std::time::Instant::now();
         assert_eq!(del.exec(Command::Add, b"{}").unwrap(), b"done\n");
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn children_know_their_depth_and_delegator() {
+        let d = tempfile::tempdir().unwrap();
+        script(
+            d.path(),
+            "who",
+            r#"printf '{"ips":[{"address":"10.0.0.9/32"}],"dns":{"domain":"%s-%s"}}' "$CNI_RS_DELEGATION_DEPTH" "$CNI_RS_DELEGATOR_PID""#,
+        );
+        let path = vec![d.path().to_path_buf()];
+        let r = Delegation::new("who", &path).add(b"{}", "1.0.0").unwrap();
+        assert_eq!(r.dns.domain, format!("1-{}", std::process::id()));
+    }
+
+    #[test]
+    fn non_ipam_types_are_refused() {
+        for t in ["calico", "portmap", "bandwidth", "loopback"] {
+            let e = check_ipam_type(t).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig);
+            assert!(e.msg.contains("ipam.type"), "{}", e.msg);
+        }
+        check_ipam_type("calico-ipam").unwrap();
+        check_ipam_type("host-local").unwrap();
+    }
+
+    #[test]
+    fn delegation_depth_is_bounded() {
+        check_depth(0, "calico-ipam").unwrap();
+        check_depth(MAX_DEPTH - 1, "x").unwrap();
+        let e = check_depth(MAX_DEPTH, "calico").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.contains("delegation depth"), "{}", e.msg);
+    }
+
+    #[test]
+    fn delegator_check_passes_without_delegation() {
+        // The test process was not delegated to (no DELEGATOR_ENV): nothing to refuse.
+        if std::env::var_os(DELEGATOR_ENV).is_none() {
+            ensure_delegator_alive().unwrap();
+        }
     }
 }

@@ -305,9 +305,110 @@ impl CniResult {
     }
 }
 
+/// Why an address cannot be given to a pod, if it cannot.
+fn unusable(ip: IpAddr) -> Option<&'static str> {
+    let link_local = match ip {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    };
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if ip.is_unspecified() {
+        Some("unspecified")
+    } else if link_local {
+        Some("link-local")
+    } else if matches!(ip, IpAddr::V4(a) if a.is_broadcast()) {
+        Some("broadcast")
+    } else {
+        None
+    }
+}
+
+impl CniResult {
+    /// Sanity check of what an IPAM plugin returned, before a plugin wires any of it: every
+    /// address usable by a pod (not loopback, multicast, unspecified, link-local or broadcast),
+    /// every gateway of its address's family, every route's gateway of its destination's family.
+    pub fn validate_ipam(&self, plugin: &str) -> Result<(), CniError> {
+        let bad = |what: String| {
+            CniError::generic(format!(
+                "IPAM plugin {plugin:?} returned an unusable result: {what}"
+            ))
+        };
+        if self.ips.is_empty() {
+            return Err(bad("no IP addresses".to_string()));
+        }
+        for ipc in &self.ips {
+            let ip = ipc.address.ip();
+            if let Some(why) = unusable(ip) {
+                return Err(bad(format!("address {} is {why}", ipc.address)));
+            }
+            if let Some(gw) = ipc.gateway {
+                if gw.is_ipv4() != ip.is_ipv4() {
+                    return Err(bad(format!("gateway {gw} is not of the family of {ip}")));
+                }
+            }
+        }
+        for r in &self.routes {
+            if let Some(gw) = r.gw {
+                if gw.is_ipv4() != r.dst.is_ipv4() {
+                    return Err(bad(format!(
+                        "route to {} has gateway {gw} of the other family",
+                        r.dst
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipam_results_are_sanity_checked() {
+        let r = |ips: &[&str]| CniResult {
+            ips: ips
+                .iter()
+                .map(|a| IpConfig {
+                    address: a.parse().unwrap(),
+                    gateway: None,
+                    interface: None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        r(&["10.0.0.2/24", "fd00::2/64"])
+            .validate_ipam("x")
+            .unwrap();
+        for bad in [
+            "127.0.0.1/8",
+            "::1/128",
+            "224.0.0.1/32",
+            "ff02::1/128",
+            "0.0.0.0/0",
+            "::/0",
+            "169.254.3.4/16",
+            "fe80::1/64",
+            "255.255.255.255/32",
+        ] {
+            let e = r(&[bad]).validate_ipam("x").unwrap_err();
+            assert!(e.msg.contains(bad), "{}", e.msg);
+        }
+        assert!(r(&[]).validate_ipam("x").is_err());
+        let mut mixed = r(&["10.0.0.2/24"]);
+        mixed.ips[0].gateway = Some("fd00::1".parse().unwrap());
+        assert!(mixed.validate_ipam("x").is_err());
+        let mut route = r(&["10.0.0.2/24"]);
+        route.routes = vec![Route::new(
+            "0.0.0.0/0".parse().unwrap(),
+            Some("fd00::1".parse().unwrap()),
+        )];
+        assert!(route.validate_ipam("x").is_err());
+    }
 
     fn sample() -> CniResult {
         CniResult {

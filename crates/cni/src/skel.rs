@@ -5,6 +5,7 @@ use crate::args::CniArgs;
 use crate::config::NetConf;
 use crate::env::{Command, Env, EnvOutcome};
 use crate::error::{CniError, ErrorCode};
+use crate::file::{self, NetnsPath};
 use crate::result::CniResult;
 use crate::version::{self, Version};
 use std::io::{Read, Write};
@@ -19,8 +20,12 @@ pub trait Plugin {
     fn supported_versions(&self) -> &'static [&'static str] {
         version::ALL
     }
-    /// Runs once the invocation is validated, before the verb (e.g. to set up logging).
-    fn init(&self, _inv: &Invocation) {}
+    /// Runs once the invocation is validated, before the verb (e.g. to set up logging). An
+    /// error fails ADD and CHECK; DEL, GC and STATUS only log it, so a config mistake never
+    /// keeps a runtime from cleaning up.
+    fn init(&self, _inv: &Invocation) -> Result<(), CniError> {
+        Ok(())
+    }
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError>;
     fn del(&self, inv: &Invocation) -> Result<(), CniError>;
     fn check(&self, inv: &Invocation) -> Result<(), CniError>;
@@ -197,6 +202,38 @@ fn check_version<P: Plugin>(plugin: &P, command: Command, cfg: &str) -> Result<(
     Ok(())
 }
 
+/// One rule for `CNI_NETNS` in every plugin, before any plugin code runs: a path that does not
+/// exist is an unknown container (3) on ADD and CHECK; anything that is not a network namespace
+/// (a regular file, a FIFO, a directory, another namespace kind) is a bad variable (4). DEL
+/// treats both like a namespace that is gone (there is nothing to enter; the plugin still
+/// releases what it holds). The path is examined without blocking (see [`file::classify_netns`]).
+fn classify_netns(env: &mut Env) -> Result<(), CniError> {
+    let Some(path) = env.netns.as_ref() else {
+        return Ok(());
+    };
+    let problem = match file::classify_netns(path) {
+        NetnsPath::Netns => return Ok(()),
+        NetnsPath::Missing => CniError::new(
+            ErrorCode::UnknownContainer,
+            format!("CNI_NETNS {path:?} does not exist"),
+        ),
+        NetnsPath::NotNetns(kind) => CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!("CNI_NETNS {path:?} is a {kind}, not a network namespace"),
+        ),
+        NetnsPath::Unreadable(e) => CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!("CNI_NETNS {path:?} cannot be opened: {e}"),
+        ),
+    };
+    if env.command == Command::Del {
+        log::warn!("{problem}; deleting as if the namespace were gone");
+        env.netns = None;
+        return Ok(());
+    }
+    Err(problem)
+}
+
 /// Refuses to work on the plugin's own network namespace unless CNI_NETNS_OVERRIDE says so:
 /// configuring "the container" would then reconfigure the host.
 fn check_not_own_netns(env: &Env) -> Result<(), CniError> {
@@ -213,7 +250,7 @@ fn check_not_own_netns(env: &Env) -> Result<(), CniError> {
     if theirs.dev() == ours.dev() && theirs.ino() == ours.ino() {
         return Err(CniError::new(
             ErrorCode::InvalidNetns,
-            format!("netns {:?} is the plugin's own network namespace", path),
+            format!("CNI_NETNS {:?} is the plugin's own network namespace", path),
         ));
     }
     Ok(())
@@ -221,12 +258,13 @@ fn check_not_own_netns(env: &Env) -> Result<(), CniError> {
 
 fn dispatch<P: Plugin>(
     plugin: &P,
-    env: Env,
+    mut env: Env,
     config: NetConf,
     stdin: &[u8],
 ) -> Result<Option<serde_json::Value>, CniError> {
     check_version(plugin, env.command, &config.cni_version)?;
     if matches!(env.command, Command::Add | Command::Check | Command::Del) {
+        classify_netns(&mut env)?;
         check_not_own_netns(&env)?;
     }
     let inv = Invocation {
@@ -240,7 +278,15 @@ fn dispatch<P: Plugin>(
         config,
         stdin: stdin.to_vec(),
     };
-    plugin.init(&inv);
+    if let Err(e) = plugin.init(&inv) {
+        if matches!(inv.command, Command::Add | Command::Check) {
+            return Err(e);
+        }
+        log::warn!(
+            "{e}; continuing with defaults so {} can clean up",
+            inv.command
+        );
+    }
     log::debug!(
         "{} container={} ifname={} netns={:?}",
         inv.command,
@@ -326,7 +372,9 @@ mod tests {
         let mut env: HashMap<String, String> = [
             ("CNI_COMMAND", cmd),
             ("CNI_CONTAINERID", "ctr1"),
-            ("CNI_NETNS", "/nonexistent/netns"),
+            // Our own netns with the override: a real namespace that needs no root to open.
+            ("CNI_NETNS", "/proc/thread-self/ns/net"),
+            ("CNI_NETNS_OVERRIDE", "1"),
             ("CNI_IFNAME", "eth0"),
             ("CNI_PATH", "/opt/cni/bin"),
         ]
@@ -524,7 +572,10 @@ mod tests {
             &Fake::default(),
             "ADD",
             conf("1.0.0"),
-            &[("CNI_NETNS", "/proc/thread-self/ns/net")],
+            &[
+                ("CNI_NETNS", "/proc/thread-self/ns/net"),
+                ("CNI_NETNS_OVERRIDE", "0"),
+            ],
         );
         assert_eq!(o.json()["code"], 8);
         let o = exec(
@@ -558,7 +609,8 @@ mod tests {
         let env: HashMap<&str, &str> = [
             ("CNI_COMMAND", "ADD"),
             ("CNI_CONTAINERID", "c"),
-            ("CNI_NETNS", "/nonexistent"),
+            ("CNI_NETNS", "/proc/thread-self/ns/net"),
+            ("CNI_NETNS_OVERRIDE", "1"),
             ("CNI_IFNAME", "eth0"),
             ("CNI_PATH", "/x"),
         ]
@@ -577,5 +629,81 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("no valid IP addresses"));
+    }
+
+    #[test]
+    fn netns_rule_is_the_same_for_every_plugin() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = d.path().join("reg");
+        std::fs::write(&reg, "").unwrap();
+        let reg = reg.to_str().unwrap();
+        let gone = d.path().join("gone");
+        let gone = gone.to_str().unwrap();
+        for (cmd, path, code) in [
+            ("ADD", gone, 3),
+            ("CHECK", gone, 3),
+            ("ADD", reg, 4),
+            ("CHECK", reg, 4),
+            ("ADD", "/proc/thread-self/ns/uts", 4),
+        ] {
+            let p = Fake::default();
+            let o = exec(&p, cmd, conf("1.0.0"), &[("CNI_NETNS", path)]);
+            assert_eq!(o.json()["code"], code, "{cmd} {path}: {}", o.stdout);
+            assert!(o.json()["msg"].as_str().unwrap().contains("CNI_NETNS"));
+            assert!(p.calls.borrow().is_empty());
+        }
+        // DEL goes ahead as if the namespace were gone.
+        for path in [gone, reg] {
+            let p = Fake::default();
+            let o = exec(&p, "DEL", conf("1.0.0"), &[("CNI_NETNS", path)]);
+            assert_eq!(o.code, 0, "{}", o.stdout);
+            assert_eq!(*p.calls.borrow(), vec![Command::Del]);
+        }
+    }
+
+    #[test]
+    fn init_errors_fail_add_but_not_del() {
+        struct BadInit;
+        impl Plugin for BadInit {
+            fn init(&self, _: &Invocation) -> Result<(), CniError> {
+                Err(CniError::new(
+                    ErrorCode::InvalidConfig,
+                    "log_file_max_size is bad",
+                ))
+            }
+            fn add(&self, _: &Invocation) -> Result<CniResult, CniError> {
+                Ok(CniResult::default())
+            }
+            fn del(&self, _: &Invocation) -> Result<(), CniError> {
+                Ok(())
+            }
+            fn check(&self, _: &Invocation) -> Result<(), CniError> {
+                Ok(())
+            }
+        }
+        let env: HashMap<&str, &str> = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/proc/thread-self/ns/net"),
+            ("CNI_NETNS_OVERRIDE", "1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/x"),
+        ]
+        .into();
+        for (cmd, code) in [("ADD", 1), ("DEL", 0)] {
+            let mut out = Vec::new();
+            let rc = run_with(
+                &BadInit,
+                "x",
+                |k| match k {
+                    "CNI_COMMAND" => Some(cmd.to_string()),
+                    k => env.get(k).map(|v| v.to_string()),
+                },
+                conf("1.0.0").to_string().as_bytes(),
+                &mut out,
+                &mut Vec::new(),
+            );
+            assert_eq!(rc, code, "{cmd}: {}", String::from_utf8_lossy(&out));
+        }
     }
 }

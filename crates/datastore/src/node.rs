@@ -35,10 +35,15 @@ fn node_name_from(sources: NodeNameSources<'_>, os_hostname: &Path) -> Result<St
     if let Some(n) = set(sources.nodename) {
         return Ok(n);
     }
-    if let Ok(s) = std::fs::read_to_string(sources.nodename_file) {
-        if let Some(n) = set(Some(&s)) {
-            return Ok(n);
+    match cni::file::read_small_string(sources.nodename_file, "nodename_file") {
+        Ok(s) => {
+            if let Some(n) = set(Some(&s)) {
+                return Ok(n);
+            }
         }
+        // Calico reads the file only "if readable": absent is fine, a FIFO or device is not.
+        Err(e @ cni::file::FileError::NotRegular { .. }) => return Err(e.into()),
+        Err(_) => {}
     }
     if let Some(h) = set(sources.hostname) {
         return Ok(h);

@@ -13,9 +13,19 @@ pub struct Dns {
     pub options: Vec<String>,
 }
 
-/// Reads `path`; comments (`#`, `;`) and lines with fewer than two fields are skipped.
+/// Reads `path` (a regular file of bounded size: a FIFO or `/dev/zero` is refused, not waited
+/// on); comments (`#`, `;`) and lines with fewer than two fields are skipped.
 pub fn parse_resolv_conf(path: &Path) -> Result<Dns> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("open", path, e))?;
+    use cni::file::FileError;
+    let text = cni::file::read_small_string(path, "resolvConf").map_err(|e| match e {
+        FileError::Io { source, .. } => Error::io("open", path, source),
+        FileError::NotFound { .. } => Error::io(
+            "open",
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ),
+        other => Error::BadConfig(other.to_string()),
+    })?;
     Ok(parse(&text))
 }
 
@@ -60,5 +70,13 @@ mod tests {
     #[test]
     fn missing_file_is_an_error() {
         assert!(parse_resolv_conf(Path::new("/nonexistent/resolv.conf")).is_err());
+    }
+
+    #[test]
+    fn special_files_are_refused_by_field() {
+        for p in ["/dev/zero", "/dev/null", "/"] {
+            let e = parse_resolv_conf(Path::new(p)).unwrap_err();
+            assert!(e.to_string().contains("resolvConf"), "{p}: {e}");
+        }
     }
 }

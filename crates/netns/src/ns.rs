@@ -2,7 +2,7 @@ use std::any::Any;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
@@ -27,7 +27,13 @@ impl NetNs {
     /// a network namespace gives [`Error::NotNetns`].
     pub fn open(path: impl AsRef<Path>) -> Result<NetNs, Error> {
         let path = path.as_ref().to_path_buf();
-        let file = match File::open(&path) {
+        // Non-blocking: a FIFO given as a netns path must not hang the open (it is then refused
+        // as not a netns); namespace files ignore the flag.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound { path }),
             Err(source) => return Err(Error::Open { path, source }),

@@ -65,6 +65,25 @@ impl Default for PortMapConf {
     }
 }
 
+/// An iptables chain name as the kernel takes it (at most 28 bytes, no whitespace, not an
+/// option): anything else would only fail later inside iptables-restore, mid-ADD.
+fn check_chain_name(chain: &str) -> Result<(), PortmapError> {
+    let ok = !chain.is_empty()
+        && chain.len() <= 28
+        && !chain.starts_with(['-', '!'])
+        && chain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PortmapError::field(
+            "externalSetMarkChain",
+            format!("{chain:?} is not a valid iptables chain name (letters, digits, '-', '_', '.'; at most 28)"),
+        ))
+    }
+}
+
 impl PortMapConf {
     /// Parses and validates the plugin object (the whole stdin config; unknown keys ignored).
     pub fn from_json(v: &serde_json::Value) -> Result<PortMapConf, PortmapError> {
@@ -87,6 +106,9 @@ impl PortMapConf {
                 ))
             }
         };
+        if let Some(chain) = raw.external_set_mark_chain.as_deref() {
+            check_chain_name(chain)?;
+        }
         let backend = match raw.backend.as_deref() {
             None | Some("") => None,
             Some("iptables") => Some(Backend::Iptables),

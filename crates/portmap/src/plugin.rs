@@ -10,10 +10,8 @@ use crate::{Attachment, Container, PortMapConf, PortMapping, Request};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Portmap;
 
-/// Config and validated mappings of an invocation. Also installs the logger (stderr, plus
-/// `log_file_path` when the config names one), so best-effort failures are visible.
+/// Config and validated mappings of an invocation.
 fn parse(inv: &Invocation) -> Result<(PortMapConf, Vec<PortMapping>), CniError> {
-    cni_log::setup(inv, None);
     let conf = PortMapConf::from_json(&inv.config.raw)?;
     let mappings = inv
         .config
@@ -78,10 +76,19 @@ fn request<'a>(
 }
 
 impl Plugin for Portmap {
+    /// The logger (stderr, plus `log_file_path` when the config names one), so best-effort
+    /// failures are visible.
+    fn init(&self, inv: &Invocation) -> Result<(), CniError> {
+        cni_log::setup(inv, None)
+    }
+
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let (conf, mappings) = parse(inv)?;
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
-            CniError::new(ErrorCode::InvalidConfig, "must be called as chained plugin")
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                "must be called as chained plugin: prevResult is missing",
+            )
         })?;
         if mappings.is_empty() {
             return Ok(prev.clone());
