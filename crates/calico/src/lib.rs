@@ -304,6 +304,8 @@ impl Plugin for Calico {
                 "calico CHECK requires a prevResult",
             )
         })?;
+        prev.check_interface_indexes()
+            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
         let ns = open_netns(inv)?;
         let ours = prev
             .interfaces

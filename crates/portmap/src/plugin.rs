@@ -95,6 +95,8 @@ impl Plugin for Portmap {
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
             CniError::new(ErrorCode::InvalidConfig, "must be called as chained plugin")
         })?;
+        prev.check_interface_indexes()
+            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
         if mappings.is_empty() {
             return Ok(prev.clone());
         }
@@ -119,6 +121,8 @@ impl Plugin for Portmap {
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
             CniError::new(ErrorCode::InvalidConfig, "Required prevResult missing")
         })?;
+        prev.check_interface_indexes()
+            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
         if mappings.is_empty() {
             return Ok(());
         }
