@@ -92,6 +92,12 @@ fn pod_routes(conf: &CalicoConfig, raw: &Value) -> Result<Vec<IpNetwork>, CniErr
     Ok(routes)
 }
 
+/// The host veth name (`FELIX_INTERFACEPREFIX` applies).
+fn host_veth_name(workload: &Workload) -> String {
+    let prefix = std::env::var("FELIX_INTERFACEPREFIX").ok();
+    workload.host_veth_name(prefix.as_deref())
+}
+
 /// The pod interface described by the config and a set of addresses.
 fn pod_interface(
     inv: &Invocation,
@@ -101,9 +107,9 @@ fn pod_interface(
     mtu: u32,
 ) -> Result<PodInterface, CniError> {
     let workload = Workload::from_args(&inv.args, &inv.container_id);
-    let prefix = std::env::var("FELIX_INTERFACEPREFIX").ok();
     Ok(PodInterface {
-        host_veth: workload.host_veth_name(prefix.as_deref()),
+        host_veth: host_veth_name(&workload),
+        owner: workload.veth_owner(),
         ifname: inv.ifname.clone(),
         addresses,
         routes: pod_routes(conf, &inv.config.raw)?,
@@ -120,7 +126,7 @@ fn undo_dataplane(inv: &Invocation, pod: &PodInterface) {
     if let Err(re) = dataplane::remove(inv.netns.as_deref(), &inv.ifname) {
         log::error!("rollback: {re}");
     }
-    if let Err(re) = dataplane::remove_host_veth(&pod.host_veth) {
+    if let Err(re) = dataplane::remove_host_veth(&pod.host_veth, &pod.owner) {
         log::error!("rollback: {re}");
     }
 }
@@ -150,6 +156,9 @@ impl Plugin for Calico {
         let ns = open_netns(inv)?;
         // Refuse before allocating: a repeated ADD must not disturb the interface it would collide with.
         dataplane::ensure_absent(&ns, &inv.ifname).map_err(|e| dp_err("ADD", e))?;
+        let workload = Workload::from_args(&inv.args, &inv.container_id);
+        dataplane::ensure_host_veth_free(&host_veth_name(&workload), &workload.veth_owner())
+            .map_err(|e| dp_err("ADD", e))?;
         // Kubernetes lookups come before IPAM, so an unreachable API server fails the ADD
         // with nothing allocated or created.
         let kube = k8s::Kube::new(inv, &conf, &node);
