@@ -21,6 +21,10 @@ use crate::config::IpamConf;
 pub fn open(conf: &IpamConf) -> Result<Box<dyn Store>, CniError> {
     datastore::open(&conf.datastore).map_err(|e| match e {
         e if e.is_unavailable() => CniError::new(ErrorCode::TryAgainLater, e.to_string()),
+        e @ DatastoreError::Open {
+            source: StoreError::Storage(_),
+            ..
+        } => CniError::new(ErrorCode::Io, e.to_string()),
         e @ (DatastoreError::Config(_) | DatastoreError::Unsupported(_)) => {
             CniError::new(ErrorCode::InvalidConfig, e.to_string())
         }
@@ -87,6 +91,7 @@ pub fn ipam_error(context: &str, e: IpamError) -> CniError {
             ErrorCode::TryAgainLater
         }
         IpamError::InvalidArgument(_) => ErrorCode::InvalidConfig,
+        IpamError::Store(StoreError::Storage(_)) => ErrorCode::Io,
         _ => cni::error::GENERIC,
     };
     CniError::new(code, format!("{context}: {e}"))

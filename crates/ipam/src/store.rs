@@ -103,6 +103,10 @@ pub enum StoreError {
     /// The datastore cannot be reached / timed out (CNI code 11). The write may have happened.
     #[error("datastore unavailable: {0}")]
     Unavailable(String),
+    /// The datastore's own storage failed (disk full, read-only filesystem, I/O error): CNI
+    /// code 5. Nothing was written.
+    #[error("datastore storage failure: {0}")]
+    Storage(String),
     /// Anything else.
     #[error("datastore error: {0}")]
     Other(String),
