@@ -23,10 +23,14 @@ fn host_handle() -> Result<Handle, BandwidthError> {
     Handle::new().map_err(BandwidthError::netlink("netlink socket"))
 }
 
+/// prevResult, refused (code 7) when an IP's `interface` index points past its interfaces.
 fn prev_result(inv: &Invocation) -> Result<&CniResult, BandwidthError> {
-    inv.config.prev_result.as_ref().ok_or_else(|| {
+    let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
         BandwidthError::PrevResult("must be called as chained plugin: prevResult is missing".into())
-    })
+    })?;
+    prev.check_interface_indexes()
+        .map_err(BandwidthError::PrevResult)?;
+    Ok(prev)
 }
 
 /// The host veth of this attachment, checked against prevResult.

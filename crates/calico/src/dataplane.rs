@@ -32,6 +32,12 @@ pub enum Error {
     },
     #[error("check failed: {0}")]
     Check(String),
+    #[error(
+        "host interface {name} belongs to another live container ({owner}, its peer is still in \
+         that container's network namespace): refusing to replace it (in plain mode container \
+         ids that share their first 11 characters map to the same host interface name)"
+    )]
+    HostVethInUse { name: String, owner: String },
 }
 
 /// Dataplane failures are Calico's generic error (999): the runtime cannot act on them beyond
@@ -61,6 +67,8 @@ pub struct PodInterface {
     pub container_mac: Option<MacAddr>,
     /// Program the host-side /32 routes (Calico leaves them to Felix in a few IPAM cases).
     pub host_routes: bool,
+    /// Recorded as the host veth's alias ([`crate::identity::Workload::veth_owner`]).
+    pub owner: String,
 }
 
 impl PodInterface {
@@ -138,14 +146,50 @@ pub fn ensure_absent(ns: &NetNs, ifname: &str) -> Result<()> {
     Ok(())
 }
 
+/// The owner recorded on `link` when it is another workload's and still attached: an alias of
+/// ours naming someone else, on a veth whose peer is in another namespace. (A veth dies with the
+/// namespace of either end, so an existing host veth with a peer elsewhere is in use until its
+/// owner's DEL.) A link without an owner record (Calico's, or ours before owners were recorded)
+/// or with a peer back in the host namespace is stale and may be replaced, as Calico does.
+fn live_foreign_owner(link: &netlink::Link, owner: &str) -> Option<String> {
+    let recorded = link
+        .alias
+        .as_deref()
+        .filter(|a| a.starts_with(crate::identity::VETH_OWNER_PREFIX))?;
+    let attached = link.is_veth() && link.link_netnsid.is_some();
+    (recorded != owner && attached).then(|| recorded.to_string())
+}
+
+/// Fails when `name` is another live workload's host veth (see [`live_foreign_owner`]).
+/// Called before any IP is allocated; [`setup`] checks again before replacing a link.
+pub fn ensure_host_veth_free(name: &str, owner: &str) -> Result<()> {
+    let host = Handle::new()?;
+    match host.link_by_name(name)? {
+        Some(link) => match live_foreign_owner(&link, owner) {
+            Some(other) => Err(Error::HostVethInUse {
+                name: name.to_string(),
+                owner: other,
+            }),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
 /// Wires the pod. On error the caller runs [`remove`] (the veth may be half configured).
 /// Returns the container interface's MAC.
 pub fn setup(ns: &NetNs, pod: &PodInterface) -> Result<MacAddr> {
     let host = Handle::new()?;
     let cont = Handle::in_netns(ns)?;
     // A veth left by a previous sandbox of the same pod (Kubernetes names are per pod, not per
-    // sandbox) is replaced, as Calico does.
+    // sandbox) is replaced, as Calico does; another live workload's is not.
     if let Some(stale) = host.link_by_name(&pod.host_veth)? {
+        if let Some(other) = live_foreign_owner(&stale, &pod.owner) {
+            return Err(Error::HostVethInUse {
+                name: pod.host_veth.clone(),
+                owner: other,
+            });
+        }
         log::info!("deleting stale host interface {}", pod.host_veth);
         host.delete_link(stale.index)?;
     }
@@ -158,6 +202,14 @@ pub fn setup(ns: &NetNs, pod: &PodInterface) -> Result<MacAddr> {
         spec = spec.peer_mac(mac);
     }
     let host_link = host.create_veth(&spec)?;
+    // Recorded at once so no later ADD mistakes it for a stale veth; a veth we could not mark
+    // is removed here, because the caller's undo only removes veths marked as ours.
+    if let Err(e) = host.set_alias(host_link.index, &pod.owner) {
+        if let Err(de) = host.delete_link(host_link.index) {
+            log::warn!("removing unmarked host veth {}: {de}", pod.host_veth);
+        }
+        return Err(e.into());
+    }
     host_sysctls(pod)?;
     let v4 = pod.has(IpFamily::V4);
     let v6 = pod.has(IpFamily::V6);
@@ -266,11 +318,20 @@ pub fn remove(netns_path: Option<&std::path::Path>, ifname: &str) -> Result<()> 
     }
 }
 
-/// Removes a host veth left behind (when the container side was never created or moved).
-pub fn remove_host_veth(name: &str) -> Result<()> {
-    match Handle::new()?.delete_link_by_name(name) {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => Ok(other?),
+/// Removes a host veth this workload created and left behind (when the container side was
+/// never created or moved). A veth recorded as someone else's, or without a record, is not ours.
+pub fn remove_host_veth(name: &str, owner: &str) -> Result<()> {
+    let host = Handle::new()?;
+    match host.link_by_name(name)? {
+        Some(link) if link.alias.as_deref() == Some(owner) => match host.delete_link(link.index) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => Ok(other?),
+        },
+        Some(_) => {
+            log::info!("leaving host interface {name}: not created by this workload");
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 

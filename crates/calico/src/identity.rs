@@ -4,6 +4,8 @@ use cni::CniArgs;
 
 /// Default host-side interface prefix; Felix matches `cali*`.
 pub const DEFAULT_PREFIX: &str = "cali";
+/// Start of the host veth alias that names its owner ([`Workload::veth_owner`]).
+pub const VETH_OWNER_PREFIX: &str = "owner=";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Workload {
@@ -47,6 +49,26 @@ impl Workload {
         match self {
             Workload::Kubernetes { pod, .. } => pod,
             Workload::Plain { container_id } => container_id,
+        }
+    }
+
+    /// Who owns the host veth, as recorded in its alias (`owner=k8s:<namespace>/<pod>` or
+    /// `owner=cni:<container id>`): the pod in Kubernetes (every sandbox of a pod has the same
+    /// veth name, and a new sandbox replaces an old one's veth, as with Calico), the container
+    /// otherwise. Longer than an alias can hold: a SHA-1 of it.
+    pub fn veth_owner(&self) -> String {
+        let who = match self {
+            Workload::Kubernetes { namespace, pod } => format!("k8s:{namespace}/{pod}"),
+            Workload::Plain { container_id } => format!("cni:{container_id}"),
+        };
+        let alias = format!("{VETH_OWNER_PREFIX}{who}");
+        if alias.len() <= netlink::MAX_ALIAS_LEN {
+            alias
+        } else {
+            format!(
+                "{VETH_OWNER_PREFIX}sha1:{}",
+                sha1_smol::Sha1::from(who).digest()
+            )
         }
     }
 
@@ -106,6 +128,17 @@ mod tests {
             pod: "nginx".into(),
         };
         assert_eq!(w.host_veth_name(None), "calic440f455693");
+    }
+
+    #[test]
+    fn veth_owner_names_the_pod_or_the_container() {
+        let k = Workload::from_args(&args("K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p"), "abc");
+        assert_eq!(k.veth_owner(), "owner=k8s:ns/p");
+        let c = Workload::from_args(&args(""), "0123456789abcdef");
+        assert_eq!(c.veth_owner(), "owner=cni:0123456789abcdef");
+        let long = Workload::from_args(&args(""), &"x".repeat(300));
+        assert!(long.veth_owner().starts_with("owner=sha1:"));
+        assert!(long.veth_owner().len() <= 255);
     }
 
     #[test]

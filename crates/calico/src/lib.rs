@@ -92,6 +92,12 @@ fn pod_routes(conf: &CalicoConfig, raw: &Value) -> Result<Vec<IpNetwork>, CniErr
     Ok(routes)
 }
 
+/// The host veth name (`FELIX_INTERFACEPREFIX` applies).
+fn host_veth_name(workload: &Workload) -> String {
+    let prefix = std::env::var("FELIX_INTERFACEPREFIX").ok();
+    workload.host_veth_name(prefix.as_deref())
+}
+
 /// The pod interface described by the config and a set of addresses.
 fn pod_interface(
     inv: &Invocation,
@@ -101,9 +107,9 @@ fn pod_interface(
     mtu: u32,
 ) -> Result<PodInterface, CniError> {
     let workload = Workload::from_args(&inv.args, &inv.container_id);
-    let prefix = std::env::var("FELIX_INTERFACEPREFIX").ok();
     Ok(PodInterface {
-        host_veth: workload.host_veth_name(prefix.as_deref()),
+        host_veth: host_veth_name(&workload),
+        owner: workload.veth_owner(),
         ifname: inv.ifname.clone(),
         addresses,
         routes: pod_routes(conf, &inv.config.raw)?,
@@ -126,11 +132,11 @@ impl Undo for AddUndo<'_> {
         match step {
             Step::Allocated => self.ipam.release_after_failure(),
             // Interfaces first; the routes go with them.
-            Step::PodInterface { host_veth } => {
+            Step::PodInterface { host_veth, owner } => {
                 if let Err(e) = dataplane::remove(self.inv.netns.as_deref(), &self.inv.ifname) {
                     log::error!("rollback: {e}");
                 }
-                if let Err(e) = dataplane::remove_host_veth(host_veth) {
+                if let Err(e) = dataplane::remove_host_veth(host_veth, owner) {
                     log::error!("rollback: {e}");
                 }
             }
@@ -168,6 +174,9 @@ impl Plugin for Calico {
         let ns = open_netns(inv)?;
         // Refuse before allocating: a repeated ADD must not disturb the interface it would collide with.
         dataplane::ensure_absent(&ns, &inv.ifname).context("ADD")?;
+        let workload = Workload::from_args(&inv.args, &inv.container_id);
+        dataplane::ensure_host_veth_free(&host_veth_name(&workload), &workload.veth_owner())
+            .context("ADD")?;
         // Kubernetes lookups come before IPAM, so an unreachable API server fails the ADD
         // with nothing allocated or created.
         let kube = k8s::Kube::new(inv, &conf, &node);
@@ -216,6 +225,7 @@ impl Plugin for Calico {
         // Recorded first: a setup that fails half way leaves a partial interface to remove.
         journal.record(Step::PodInterface {
             host_veth: pod.host_veth.clone(),
+            owner: pod.owner.clone(),
         });
         let mac = dataplane::setup(&ns, &pod).context("failed to set up the pod interface")?;
         kube.record_pod_ips(&addresses)?;
@@ -300,6 +310,8 @@ impl Plugin for Calico {
                 "calico CHECK requires a prevResult",
             )
         })?;
+        prev.check_interface_indexes()
+            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
         let ns = open_netns(inv)?;
         let ours = prev
             .interfaces

@@ -8,8 +8,10 @@
 pub enum Step {
     /// The IPAM plugin handed out addresses (taken back with an IPAM DEL).
     Allocated,
-    /// The pod interface and its host veth exist, possibly only in part.
-    PodInterface { host_veth: String },
+    /// The pod interface and its host veth exist, possibly only in part. The veth is removed
+    /// only while it still carries `owner` (the link alias ADD gave it), so an undo never
+    /// touches another workload's interface.
+    PodInterface { host_veth: String, owner: String },
 }
 
 /// Carries out one undo; failures are logged by the implementation, never returned (the ADD's
@@ -72,6 +74,7 @@ mod tests {
     fn veth() -> Step {
         Step::PodInterface {
             host_veth: "cali0123456789a".into(),
+            owner: "owner=cni:0123456789abcdef".into(),
         }
     }
 

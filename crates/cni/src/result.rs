@@ -297,6 +297,25 @@ impl CniResult {
         Ok(Value::Object(doc))
     }
 
+    /// Refuses an `ips[i].interface` index that points past `interfaces`: such a result cannot
+    /// say which interface the address is on, and guessing could act on another interface. The
+    /// message names the field (`prevResult.ips[<i>].interface`); callers report it as code 7.
+    pub fn check_interface_indexes(&self) -> Result<(), String> {
+        let n = self.interfaces.len();
+        match self
+            .ips
+            .iter()
+            .enumerate()
+            .find_map(|(i, ip)| ip.interface.filter(|x| *x >= n).map(|x| (i, x)))
+        {
+            Some((i, x)) => Err(format!(
+                "invalid network config field \"prevResult.ips[{i}].interface\": index {x} \
+                 is out of range (prevResult lists {n} interfaces)"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Index of the first interface with this name that has no sandbox (host side).
     pub fn host_interface(&self, name: &str) -> Option<usize> {
         self.interfaces
@@ -564,6 +583,21 @@ mod tests {
         let legacy = json!({"ip4":{"ip":"10.1.0.5/16"}});
         let r = CniResult::from_value(&legacy, "0.2.0").unwrap();
         assert_eq!(r.ips.len(), 1);
+    }
+
+    #[test]
+    fn interface_index_past_the_list_is_named() {
+        let doc = json!({"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/x"}],
+            "ips":[{"address":"10.0.0.2/24","interface":0},{"address":"10.0.0.3/24","interface":1}]});
+        let r = CniResult::from_value(&doc, "1.0.0").unwrap();
+        let e = r.check_interface_indexes().unwrap_err();
+        assert!(e.contains("prevResult.ips[1].interface"), "{e}");
+        let ok = json!({"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],
+            "ips":[{"address":"10.0.0.2/24","interface":0},{"address":"10.0.0.3/24"}]});
+        assert!(CniResult::from_value(&ok, "1.0.0")
+            .unwrap()
+            .check_interface_indexes()
+            .is_ok());
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl cni::CniCode for DatastoreError {
             DatastoreError::Config(_) | DatastoreError::Unsupported(_) => {
                 cni::ErrorCode::InvalidConfig
             }
-            DatastoreError::Open { .. } => cni::error::GENERIC,
+            DatastoreError::Open { source, .. } => source.cni_code(),
         }
     }
 }

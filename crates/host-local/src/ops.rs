@@ -10,7 +10,7 @@ use crate::allocator::{Allocation, Allocator};
 use crate::config::IpamConfig;
 use crate::dns::{parse_resolv_conf, Dns};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Locked, Store};
 
 /// What ADD hands back for the result: one address per range set, routes, DNS.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,50 +20,36 @@ pub struct AddOutcome {
     pub dns: Option<Dns>,
 }
 
-/// Allocates one address per range set for `id`/`ifname`. On any failure the addresses this
-/// call already reserved are released again.
+/// Allocates one address per range set for `id`/`ifname`. Requested addresses are matched to
+/// range sets before anything is written, and on any later failure the addresses this call
+/// reserved are released and the round-robin markers it moved are put back, so a failed ADD
+/// leaves the store as it found it.
 pub fn add(conf: &IpamConfig, id: &str, ifname: &str) -> Result<AddOutcome> {
     let dns = conf
         .resolv_conf
         .as_deref()
         .map(parse_resolv_conf)
         .transpose()?;
+    let wanted = match_requested(conf)?;
     let store = Store::open(&conf.data_dir, &conf.name)?;
-
-    // Duplicates collapse (upstream keys them by string); order is kept for determinism.
-    let mut seen = HashSet::new();
-    let mut requested: Vec<IpAddr> = conf
-        .requested_ips
-        .iter()
-        .copied()
-        .filter(|ip| seen.insert(*ip))
-        .collect();
-
+    let lock = store.lock()?;
+    let mut done = Vec::with_capacity(conf.ranges.len());
     let mut ips = Vec::with_capacity(conf.ranges.len());
     for (index, set) in conf.ranges.iter().enumerate() {
-        let wanted = requested
-            .iter()
-            .position(|ip| set.contains(*ip))
-            .map(|i| requested.remove(i));
-        let got = store
-            .lock()
-            .and_then(|l| Allocator::new(set, index).get(&l, id, ifname, wanted));
-        match got {
-            Ok(a) => ips.push(a),
+        let before = lock.last_reserved_ip(index);
+        match Allocator::new(set, index).get(&lock, id, ifname, wanted[index]) {
+            Ok(a) => {
+                done.push((index, a.address.ip(), before));
+                ips.push(a);
+            }
             Err(e) => {
-                if !ips.is_empty() {
-                    release_quietly(&store, id, ifname);
-                }
+                undo(&lock, id, ifname, &done);
                 return Err(Error::RangeAllocation {
                     index,
                     source: Box::new(e),
                 });
             }
         }
-    }
-    if !requested.is_empty() {
-        release_quietly(&store, id, ifname);
-        return Err(Error::RequestedLeftOver(requested));
     }
     Ok(AddOutcome {
         ips,
@@ -72,9 +58,41 @@ pub fn add(conf: &IpamConfig, id: &str, ifname: &str) -> Result<AddOutcome> {
     })
 }
 
-fn release_quietly(store: &Store, id: &str, ifname: &str) {
-    if let Ok(l) = store.lock() {
-        let _ = l.release_by_id(id, ifname);
+/// The requested address for each range set (the first set containing it takes it, at most one
+/// per set, like upstream); an address no set takes is refused before anything is reserved.
+fn match_requested(conf: &IpamConfig) -> Result<Vec<Option<IpAddr>>> {
+    // Duplicates collapse (upstream keys them by string); order is kept for determinism.
+    let mut seen = HashSet::new();
+    let mut requested: Vec<IpAddr> = conf
+        .requested_ips
+        .iter()
+        .copied()
+        .filter(|ip| seen.insert(*ip))
+        .collect();
+    let wanted = conf
+        .ranges
+        .iter()
+        .map(|set| {
+            requested
+                .iter()
+                .position(|ip| set.contains(*ip))
+                .map(|i| requested.remove(i))
+        })
+        .collect();
+    if requested.is_empty() {
+        Ok(wanted)
+    } else {
+        Err(Error::RequestedLeftOver(requested))
+    }
+}
+
+/// Releases what a failed ADD reserved and restores the round-robin markers it moved.
+fn undo(lock: &Locked<'_>, id: &str, ifname: &str, done: &[(usize, IpAddr, Option<IpAddr>)]) {
+    // Best effort: the ADD's own error is what the runtime needs to see, and its DEL releases
+    // by id whatever is left.
+    for (index, ip, before) in done.iter().rev() {
+        let _ = lock.release_ip(*ip, id, ifname);
+        let _ = lock.restore_last_reserved_ip(*index, *before);
     }
 }
 
@@ -165,6 +183,32 @@ mod tests {
             "set 0 lease of the failed ADD must be released"
         );
         assert!(tmp.path().join("net/10.0.0.2").exists());
+        // The round-robin marker of set 0 is back where the successful ADD left it.
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("net/last_reserved_ip.0")).unwrap(),
+            "10.0.0.2"
+        );
+    }
+
+    #[test]
+    fn unmatched_requested_ip_is_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = IpamConfig::from_value(
+            &json!({"cniVersion": "1.0.0", "name": "net",
+                "ipam": {"dataDir": tmp.path().to_string_lossy(),
+                         "ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.1.0.0/24"}]]},
+                "args": {"cni": {"ips": ["10.0.0.7", "10.0.0.8"]}}}),
+            "",
+        )
+        .unwrap();
+        let e = add(&c, "c1", "eth0").unwrap_err().to_string();
+        assert_eq!(e, "failed to allocate all requested IPs: 10.0.0.8");
+        let files: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(files.is_empty(), "{files:?}");
     }
 
     #[test]

@@ -104,6 +104,32 @@ impl Locked<'_> {
         Ok(true)
     }
 
+    /// Deletes the reservation of `ip` if `id`+`ifname` holds it (undo of a failed ADD).
+    pub fn release_ip(&self, ip: IpAddr, id: &str, ifname: &str) -> Result<()> {
+        let path = self.path(&ip.to_string());
+        match std::fs::read_to_string(&path) {
+            Ok(c) if c.trim() == key(id, ifname) => {
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("read", &path, e)),
+        }
+    }
+
+    /// Puts `last_reserved_ip.<range_id>` back to `ip`, or removes it when there was none.
+    pub fn restore_last_reserved_ip(&self, range_id: usize, ip: Option<IpAddr>) -> Result<()> {
+        let last = self.path(&format!("{LAST_IP_PREFIX}{range_id}"));
+        match ip {
+            Some(ip) => write_mode_0600(&last, ip.to_string().as_bytes())
+                .map_err(|e| Error::io("write", &last, e)),
+            None => match std::fs::remove_file(&last) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io("remove", &last, e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// The address recorded for round-robin in set `range_id`, if any and parseable.
     pub fn last_reserved_ip(&self, range_id: usize) -> Option<IpAddr> {
         let text =

@@ -44,6 +44,16 @@ fn map_err(e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             StoreError::Unavailable(format!("local datastore busy: {e}"))
         }
+        // SQLite rolls the transaction back on these, so the store is unchanged.
+        Some(ErrorCode::DiskFull) => StoreError::Storage(format!(
+            "local datastore: {e} (the filesystem holding datastore_path is full)"
+        )),
+        Some(ErrorCode::ReadOnly) => StoreError::Storage(format!(
+            "local datastore: {e} (is the filesystem holding datastore_path read-only?)"
+        )),
+        Some(ErrorCode::CannotOpen | ErrorCode::SystemIoFailure) => {
+            StoreError::Storage(format!("local datastore: {e}"))
+        }
         _ => StoreError::Other(format!("local datastore: {e}")),
     }
 }

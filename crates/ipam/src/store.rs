@@ -103,16 +103,22 @@ pub enum StoreError {
     /// The datastore cannot be reached / timed out (CNI code 11). The write may have happened.
     #[error("datastore unavailable: {0}")]
     Unavailable(String),
+    /// The datastore's own storage failed (disk full, read-only filesystem, I/O error): CNI
+    /// code 5. Nothing was written.
+    #[error("datastore storage failure: {0}")]
+    Storage(String),
     /// Anything else.
     #[error("datastore error: {0}")]
     Other(String),
 }
 
-/// An unreachable datastore is "try again later" (11); anything else is generic (999).
+/// An unreachable datastore is "try again later" (11); a local store that cannot write (disk full,
+/// read-only) is an I/O error (5); anything else is generic (999).
 impl cni::CniCode for StoreError {
     fn cni_code(&self) -> cni::ErrorCode {
         match self {
             StoreError::Unavailable(_) => cni::ErrorCode::TryAgainLater,
+            StoreError::Storage(_) => cni::ErrorCode::Io,
             _ => cni::error::GENERIC,
         }
     }

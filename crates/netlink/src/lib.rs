@@ -25,7 +25,7 @@ pub mod tc;
 pub use addr::{AddrOptions, Address};
 pub use error::{Error, Result};
 pub use family::IpFamily;
-pub use link::{Link, VethSpec, MAX_IFNAME_LEN};
+pub use link::{Link, VethSpec, MAX_ALIAS_LEN, MAX_IFNAME_LEN};
 pub use mac::{MacAddr, ParseMacError};
 pub use neigh::{Neighbour, NUD_PERMANENT};
 pub use route::{

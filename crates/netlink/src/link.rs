@@ -15,6 +15,9 @@ use crate::socket::Handle;
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
 
+/// Longest alias the kernel stores (IFALIASZ - 1).
+pub const MAX_ALIAS_LEN: usize = 255;
+
 /// What we read back about a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -34,6 +37,8 @@ pub struct Link {
     pub txqueuelen: Option<u32>,
     pub num_tx_queues: Option<u32>,
     pub num_rx_queues: Option<u32>,
+    /// IFLA_IFALIAS (`ip link set dev X alias …`): free text, used to record who owns a link.
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -174,6 +179,20 @@ impl Handle {
         self.set_link(
             &format!("set link #{index} address {mac}"),
             set_attr_message(index, LinkAttribute::Address(mac.0.to_vec())),
+        )
+    }
+
+    /// Sets the link's alias (IFLA_IFALIAS, at most 255 bytes; the kernel cannot set it when
+    /// the link is created, hence a separate request).
+    pub fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        if alias.len() > MAX_ALIAS_LEN {
+            return Err(Error::Invalid(format!(
+                "link alias must be at most {MAX_ALIAS_LEN} bytes"
+            )));
+        }
+        self.set_link(
+            &format!("set link #{index} alias"),
+            set_attr_message(index, LinkAttribute::IfAlias(alias.to_string())),
         )
     }
 
@@ -335,6 +354,7 @@ pub(crate) fn parse_link(msg: &LinkMessage) -> Link {
         txqueuelen: None,
         num_tx_queues: None,
         num_rx_queues: None,
+        alias: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -346,6 +366,7 @@ pub(crate) fn parse_link(msg: &LinkMessage) -> Link {
             LinkAttribute::TxQueueLen(q) => link.txqueuelen = Some(*q),
             LinkAttribute::NumTxQueues(q) => link.num_tx_queues = Some(*q),
             LinkAttribute::NumRxQueues(q) => link.num_rx_queues = Some(*q),
+            LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(k) = info {
@@ -451,6 +472,7 @@ mod tests {
             LinkAttribute::Mtu(1400),
             LinkAttribute::Link(12),
             LinkAttribute::LinkNetNsId(0),
+            LinkAttribute::IfAlias("cni:abc".into()),
             LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
         ];
         let link = parse_link(&round_trip(&msg));
@@ -460,6 +482,7 @@ mod tests {
         assert!(link.up && link.is_veth());
         assert_eq!(link.peer_index, Some(12));
         assert_eq!(link.link_netnsid, Some(0));
+        assert_eq!(link.alias.as_deref(), Some("cni:abc"));
     }
 
     #[test]

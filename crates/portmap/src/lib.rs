@@ -100,7 +100,9 @@ fn udp_ports(req: &Request, family: Family) -> Vec<u16> {
     ports
 }
 
-/// Installs the mappings for the container's addresses.
+/// Installs the mappings for the container's addresses. Everything that can be refused (the
+/// `route_localnet` interface) is decided before the first change; if a step fails after the
+/// first change, this attachment's rules are removed again, so a failed ADD leaves nothing.
 pub fn add(req: &Request, backend: Backend, container: &Container) -> Result<(), PortmapError> {
     if req.mappings.is_empty() {
         return Ok(());
@@ -110,24 +112,73 @@ pub fn add(req: &Request, backend: Backend, container: &Container) -> Result<(),
         log::warn!("prevResult has no container address; no port mappings installed");
         return Ok(());
     }
+    let localnet_dev = localnet_device(req, container)?;
+    let mut changed = false;
+    let r = install(req, backend, &addrs, localnet_dev.as_deref(), &mut changed);
+    if r.is_err() && changed {
+        if let Err(e) = del(req, backend) {
+            log::warn!("rollback of the failed ADD: {e}");
+        }
+    }
+    r
+}
+
+/// The host interface that needs `route_localnet` (snat and an IPv4 pod), checked to exist.
+fn localnet_device(req: &Request, container: &Container) -> Result<Option<String>, PortmapError> {
+    let (true, Some(IpNetwork::V4(v4))) = (req.conf.snat, container.v4) else {
+        return Ok(None);
+    };
+    let Some(dev) = localnet::host_interface(v4.ip(), container.host_ifname.as_deref()) else {
+        return Ok(None);
+    };
+    // The name may come from prevResult (no route to the pod): a name that is not an interface
+    // here would only fail after the rules are in place.
+    let exists = !dev.contains('/')
+        && std::path::Path::new(&format!("/proc/sys/net/ipv4/conf/{dev}")).is_dir();
+    if !exists {
+        return Err(PortmapError::field(
+            "prevResult.interfaces",
+            format!(
+                "host interface {dev:?} (no sandbox) does not exist on this host and there is \
+                 no route to {}",
+                v4.ip()
+            ),
+        ));
+    }
+    Ok(Some(dev))
+}
+
+/// The changes of an ADD in order; `changed` is set once netfilter state may have changed.
+fn install(
+    req: &Request,
+    backend: Backend,
+    addrs: &[IpNetwork],
+    localnet_dev: Option<&str>,
+    changed: &mut bool,
+) -> Result<(), PortmapError> {
     match backend {
         Backend::Iptables => {
-            for addr in &addrs {
+            for addr in addrs {
+                // One family's restore/netlink transaction is atomic; a failure in the second
+                // family leaves the first one's rules, which the rollback removes.
                 iptables::add(req, addr)?;
+                *changed = true;
             }
         }
-        Backend::Nftables => nft::add(req, &addrs)?,
+        Backend::Nftables => {
+            // One transaction (or a failed first one and a retry): nothing changed on failure.
+            nft::add(req, addrs)?;
+            *changed = true;
+        }
     }
-    for addr in &addrs {
+    for addr in addrs {
         conntrack::flush_udp(
             Family::of(&addr.ip()),
             &udp_ports(req, Family::of(&addr.ip())),
         );
     }
-    if let (true, Some(IpNetwork::V4(v4))) = (req.conf.snat, container.v4) {
-        if let Some(dev) = localnet::host_interface(v4.ip(), container.host_ifname.as_deref()) {
-            localnet::enable(&dev)?;
-        }
+    if let Some(dev) = localnet_dev {
+        localnet::enable(dev)?;
     }
     Ok(())
 }

@@ -90,6 +90,8 @@ impl Plugin for Portmap {
                 "must be called as chained plugin: prevResult is missing",
             )
         })?;
+        prev.check_interface_indexes()
+            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
         if mappings.is_empty() {
             return Ok(prev.clone());
         }
@@ -114,6 +116,8 @@ impl Plugin for Portmap {
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
             CniError::new(ErrorCode::InvalidConfig, "Required prevResult missing")
         })?;
+        prev.check_interface_indexes()
+            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
         if mappings.is_empty() {
             return Ok(());
         }

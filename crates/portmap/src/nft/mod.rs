@@ -7,6 +7,7 @@ use ipnetwork::IpNetwork;
 
 use crate::error::PortmapError;
 use crate::exec;
+use crate::mapping::Family;
 use crate::Request;
 use render::{Tag, Txn};
 
@@ -106,48 +107,75 @@ pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
     run(&retry).map_err(|f| setup_error(&f))
 }
 
-/// Removes this attachment's elements from both families. Keys that do not exist or belong to
-/// someone else are skipped (their owner element is missing, so their group fails).
+/// The families whose `cni_hostport` table exists (both when that cannot be told: the
+/// transaction then reports what is missing, if slowly).
+fn existing_families() -> Vec<Family> {
+    let mut sock = match nf_tables::NfSocket::new() {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("nf_tables socket: {e}; assuming both tables exist");
+            return Family::BOTH.to_vec();
+        }
+    };
+    Family::BOTH
+        .into_iter()
+        .filter(|f| {
+            let nf = match f {
+                Family::V4 => nf_tables::Family::Ipv4,
+                Family::V6 => nf_tables::Family::Ipv6,
+            };
+            // Both our layout and upstream's have the `prerouting` base chain.
+            match sock.chain(nf, render::TABLE, "prerouting") {
+                Ok(found) => found.is_some(),
+                Err(e) => {
+                    log::debug!("looking up {f} {}: {e}", render::TABLE);
+                    true
+                }
+            }
+        })
+        .collect()
+}
+
+/// At most this many transactions per DEL: the first reports every element this attachment
+/// does not own (the kernel reports each failed message), the second removes the rest; a third
+/// covers a concurrent change in between.
+const DEL_ATTEMPTS: usize = 3;
+
+/// Removes this attachment's elements from both families, in one transaction when everything is
+/// there. Keys that do not exist or belong to someone else are skipped (their owner element is
+/// missing, so their group fails and is dropped). A family without our table is not touched.
 pub fn del(req: &Request) -> Result<(), PortmapError> {
-    let mut txn = render::del(req);
-    // Each retry drops the groups nft reported; two rounds cover "missing table" (userspace)
-    // and "missing element" (kernel) failures; the third is a safety margin.
-    for _ in 0..3 {
-        if txn.is_empty() {
+    let families = existing_families();
+    let mut txn = render::del_existing(req, &families);
+    for _ in 0..DEL_ATTEMPTS {
+        if !txn.lines.iter().any(|(t, _)| t.group().is_some()) {
             return Ok(());
         }
         let failure = match run(&txn) {
             Ok(()) => return Ok(()),
             Err(f) => f,
         };
-        let failed: Vec<usize> = failure
+        // Only element lines may fail; anything else (no line, a set line) is not a key
+        // this attachment lacks and would fail again.
+        let failed: Option<Vec<usize>> = failure
             .lines
             .iter()
-            .filter_map(|(l, _)| txn.tag_of_line(*l).and_then(Tag::group))
+            .map(|(l, _)| txn.tag_of_line(*l).and_then(Tag::group))
             .collect();
-        if failed.is_empty() {
-            log::warn!(
-                "nft DEL failed without attributable errors: {}",
+        let Some(mut failed) = failed.filter(|f| !f.is_empty()) else {
+            return Err(PortmapError::Setup(format!(
+                "unable to remove nftables port mappings: {}",
                 failure.stderr
-            );
-            break;
-        }
+            )));
+        };
+        failed.sort_unstable();
+        failed.dedup();
         log::debug!("nft DEL: {} key group(s) not present", failed.len());
         txn = txn.without_groups(&failed);
     }
-    // Last resort: every remaining group on its own, failures logged.
-    let groups: Vec<usize> = {
-        let mut g: Vec<usize> = txn.lines.iter().filter_map(|(t, _)| t.group()).collect();
-        g.dedup();
-        g
-    };
-    for g in &groups {
-        let others: Vec<usize> = groups.iter().copied().filter(|x| x != g).collect();
-        if let Err(f) = run(&txn.without_groups(&others)) {
-            log::info!("nft DEL of key group {g} failed: {}", f.stderr);
-        }
-    }
-    Ok(())
+    Err(PortmapError::Setup(format!(
+        "unable to remove nftables port mappings: still failing after {DEL_ATTEMPTS} transactions"
+    )))
 }
 
 /// Verifies every expected element exists (and re-asserts it) in one transaction.

@@ -183,18 +183,12 @@ impl Txn {
     }
 }
 
-/// Table, sets, chains and static rules of one family, asserted on every ADD (the `add`
-/// commands are idempotent; the chains we own are flushed and refilled, so the conditions and
-/// mark of the latest ADD apply, as with upstream).
-pub fn static_part(req: &Request, family: Family) -> Txn {
-    let f = fam(family);
+/// The sets and maps holding per-attachment elements (`add`: idempotent when present).
+fn sets(family: Family) -> Txn {
+    let t = format!("{} {TABLE}", fam(family));
     let at = addr_type(family);
-    let t = format!("{f} {TABLE}");
     let mut x = Txn::default();
     let mut s = |line: String| x.push(Tag::Static, line);
-    s(format!(
-        "add table {t} {{ comment \"CNI portmap plugin\"; }}"
-    ));
     s(format!(
         "add set {t} hostport_owner {{ type ifname . {at} . inet_proto . inet_service; }}"
     ));
@@ -212,6 +206,22 @@ pub fn static_part(req: &Request, family: Family) -> Txn {
             "add set {t} hostport_masq{all} {{ type inet_proto . inet_service; }}"
         ));
     }
+    x
+}
+
+/// Table, sets, chains and static rules of one family, asserted on every ADD (the `add`
+/// commands are idempotent; the chains we own are flushed and refilled, so the conditions and
+/// mark of the latest ADD apply, as with upstream).
+pub fn static_part(req: &Request, family: Family) -> Txn {
+    let f = fam(family);
+    let t = format!("{f} {TABLE}");
+    let mut x = Txn::default();
+    x.push(
+        Tag::Static,
+        format!("add table {t} {{ comment \"CNI portmap plugin\"; }}"),
+    );
+    x.append(sets(family));
+    let mut s = |line: String| x.push(Tag::Static, line);
     for chain in ["hostports", "hostip_hostports", "hostports_all"] {
         s(format!("add chain {t} {chain}"));
     }
@@ -408,6 +418,27 @@ pub fn del(req: &Request) -> Txn {
     x
 }
 
+/// DEL transaction for the families whose table exists: their sets are asserted first, so
+/// every line that can fail is an element the kernel reports by itself (nft stops reporting
+/// user-space errors, such as a missing table or set, after ten, which made attributing them
+/// one group at a time cost one `nft` run per mapping).
+pub fn del_existing(req: &Request, families: &[Family]) -> Txn {
+    let mut x = Txn::default();
+    for family in families {
+        x.append(sets(*family));
+    }
+    let mut g = 0;
+    for family in Family::BOTH {
+        for (key, _) in keys(req, family) {
+            if families.contains(&family) {
+                del_lines(&mut x, g, req, family, &key);
+            }
+            g += 1;
+        }
+    }
+    x
+}
+
 /// CHECK transaction: delete and re-add each expected element. It commits only if every element
 /// exists (a delete of a missing element fails the whole transaction) and leaves the same state.
 pub fn check(req: &Request, addrs: &[IpNetwork]) -> Txn {
@@ -468,6 +499,35 @@ mod tests {
         let v6 = keys(&req, Family::V6);
         assert_eq!(v6.len(), 2);
         assert_eq!(v6[1].0.text(), "2001:db8::1 . tcp . 9000");
+    }
+
+    #[test]
+    fn del_existing_asserts_sets_and_skips_absent_families() {
+        let (conf, m) = (PortMapConf::default(), mappings());
+        let req = Request::for_test(&conf, &m);
+        let d = del_existing(&req, &[Family::V4]);
+        let text = d.text();
+        assert!(!text.contains("ip6 "), "{text}");
+        assert!(
+            text.starts_with("add set ip cni_hostport hostport_owner"),
+            "{text}"
+        );
+        // Element lines are exactly the v4 groups of the full DEL, with the same group numbers.
+        let full = del(&req);
+        let v4: Vec<_> = full
+            .lines
+            .iter()
+            .filter(|(t, l)| t.group().is_some() && l.contains(" ip cni_hostport "))
+            .cloned()
+            .collect();
+        let ours: Vec<_> = d
+            .lines
+            .iter()
+            .filter(|(t, _)| t.group().is_some())
+            .cloned()
+            .collect();
+        assert_eq!(ours, v4);
+        assert!(del_existing(&req, &[]).is_empty());
     }
 
     #[test]
