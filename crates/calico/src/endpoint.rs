@@ -266,9 +266,17 @@ pub fn open_store(
         std::env::var(k).ok()
     })
     .map_err(|e| invalid(e.to_string()))?;
-    datastore::open(&settings)
-        .map(Some)
-        .map_err(|e| CniError::generic(format!("failed to open the etcd datastore: {e}")))
+    datastore::open(&settings).map(Some).map_err(|e| {
+        // An unreachable etcd is transient (code 11): the runtime retries the pod later.
+        if e.is_unavailable() {
+            CniError::new(
+                ErrorCode::TryAgainLater,
+                format!("{e}: check that etcd_endpoints are reachable from this node; retrying later can succeed"),
+            )
+        } else {
+            CniError::generic(e.to_string())
+        }
+    })
 }
 
 fn store_err(what: &str, e: StoreError) -> CniError {

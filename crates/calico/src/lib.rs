@@ -11,6 +11,7 @@
 //! Must not: allocate addresses itself (IPAM plugins do, by exec), touch firewall rules or
 //! shaping (portmap, bandwidth), or enter a namespace on the calling thread.
 
+pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod endpoint;
@@ -18,6 +19,8 @@ pub mod identity;
 pub mod ipam;
 pub mod k8s;
 pub mod node;
+pub mod policy;
+pub mod readiness;
 
 use cni::{CniError, CniResult, Command, ErrorCode, Interface, Invocation, IpConfig, Plugin};
 use config::CalicoConfig;
@@ -125,6 +128,12 @@ fn undo_dataplane(inv: &Invocation, pod: &PodInterface) {
     }
 }
 
+/// A pod addressed by its `ipAddrsNoIpam` annotation holds nothing in IPAM, so there is
+/// nothing for an IPAM CHECK to find (Calico's CHECK checks nothing at all).
+fn bypasses_ipam(kube: &k8s::Kube) -> Result<bool, CniError> {
+    Ok(!kube.pod_settings()?.ip_addrs_no_ipam.is_empty())
+}
+
 /// Calico leaves host routes to Felix when calico-ipam returns no routes (KubeVirt targets).
 fn wants_host_routes(ipam_plugin: &str, ipam_result: &CniResult) -> bool {
     !(ipam_plugin == "calico-ipam" && ipam_result.routes.is_empty())
@@ -145,6 +154,7 @@ impl Plugin for Calico {
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let conf = Self::prologue(inv)?;
+        conf.validate_for_add()?;
         let mtu = node::mtu(&conf)?;
         let node = node::node_name(&conf)?;
         let ns = open_netns(inv)?;
@@ -159,6 +169,7 @@ impl Plugin for Calico {
         if let Some(store) = &endpoints {
             endpoint::require_datastore_ready(store.as_ref())?;
         }
+        readiness::wait(&conf.readiness_gates)?;
         let mut ipam = Ipam::new(inv)?.with_pod_cidrs(&kube);
         if let Some(c) = settings.ipam_config.clone() {
             ipam = ipam.with_config(c);
@@ -249,6 +260,8 @@ impl Plugin for Calico {
             release();
             return Err(e);
         }
+        let workload = Workload::from_args(&inv.args, &inv.container_id);
+        policy::wait_for_felix(&conf, &workload, &inv.ifname);
         Ok(CniResult {
             interfaces: vec![
                 Interface {
@@ -332,6 +345,9 @@ impl Plugin for Calico {
             0,
         )?;
         dataplane::check(&ns, &pod).map_err(|e| dp_err("CHECK", e))?;
+        if bypasses_ipam(&kube)? {
+            return Ok(());
+        }
         ipam.run(Command::Check)
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod delegate;
 pub mod env;
 pub mod error;
+pub mod flags;
 pub mod result;
 pub mod skel;
 pub mod version;
