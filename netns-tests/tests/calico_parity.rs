@@ -4,6 +4,10 @@
 //! flags of `calico`/`calico-ipam`, and error codes a runtime can act on.
 //! Needs the built binaries: `cargo build --bins` first.
 
+// Each test file uses part of the shared fixture.
+#[allow(dead_code)]
+mod common;
+
 use netns_tests::exec::run_in;
 use netns_tests::{bins, ipam_state, traffic, Attachment, Chain, Netns, TestEnv};
 use serde_json::{json, Value};
@@ -219,6 +223,31 @@ fn readiness_gate_never_ready_fails_add_with_code_11_and_nothing_allocated() {
     assert!(reserved(env.tmp()).is_empty());
     assert!(cali_links(&env.host).is_empty());
     assert!(ctr.link("eth0").unwrap().is_none());
+}
+
+#[test]
+fn https_readiness_gate_uses_the_system_trust_store() {
+    // The test API server's /readyz over TLS, trusted through SSL_CERT_FILE as Go's client would.
+    let k = common::k8s::Cluster::start("par-gatetls", "node-1");
+    let mut conf = v4(k.tmp());
+    conf["plugins"][0]["readiness_gates"] = json!([format!("{}/readyz", k.api().url())]);
+    let ca = k.api().ca_path();
+    let chain = k
+        .env
+        .chain(&conf)
+        .unwrap()
+        .env("SSL_CERT_FILE", ca.to_str().unwrap());
+    let ctr = k.env.container("ctr").unwrap();
+    let att = Attachment::new("tls-gated", &ctr);
+    let t = Instant::now();
+    chain.add(&att).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert!(
+        k.api().requests().iter().any(|r| r.contains("/readyz")),
+        "{:?}",
+        k.api().requests()
+    );
+    chain.del(&att).unwrap();
 }
 
 // ---- 3. policy_setup_timeout_seconds: waiting for Felix ------------------------------------
