@@ -467,3 +467,167 @@ fn missing_nodename_file_and_unreachable_etcd_are_code_11() {
     assert!(reserved(env.tmp()).is_empty());
     assert!(cali_links(&env.host).is_empty());
 }
+
+// ---- 4. plain (non-Kubernetes) mode on etcd ------------------------------------------------
+
+/// A plain-http etcd inside the host namespace; its members die with the thread that started
+/// them (PR_SET_PDEATHSIG), so that thread stays parked in the namespace until drop.
+struct HostEtcd {
+    cluster: Option<ipam_store_etcd::test_cluster::EtcdCluster>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HostEtcd {
+    fn start(host: &Netns) -> HostEtcd {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let path = host.path().to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let ns = std::fs::File::open(path).unwrap();
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            ready_tx
+                .send(ipam_store_etcd::test_cluster::EtcdCluster::start(1).unwrap())
+                .unwrap();
+            let _ = stop_rx.recv();
+        });
+        HostEtcd {
+            cluster: Some(ready_rx.recv().expect("etcd started")),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn cluster(&self) -> &ipam_store_etcd::test_cluster::EtcdCluster {
+        self.cluster.as_ref().expect("running until drop")
+    }
+
+    fn put(&self, host: &Netns, key: &str, value: &Value) {
+        let cfg = self.cluster().config();
+        host.run(|| {
+            ipam_store_etcd::EtcdClient::connect(&cfg)
+                .unwrap()
+                .put(key, value.to_string().as_bytes())
+                .unwrap()
+        })
+        .unwrap();
+    }
+
+    fn get(&self, host: &Netns, key: &str) -> Option<Value> {
+        let cluster = self.cluster();
+        host.run(|| cluster.etcdctl_get(key).unwrap())
+            .unwrap()
+            .map(|v| serde_json::from_slice(&v).unwrap())
+    }
+}
+
+impl Drop for HostEtcd {
+    fn drop(&mut self) {
+        drop(self.cluster.take());
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const WEPS: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/";
+
+#[test]
+fn plain_mode_second_attachment_reuses_the_endpoint_and_keeps_the_first_working() {
+    let env = TestEnv::calico_node("par-plain").unwrap();
+    env.host.add_addr("lo", "192.0.2.1/32").unwrap();
+    let etcd = HostEtcd::start(&env.host);
+    etcd.put(
+        &env.host,
+        "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
+        &json!({"kind": "IPPool", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": "default-ipv4-ippool"},
+            "spec": {"cidr": "10.48.0.0/16", "blockSize": 26, "nodeSelector": "all()"}}),
+    );
+    etcd.put(
+        &env.host,
+        "/calico/resources/v3/projectcalico.org/clusterinformations/default",
+        &json!({"kind": "ClusterInformation", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": "default"}, "spec": {"datastoreReady": true}}),
+    );
+    let net = |name: &str| {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [{
+                "type": "calico",
+                "datastore_type": "etcdv3",
+                "etcd_endpoints": etcd.cluster().endpoints_csv(),
+                "nodename": "node-1",
+                "nodename_file_optional": true,
+                "log_file_path": env.tmp().join("cni.log"),
+                "ipam": {"type": "calico-ipam"}
+            }]
+        })
+    };
+    let chain = env.chain(&net("net-a")).unwrap();
+    let ctr = env.container("ctr").unwrap();
+    let first = Attachment::new("plain-ctr", &ctr);
+    let r1 = chain.add(&first).unwrap();
+    let ip = r1["ips"][0]["address"].as_str().unwrap().to_string();
+    let veth = r1["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let ifindex = env.host.link(&veth).unwrap().unwrap()["ifindex"].clone();
+    let wep_key = format!("{WEPS}node--1-cni-plain--ctr-eth0");
+    let wep = etcd.get(&env.host, &wep_key).expect("endpoint written");
+    assert_eq!(
+        wep["metadata"]["labels"],
+        json!({"projectcalico.org/namespace": "default", "projectcalico.org/orchestrator": "cni"})
+    );
+    let handle = "/calico/ipam/v2/handle/net-a.plain-ctr";
+    let held = etcd.get(&env.host, handle).expect("IPAM handle");
+    let host_ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    assert!(traffic::ping_eventually(&ctr, host_ip, 3).unwrap());
+
+    // Second attachment (same network, eth1) and third (another network, eth2): the endpoint
+    // is reused; no allocation, no new veth, the first keeps working.
+    let second = Attachment::new("plain-ctr", &ctr).ifname("eth1");
+    let r2 = chain.add(&second).unwrap();
+    let chain_b = env.chain(&net("net-b")).unwrap();
+    let third = Attachment::new("plain-ctr", &ctr).ifname("eth2");
+    let r3 = chain_b.add(&third).unwrap();
+    for r in [&r2, &r3] {
+        assert_eq!(r["ips"][0]["address"], ip.as_str(), "{r}");
+        assert_eq!(r["interfaces"][0]["name"], veth.as_str(), "{r}");
+    }
+    assert_eq!(r2["interfaces"][1]["name"], "eth1");
+    assert_eq!(cali_links(&env.host), vec![veth.clone()]);
+    assert_eq!(
+        env.host.link(&veth).unwrap().unwrap()["ifindex"],
+        ifindex,
+        "host veth re-created"
+    );
+    assert!(ctr.link("eth1").unwrap().is_none());
+    assert_eq!(
+        etcd.get(&env.host, handle),
+        Some(held.clone()),
+        "IPAM untouched"
+    );
+    assert!(etcd
+        .get(&env.host, "/calico/ipam/v2/handle/net-b.plain-ctr")
+        .is_none());
+    assert!(etcd
+        .get(&env.host, &format!("{WEPS}node--1-cni-plain--ctr-eth1"))
+        .is_none());
+    let wep = etcd.get(&env.host, &wep_key).unwrap();
+    assert_eq!(wep["spec"]["profiles"], json!(["net-a", "net-b"]));
+    assert!(traffic::ping_eventually(&ctr, host_ip, 3).unwrap());
+
+    // Their DELs leave the first attachment alone.
+    chain.del(&second).unwrap();
+    chain_b.del(&third).unwrap();
+    assert!(etcd.get(&env.host, &wep_key).is_some());
+    assert_eq!(etcd.get(&env.host, handle), Some(held));
+    assert!(ctr.link("eth0").unwrap().is_some());
+    assert!(traffic::ping_eventually(&ctr, host_ip, 3).unwrap());
+
+    chain.del(&first).unwrap();
+    assert!(etcd.get(&env.host, &wep_key).is_none());
+    assert!(etcd.get(&env.host, handle).is_none());
+    assert!(cali_links(&env.host).is_empty());
+}

@@ -170,6 +170,12 @@ impl Plugin for Calico {
             endpoint::require_datastore_ready(store.as_ref())?;
         }
         readiness::wait(&conf.readiness_gates)?;
+        // A plain container's second attachment reuses its endpoint (no IPAM, no veth).
+        let existing =
+            endpoint::reuse_container_endpoint(endpoints.as_deref(), inv, &conf, &node, mtu)?;
+        if let Some(result) = existing {
+            return Ok(result);
+        }
         let mut ipam = Ipam::new(inv)?.with_pod_cidrs(&kube);
         if let Some(c) = settings.ipam_config.clone() {
             ipam = ipam.with_config(c);
@@ -296,16 +302,28 @@ impl Plugin for Calico {
         // (the runtime retries).
         k8s::Kube::new(inv, &conf, &node).clear_pod_ips()?;
         // etcd mode: the WorkloadEndpoint, with the same rule (a failure stops the DEL).
+        let mut reused = false;
         if let Some(store) = endpoint::open_store(inv, &conf)? {
             let workload = Workload::from_args(&inv.args, &inv.container_id);
             let check_owner = matches!(workload, Workload::Kubernetes { .. });
             let key = endpoint::key_of(&workload, &node, &inv.ifname)?;
+            reused = endpoint::is_reused_attachment(
+                store.as_ref(),
+                &workload,
+                &node,
+                &inv.container_id,
+                &key,
+            )?;
             endpoint::remove(store.as_ref(), &key, &inv.container_id, check_owner)?;
         }
         // The interface goes first: releasing an address still configured on a live interface
         // could hand it to another pod while this one still answers for it.
         dataplane::remove(inv.netns.as_deref(), &inv.ifname)
             .map_err(|e| dp_err("failed to remove the pod interface", e))?;
+        if reused {
+            log::info!("attachment reused the container's endpoint: its addresses stay allocated");
+            return Ok(());
+        }
         Ipam::new(inv)?.run(Command::Del)
     }
 
