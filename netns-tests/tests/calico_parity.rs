@@ -618,6 +618,11 @@ fn plain_mode_second_attachment_reuses_the_endpoint_and_keeps_the_first_working(
     assert_eq!(wep["spec"]["profiles"], json!(["net-a", "net-b"]));
     assert!(traffic::ping_eventually(&ctr, host_ip, 3).unwrap());
 
+    // CHECK passes for every attachment (the reused ones have nothing of their own).
+    chain.check(&first).unwrap();
+    chain.check(&second).unwrap();
+    chain_b.check(&third).unwrap();
+
     // Their DELs leave the first attachment alone.
     chain.del(&second).unwrap();
     chain_b.del(&third).unwrap();

@@ -128,6 +128,21 @@ fn undo_dataplane(inv: &Invocation, pod: &PodInterface) {
     }
 }
 
+/// Plain mode on etcd: an attachment that reused its container's endpoint has no interface or
+/// addresses of its own to check (Calico's CHECK checks nothing at all).
+fn reused_attachment(inv: &Invocation, conf: &CalicoConfig) -> Result<bool, CniError> {
+    let workload = Workload::from_args(&inv.args, &inv.container_id);
+    if !matches!(workload, Workload::Plain { .. }) {
+        return Ok(false);
+    }
+    let Some(store) = endpoint::open_store(inv, conf)? else {
+        return Ok(false);
+    };
+    let node = node::node_name(conf)?;
+    let key = endpoint::key_of(&workload, &node, &inv.ifname)?;
+    endpoint::is_reused_attachment(store.as_ref(), &workload, &node, &inv.container_id, &key)
+}
+
 /// A pod addressed by its `ipAddrsNoIpam` annotation holds nothing in IPAM, so there is
 /// nothing for an IPAM CHECK to find (Calico's CHECK checks nothing at all).
 fn bypasses_ipam(kube: &k8s::Kube) -> Result<bool, CniError> {
@@ -329,6 +344,9 @@ impl Plugin for Calico {
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {
         let conf = Self::prologue(inv)?;
+        if reused_attachment(inv, &conf)? {
+            return Ok(());
+        }
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
             CniError::new(
                 ErrorCode::InvalidConfig,
