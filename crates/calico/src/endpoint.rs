@@ -379,10 +379,16 @@ pub fn container_endpoint(
     if !matches!(workload, Workload::Plain { .. }) {
         return Ok(None);
     }
+    // `<node>-cni-<container>-`: the name of every endpoint of this workload, any interface.
+    let name_prefix = format!(
+        "{}-",
+        endpoint_name(&[node, workload.orchestrator(), workload.name()])?
+    );
     let rows = store
-        .list(&ListPrefix::Resources {
+        .list(&ListPrefix::NamedResources {
             kind: ResourceKind::WorkloadEndpoint,
-            namespace: Some(workload.namespace().to_string()),
+            namespace: workload.namespace().to_string(),
+            name_prefix,
         })
         .map_err(|e| store_err("error listing WorkloadEndpoints", e))?;
     Ok(rows.into_iter().find(|kv| {
@@ -682,6 +688,41 @@ mod tests {
         assert_eq!(v["spec"]["profiles"], json!(["k8s-pod-network"]));
         assert!(v["spec"].get("ports").is_none());
         assert!(v["spec"].get("allowSpoofedSourcePrefixes").is_none());
+    }
+
+    #[test]
+    fn a_containers_endpoint_is_found_whatever_its_interface() {
+        let store = MemoryStore::new();
+        let plain = |cid: &str, ifname: &str| Endpoint {
+            workload: Workload::Plain {
+                container_id: cid.into(),
+            },
+            container_id: cid.into(),
+            endpoint: ifname.into(),
+            labels: BTreeMap::new(),
+            service_account: None,
+            ..pod_endpoint()
+        };
+        // "abc-x" shares the name prefix of "abc" (node--1-cni-abc--x-…): not a match.
+        write(&store, &plain("abc-x", "eth0")).unwrap();
+        let w = Workload::Plain {
+            container_id: "abc".into(),
+        };
+        assert!(container_endpoint(&store, &w, "node-1", "abc")
+            .unwrap()
+            .is_none());
+        write(&store, &plain("abc", "eth0")).unwrap();
+        let found = container_endpoint(&store, &w, "node-1", "abc")
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.key, plain("abc", "eth0").key().unwrap());
+        let eth1 = plain("abc", "eth1").key().unwrap();
+        assert!(is_reused_attachment(&store, &w, "node-1", "abc", &eth1).unwrap());
+        let eth0 = plain("abc", "eth0").key().unwrap();
+        assert!(!is_reused_attachment(&store, &w, "node-1", "abc", &eth0).unwrap());
+        assert!(container_endpoint(&store, &w, "node-2", "abc")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
