@@ -6,6 +6,8 @@
 //! namespace annotations, resolves host-local's `usePodCidr` from the Node, and publishes the
 //! pod's IPs on the pod (`datastore_type: kubernetes`). With `datastore_type: etcdv3` it writes
 //! the WorkloadEndpoint (and the network's default profile) Felix reads ([`endpoint`]).
+//! ADD also honours Calico's gates: `readiness_gates` before allocating ([`readiness`]) and the
+//! wait for Felix's endpoint status after wiring a pod ([`policy`]); [`cli`] has `-v`/`-t`.
 //!
 //! Owns: wiring one pod interface and undoing it; every failure after IPAM rolls back.
 //! Must not: allocate addresses itself (IPAM plugins do, by exec), touch firewall rules or
