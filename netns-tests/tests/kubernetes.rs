@@ -326,6 +326,7 @@ fn ip_addrs_no_ipam_uses_the_annotated_address() {
     let k = Cluster::new("k8s-noipam");
     let mut conf = k.seed_conflist();
     conf["plugins"][0]["feature_control"] = json!({"ip_addrs_no_ipam": true, "floating_ips": true});
+    conf["cniVersion"] = json!("1.0.0"); // for CHECK
     let chain = k.env.chain(&conf).unwrap();
     k.pod(
         "fixed",
@@ -355,6 +356,9 @@ fn ip_addrs_no_ipam_uses_the_annotated_address() {
     assert_eq!(k.pod_annotations("fixed")[POD_IP], "10.244.7.200/32");
     assert!(traffic::ping_eventually(&cp, "10.244.7.200".parse().unwrap(), 3).unwrap());
     assert!(traffic::ping_eventually(&cf, first_ip(&rp), 3).unwrap());
+    // CHECK passes for the pod IPAM knows nothing about (and still checks the other).
+    chain.check(&af).unwrap();
+    chain.check(&ap).unwrap();
     chain.del(&af).unwrap();
     chain.del(&ap).unwrap();
     assert!(k.reserved().is_empty());

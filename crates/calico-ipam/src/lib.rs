@@ -8,6 +8,7 @@
 //! Must NOT: implement allocation logic (that is `ipam`), talk to a datastore directly (only
 //! through `ipam::Store`), or touch the network.
 
+pub mod cli;
 pub mod config;
 pub mod datastore;
 pub mod lock;

@@ -164,7 +164,16 @@ impl CalicoConfig {
         Ok(conf)
     }
 
+    /// Checks shared by every verb: none. What only ADD uses is checked by
+    /// [`CalicoConfig::validate_for_add`], so a DEL or CHECK never fails over it (a DEL refused
+    /// for configuration leaves the pod stuck in Terminating).
     fn validate(&self) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    /// Checks of the keys only ADD uses (MTU, queues, device, dataplane, readiness gates, policy
+    /// wait). Called at the start of ADD, before anything is allocated or created.
+    pub fn validate_for_add(&self) -> Result<(), CniError> {
         if self.mtu < 0 || self.mtu > 65535 {
             return Err(invalid(
                 "mtu",
@@ -187,25 +196,43 @@ impl CalicoConfig {
             }
         }
         if self.policy_setup_timeout_seconds < 0 {
+            // Calico's words: "invalid pod startup delay of -1".
             return Err(invalid(
                 "policy_setup_timeout_seconds",
-                "must not be negative",
+                format!(
+                    "invalid pod startup delay of {}",
+                    self.policy_setup_timeout_seconds
+                ),
             ));
         }
-        if let Some(opts) = &self.dataplane_options {
-            let kind = opts.get("type").and_then(Value::as_str).unwrap_or_default();
-            return Err(CniError::new(
-                ErrorCode::UnsupportedField,
-                format!("dataplane_options type {kind:?} is not supported: only the Linux netlink dataplane is built in"),
-            ));
-        }
-        if !self.readiness_gates.is_empty() {
-            return Err(CniError::new(
-                ErrorCode::UnsupportedField,
-                "readiness_gates is not supported by this calico plugin",
-            ));
+        self.dataplane()?;
+        for gate in &self.readiness_gates {
+            crate::readiness::Gate::parse(gate)?;
         }
         Ok(())
+    }
+
+    /// `dataplane_options` selects the dataplane as Calico's GetDataplane does: no `type` (or no
+    /// options at all) is the Linux netlink dataplane; `grpc` is Calico's external dataplane
+    /// (VPP), which this plugin does not implement; anything else is invalid.
+    pub fn dataplane(&self) -> Result<(), CniError> {
+        let Some(opts) = &self.dataplane_options else {
+            return Ok(());
+        };
+        if !opts.is_object() {
+            return Err(invalid("dataplane_options", "not a JSON object"));
+        }
+        match opts.get("type") {
+            None => Ok(()),
+            Some(Value::String(t)) if t == "grpc" => Err(invalid(
+                "dataplane_options.type",
+                "the gRPC dataplane (type \"grpc\") is not built into this calico plugin: only the Linux dataplane (no type) is",
+            )),
+            Some(other) => Err(invalid(
+                "dataplane_options.type",
+                format!("invalid dataplane type: {other}"),
+            )),
+        }
     }
 
     /// The datastore in use, with Calico's default (etcdv3 when endpoints are configured,
@@ -272,13 +299,30 @@ mod tests {
     fn wrong_types_and_values_name_the_field() {
         let e = CalicoConfig::from_value(&json!({"mtu":"big"})).unwrap_err();
         assert!(e.msg.contains("mtu"), "{}", e.msg);
-        let e = CalicoConfig::from_value(&json!({"mtu":-1})).unwrap_err();
-        assert!(e.msg.contains("mtu"));
-        let e = CalicoConfig::from_value(&json!({"device_type":"macvlan"})).unwrap_err();
-        assert!(e.msg.contains("device_type"));
-        let e =
-            CalicoConfig::from_value(&json!({"dataplane_options":{"type":"grpc"}})).unwrap_err();
-        assert_eq!(e.code, ErrorCode::UnsupportedField);
+        let add_err = |v: Value| {
+            CalicoConfig::from_value(&v)
+                .unwrap()
+                .validate_for_add()
+                .unwrap_err()
+        };
+        assert!(add_err(json!({"mtu":-1})).msg.contains("mtu"));
+        assert!(add_err(json!({"device_type":"macvlan"}))
+            .msg
+            .contains("device_type"));
+        let e = add_err(json!({"policy_setup_timeout_seconds":-1}));
+        assert!(
+            e.msg.contains("invalid pod startup delay of -1"),
+            "{}",
+            e.msg
+        );
+        let e = add_err(json!({"readiness_gates":["not a url"]}));
+        assert!(e.msg.contains("readiness_gates"), "{}", e.msg);
+        let e = CalicoConfig::from_value(&json!({"dataplane_options":{"type":"grpc"}}))
+            .unwrap()
+            .validate_for_add()
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.contains("dataplane_options.type"), "{}", e.msg);
         let e = CalicoConfig::from_value(&json!({"nodename_file_optional":"yes"})).unwrap_err();
         assert!(e.msg.contains("nodename_file_optional"), "{}", e.msg);
         let e = CalicoConfig::from_value(&json!({"container_settings":{"allow_ip_forwarding":1}}))
@@ -288,6 +332,22 @@ mod tests {
             "{}",
             e.msg
         );
+    }
+
+    #[test]
+    fn add_only_keys_never_fail_parsing() {
+        // What DEL and CHECK see: these parse, whatever ADD would say about them.
+        for v in [
+            json!({"dataplane_options":{}}),
+            json!({"dataplane_options":{"type":"grpc","socket":"/run/vpp.sock"}}),
+            json!({"readiness_gates":["ftp://nowhere"]}),
+            json!({"policy_setup_timeout_seconds":-5}),
+            json!({"mtu":70000,"device_type":"macvlan"}),
+        ] {
+            CalicoConfig::from_value(&v).unwrap();
+        }
+        let linux = CalicoConfig::from_value(&json!({"dataplane_options":{"x":1}})).unwrap();
+        linux.validate_for_add().unwrap();
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub enum Error {
          ids that share their first 11 characters map to the same host interface name)"
     )]
     HostVethInUse { name: String, owner: String },
+    /// The host veth has no IPv6 link-local address, or not the EUI-64 one of [`HOST_MAC`]
+    /// (`addr_gen_mode` other than eui64 on the host): the pod's IPv6 next hop would be wrong.
+    #[error("{0}")]
+    HostLinkLocal(String),
 }
 
 /// Dataplane failures are Calico's generic error (999): the runtime cannot act on them beyond
@@ -245,8 +249,9 @@ pub fn setup(ns: &NetNs, pod: &PodInterface) -> Result<MacAddr> {
             }
             Ok(())
         })??;
+        let next_hop = host_link_local(&host, host_link.index, &pod.host_veth)?;
         for dst in pod.routes_of(IpFamily::V6) {
-            cont.add_route(&Route::new(*dst).via(IpAddr::V6(GATEWAY_V6)).dev(link.index))?;
+            cont.add_route(&Route::new(*dst).via(IpAddr::V6(next_hop)).dev(link.index))?;
         }
     }
     for addr in &pod.addresses {
@@ -270,6 +275,42 @@ pub fn setup(ns: &NetNs, pod: &PodInterface) -> Result<MacAddr> {
         }
     }
     Ok(mac)
+}
+
+/// The host veth's IPv6 link-local address: the pod's IPv6 next hop, read as Calico reads it.
+/// It must be the EUI-64 address of [`HOST_MAC`] (what every pod's neighbour cache and Felix
+/// expect). The kernel may still be assigning it, or may have derived it from a MAC set a moment
+/// too late: retry, toggling the link, for half a second as Calico does; then fail loudly instead
+/// of wiring a pod whose IPv6 cannot work (e.g. `addr_gen_mode` stable-privacy/random/none).
+fn host_link_local(host: &Handle, index: u32, name: &str) -> Result<Ipv6Addr> {
+    let mut problem = String::new();
+    for attempt in 0..10 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let addrs = host.addresses(Some(index), Some(IpFamily::V6))?;
+        let link_local = addrs.iter().find_map(|a| match a.addr.ip() {
+            IpAddr::V6(ip) if ip.segments()[0] & 0xffc0 == 0xfe80 => Some(ip),
+            _ => None,
+        });
+        match link_local {
+            Some(ip) if ip == GATEWAY_V6 => return Ok(ip),
+            Some(ip) => {
+                problem = format!(
+                    "host-side interface {name} got wrong link-local IP address {ip} (expected {GATEWAY_V6}, the EUI-64 address of {HOST_MAC}): check net.ipv6.conf.default.addr_gen_mode on the host (0, eui64, is required)"
+                );
+                // A re-up recomputes the address from the current MAC.
+                host.set_link_down(index)?;
+                host.set_link_up(index)?;
+            }
+            None => {
+                problem = format!(
+                    "failed to get IPv6 link-local address for host side of the pod interface {name}: check that IPv6 is enabled on the host and net.ipv6.conf.default.addr_gen_mode is 0 (eui64)"
+                );
+            }
+        }
+    }
+    Err(Error::HostLinkLocal(problem))
 }
 
 /// `<ip>/32 dev <host veth> scope link`; an identical route (Felix may have been first) is fine,

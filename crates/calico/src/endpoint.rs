@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use cni::{CniError, Context, ErrorCode, Invocation};
 
 use crate::identity::Workload;
-use ipam::keys::{Key, ResourceKind};
-use ipam::store::{Store, StoreError};
+use ipam::keys::{Key, ListPrefix, ResourceKind};
+use ipam::store::{KvPair, Store, StoreError};
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
@@ -126,10 +126,14 @@ impl Endpoint {
             .collect();
         let mut spec = Map::new();
         spec.insert("orchestrator".into(), json!(self.workload.orchestrator()));
+        // Calico's client sets these two on every endpoint it stores, whatever the orchestrator.
+        labels.insert(LABEL_NAMESPACE.into(), json!(self.workload.namespace()));
+        labels.insert(
+            LABEL_ORCHESTRATOR.into(),
+            json!(self.workload.orchestrator()),
+        );
         match &self.workload {
-            Workload::Kubernetes { namespace, pod } => {
-                labels.insert(LABEL_NAMESPACE.into(), json!(namespace));
-                labels.insert(LABEL_ORCHESTRATOR.into(), json!("k8s"));
+            Workload::Kubernetes { pod, .. } => {
                 if let Some(sa) = self.service_account.as_deref().filter(|s| s.len() < 63) {
                     labels.insert(LABEL_SERVICE_ACCOUNT.into(), json!(sa));
                 }
@@ -267,7 +271,17 @@ pub fn open_store(
     })
     .map_err(|e| invalid(e.to_string()))?;
     // Same codes as calico-ipam opening the same store: 11 unreachable, 7 bad settings.
-    Ok(Some(datastore::open(&settings)?))
+    let store = datastore::open(&settings).map_err(|e| {
+        let unreachable = e.is_unavailable();
+        let err = CniError::from(e);
+        if unreachable {
+            // The runtime retries the pod later; say what to check meanwhile.
+            err.context("check that etcd_endpoints are reachable from this node; retrying later can succeed")
+        } else {
+            err
+        }
+    })?;
+    Ok(Some(store))
 }
 
 /// Creates or replaces the endpoint (Calico overwrites on a repeated ADD for a pod).
@@ -343,6 +357,160 @@ pub fn ensure_profile(store: &dyn Store, network: &str, kubernetes: bool) -> Res
         Ok(_) | Err(StoreError::AlreadyExists(_)) => Ok(()),
         Err(e) => Err(CniError::from(e).context("error creating profile")),
     }
+}
+
+/// The endpoint another attachment of this plain (non-Kubernetes) container already has on
+/// this node, whatever its CNI_IFNAME: Calico matches node, orchestrator and container, not the
+/// interface, because it wires one interface per workload.
+pub fn container_endpoint(
+    store: &dyn Store,
+    workload: &Workload,
+    node: &str,
+    container_id: &str,
+) -> Result<Option<KvPair>, CniError> {
+    if !matches!(workload, Workload::Plain { .. }) {
+        return Ok(None);
+    }
+    // `<node>-cni-<container>-`: the name of every endpoint of this workload, any interface.
+    let name_prefix = format!(
+        "{}-",
+        endpoint_name(&[node, workload.orchestrator(), workload.name()])?
+    );
+    let rows = store
+        .list(&ListPrefix::NamedResources {
+            kind: ResourceKind::WorkloadEndpoint,
+            namespace: workload.namespace().to_string(),
+            name_prefix,
+        })
+        .context("error listing WorkloadEndpoints")?;
+    Ok(rows.into_iter().find(|kv| {
+        serde_json::from_str::<Value>(&kv.value).is_ok_and(|v| {
+            let spec = &v["spec"];
+            spec["orchestrator"] == "cni"
+                && spec["node"] == node
+                && spec["containerID"] == container_id
+        })
+    }))
+}
+
+/// A plain container already attached by another CNI_IFNAME: as Calico, reuse that endpoint
+/// (no IPAM, no veth) and answer with its addresses, adding this network's profile to it.
+/// `None` when there is nothing to reuse (Kubernetes pods, no etcd store, first attachment).
+pub fn reuse_container_endpoint(
+    store: Option<&dyn Store>,
+    inv: &Invocation,
+    conf: &crate::config::CalicoConfig,
+    node: &str,
+    mtu: u32,
+) -> Result<Option<cni::CniResult>, CniError> {
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    let workload = Workload::from_args(&inv.args, &inv.container_id);
+    let Some(existing) = container_endpoint(store, &workload, node, &inv.container_id)? else {
+        return Ok(None);
+    };
+    log::info!(
+        "Calico CNI found existing endpoint {} for container {}: reusing it",
+        existing.key.path(),
+        inv.container_id
+    );
+    let spec = add_profile(store, existing, &inv.config.name)?;
+    if conf.policy.policy_type.is_empty() {
+        ensure_profile(store, &inv.config.name, false)?;
+    }
+    result_from_endpoint(&spec, inv, mtu).map(Some)
+}
+
+/// Appends `profile` to the endpoint's profiles unless present; returns the stored spec.
+fn add_profile(store: &dyn Store, mut kv: KvPair, profile: &str) -> Result<Value, CniError> {
+    for _ in 0..5 {
+        let mut v: Value = serde_json::from_str(&kv.value)
+            .map_err(|e| CniError::generic(format!("error parsing WorkloadEndpoint: {e}")))?;
+        let profiles = v["spec"]["profiles"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if profiles.iter().any(|p| p == profile) {
+            return Ok(v["spec"].take());
+        }
+        let mut updated = profiles;
+        updated.push(json!(profile));
+        v["spec"]["profiles"] = json!(updated);
+        match store.update(&kv.key, &v.to_string(), &kv.revision) {
+            Ok(_) => return Ok(v["spec"].take()),
+            Err(StoreError::Conflict(_)) => {
+                kv = store
+                    .get(&kv.key)
+                    .context("error reading WorkloadEndpoint")?;
+            }
+            Err(e) => return Err(CniError::from(e).context("error updating WorkloadEndpoint")),
+        }
+    }
+    Err(CniError::new(
+        ErrorCode::TryAgainLater,
+        "error updating WorkloadEndpoint: it kept changing while adding the profile",
+    ))
+}
+
+/// Calico's result for a reused endpoint: its addresses on the container interface, which is
+/// named after this attachment's CNI_IFNAME and carries the endpoint's MAC.
+fn result_from_endpoint(
+    spec: &Value,
+    inv: &Invocation,
+    mtu: u32,
+) -> Result<cni::CniResult, CniError> {
+    let mut ips = Vec::new();
+    for net in spec["ipNetworks"].as_array().into_iter().flatten() {
+        let address = net
+            .as_str()
+            .and_then(|s| s.parse::<IpNetwork>().ok())
+            .ok_or_else(|| {
+                CniError::generic(format!("WorkloadEndpoint has an invalid ipNetwork {net}"))
+            })?;
+        ips.push(cni::IpConfig {
+            address,
+            gateway: None,
+            interface: Some(1),
+        });
+    }
+    let text = |k: &str| spec[k].as_str().unwrap_or_default().to_string();
+    Ok(cni::CniResult {
+        interfaces: vec![
+            cni::Interface {
+                name: text("interfaceName"),
+                ..Default::default()
+            },
+            cni::Interface {
+                name: inv.ifname.clone(),
+                mac: text("mac"),
+                mtu: Some(mtu),
+                sandbox: inv.netns.as_ref().map(|p| p.display().to_string()),
+                ..Default::default()
+            },
+        ],
+        ips,
+        ..Default::default()
+    })
+}
+
+/// DEL of an attachment that reused another attachment's endpoint (plain mode): it has no
+/// endpoint of its own while the container's other one exists. Its IPAM handle may be the
+/// other attachment's (same network, calico-ipam), so IPAM must not be released for it.
+pub fn is_reused_attachment(
+    store: &dyn Store,
+    workload: &Workload,
+    node: &str,
+    container_id: &str,
+    own: &Key,
+) -> Result<bool, CniError> {
+    if !matches!(workload, Workload::Plain { .. }) {
+        return Ok(false);
+    }
+    let mine = store
+        .get_opt(own)
+        .context("error reading WorkloadEndpoint")?;
+    Ok(mine.is_none() && container_endpoint(store, workload, node, container_id)?.is_some())
 }
 
 /// Removes the endpoint of `ep_key` unless (Kubernetes mode) another sandbox owns it. Absent is
@@ -503,12 +671,50 @@ mod tests {
         assert_eq!(ep.name().unwrap(), "node--1-cni-abc--def-eth0");
         let v = ep.to_json("u", "t").unwrap();
         assert_eq!(v["metadata"]["namespace"], "default");
-        assert!(v["metadata"].get("labels").is_none());
+        assert_eq!(
+            v["metadata"]["labels"],
+            json!({"projectcalico.org/namespace": "default", "projectcalico.org/orchestrator": "cni"})
+        );
         assert_eq!(v["spec"]["workload"], "abc-def");
         assert_eq!(v["spec"]["orchestrator"], "cni");
         assert_eq!(v["spec"]["profiles"], json!(["k8s-pod-network"]));
         assert!(v["spec"].get("ports").is_none());
         assert!(v["spec"].get("allowSpoofedSourcePrefixes").is_none());
+    }
+
+    #[test]
+    fn a_containers_endpoint_is_found_whatever_its_interface() {
+        let store = MemoryStore::new();
+        let plain = |cid: &str, ifname: &str| Endpoint {
+            workload: Workload::Plain {
+                container_id: cid.into(),
+            },
+            container_id: cid.into(),
+            endpoint: ifname.into(),
+            labels: BTreeMap::new(),
+            service_account: None,
+            ..pod_endpoint()
+        };
+        // "abc-x" shares the name prefix of "abc" (node--1-cni-abc--x-…): not a match.
+        write(&store, &plain("abc-x", "eth0")).unwrap();
+        let w = Workload::Plain {
+            container_id: "abc".into(),
+        };
+        assert!(container_endpoint(&store, &w, "node-1", "abc")
+            .unwrap()
+            .is_none());
+        write(&store, &plain("abc", "eth0")).unwrap();
+        let found = container_endpoint(&store, &w, "node-1", "abc")
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.key, plain("abc", "eth0").key().unwrap());
+        let eth1 = plain("abc", "eth1").key().unwrap();
+        assert!(is_reused_attachment(&store, &w, "node-1", "abc", &eth1).unwrap());
+        let eth0 = plain("abc", "eth0").key().unwrap();
+        assert!(!is_reused_attachment(&store, &w, "node-1", "abc", &eth0).unwrap());
+        assert!(container_endpoint(&store, &w, "node-2", "abc")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! namespace annotations, resolves host-local's `usePodCidr` from the Node, and publishes the
 //! pod's IPs on the pod (`datastore_type: kubernetes`). With `datastore_type: etcdv3` it writes
 //! the WorkloadEndpoint (and the network's default profile) Felix reads ([`endpoint`]).
+//! ADD also honours Calico's gates: `readiness_gates` before allocating ([`readiness`]) and the
+//! wait for Felix's endpoint status after wiring a pod ([`policy`]); [`cli`] has `-v`/`-t`.
 //!
 //! Owns: wiring one pod interface and undoing it; every failure after IPAM rolls back.
 //! Must not: allocate addresses itself (IPAM plugins do, by exec), touch firewall rules or
 //! shaping (portmap, bandwidth), or enter a namespace on the calling thread.
 
+pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod endpoint;
@@ -18,6 +21,8 @@ pub mod identity;
 pub mod ipam;
 pub mod k8s;
 pub mod node;
+pub mod policy;
+pub mod readiness;
 pub mod rollback;
 
 use cni::{
@@ -144,6 +149,27 @@ impl Undo for AddUndo<'_> {
     }
 }
 
+/// Plain mode on etcd: an attachment that reused its container's endpoint has no interface or
+/// addresses of its own to check (Calico's CHECK checks nothing at all).
+fn reused_attachment(inv: &Invocation, conf: &CalicoConfig) -> Result<bool, CniError> {
+    let workload = Workload::from_args(&inv.args, &inv.container_id);
+    if !matches!(workload, Workload::Plain { .. }) {
+        return Ok(false);
+    }
+    let Some(store) = endpoint::open_store(inv, conf)? else {
+        return Ok(false);
+    };
+    let node = node::node_name(conf)?;
+    let key = endpoint::key_of(&workload, &node, &inv.ifname)?;
+    endpoint::is_reused_attachment(store.as_ref(), &workload, &node, &inv.container_id, &key)
+}
+
+/// A pod addressed by its `ipAddrsNoIpam` annotation holds nothing in IPAM, so there is
+/// nothing for an IPAM CHECK to find (Calico's CHECK checks nothing at all).
+fn bypasses_ipam(kube: &k8s::Kube) -> Result<bool, CniError> {
+    Ok(!kube.pod_settings()?.ip_addrs_no_ipam.is_empty())
+}
+
 /// Calico leaves host routes to Felix when calico-ipam returns no routes (KubeVirt targets).
 fn wants_host_routes(ipam_plugin: &str, ipam_result: &CniResult) -> bool {
     !(ipam_plugin == "calico-ipam" && ipam_result.routes.is_empty())
@@ -169,6 +195,7 @@ impl Plugin for Calico {
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let conf = Self::prologue(inv)?;
+        conf.validate_for_add()?;
         let mtu = node::mtu(&conf)?;
         let node = node::node_name(&conf)?;
         let ns = open_netns(inv)?;
@@ -185,6 +212,13 @@ impl Plugin for Calico {
         let endpoints = endpoint::open_store(inv, &conf)?;
         if let Some(store) = &endpoints {
             endpoint::require_datastore_ready(store.as_ref())?;
+        }
+        readiness::wait(&conf.readiness_gates)?;
+        // A plain container's second attachment reuses its endpoint (no IPAM, no veth).
+        let existing =
+            endpoint::reuse_container_endpoint(endpoints.as_deref(), inv, &conf, &node, mtu)?;
+        if let Some(result) = existing {
+            return Ok(result);
         }
         let mut ipam = Ipam::new(inv)?.with_pod_cidrs(&kube);
         if let Some(c) = settings.ipam_config.clone() {
@@ -254,6 +288,7 @@ impl Plugin for Calico {
             }
             endpoint::write(store.as_ref(), &ep)?;
         }
+        policy::wait_for_felix(&conf, &workload, &inv.ifname);
         journal.commit();
         Ok(CniResult {
             interfaces: vec![
@@ -289,21 +324,36 @@ impl Plugin for Calico {
         // (the runtime retries).
         k8s::Kube::new(inv, &conf, &node).clear_pod_ips()?;
         // etcd mode: the WorkloadEndpoint, with the same rule (a failure stops the DEL).
+        let mut reused = false;
         if let Some(store) = endpoint::open_store(inv, &conf)? {
             let workload = Workload::from_args(&inv.args, &inv.container_id);
             let check_owner = matches!(workload, Workload::Kubernetes { .. });
             let key = endpoint::key_of(&workload, &node, &inv.ifname)?;
+            reused = endpoint::is_reused_attachment(
+                store.as_ref(),
+                &workload,
+                &node,
+                &inv.container_id,
+                &key,
+            )?;
             endpoint::remove(store.as_ref(), &key, &inv.container_id, check_owner)?;
         }
         // The interface goes first: releasing an address still configured on a live interface
         // could hand it to another pod while this one still answers for it.
         dataplane::remove(inv.netns.as_deref(), &inv.ifname)
             .context("failed to remove the pod interface")?;
+        if reused {
+            log::info!("attachment reused the container's endpoint: its addresses stay allocated");
+            return Ok(());
+        }
         Ipam::new(inv)?.run(Command::Del)
     }
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {
         let conf = Self::prologue(inv)?;
+        if reused_attachment(inv, &conf)? {
+            return Ok(());
+        }
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
             CniError::new(
                 ErrorCode::InvalidConfig,
@@ -340,6 +390,9 @@ impl Plugin for Calico {
             0,
         )?;
         dataplane::check(&ns, &pod).context("CHECK")?;
+        if bypasses_ipam(&kube)? {
+            return Ok(());
+        }
         ipam.run(Command::Check)
     }
 

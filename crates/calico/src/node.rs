@@ -21,10 +21,14 @@ pub fn require_nodename_file(conf: &CalicoConfig) -> Result<(), CniError> {
         return Ok(());
     }
     let path = conf.nodename_file();
+    // Code 11: calico-node writes the file when it starts, so a retry can succeed.
     std::fs::metadata(path).map(|_| ()).map_err(|e| {
-        CniError::generic(format!(
-            "stat {path}: {e}: check that the calico/node container is running and has mounted /var/lib/calico/"
-        ))
+        CniError::new(
+            ErrorCode::TryAgainLater,
+            format!(
+                "stat {path}: {e}: check that the calico/node container is running and has mounted /var/lib/calico/"
+            ),
+        )
     })
 }
 
@@ -104,6 +108,7 @@ mod tests {
             "{}",
             e.msg
         );
+        assert_eq!(e.code, ErrorCode::TryAgainLater);
         require_nodename_file(&conf(
             json!({"nodename_file":m,"nodename_file_optional":true}),
         ))

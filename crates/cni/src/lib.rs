@@ -16,6 +16,7 @@ pub mod delegate;
 pub mod env;
 pub mod error;
 pub mod file;
+pub mod flags;
 pub mod result;
 pub mod skel;
 #[cfg(feature = "proptest")]

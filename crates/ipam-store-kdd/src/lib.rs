@@ -208,10 +208,12 @@ impl Store for KddStore {
             ListPrefix::Blocks { .. } => Kind::Block,
             ListPrefix::Affinities { .. } => Kind::Affinity,
             ListPrefix::Handles => Kind::Handle,
-            ListPrefix::Resources { kind, .. } => match Kind::of_resource(*kind) {
-                Ok(k) => k,
-                Err(_) => return Ok(Vec::new()),
-            },
+            ListPrefix::Resources { kind, .. } | ListPrefix::NamedResources { kind, .. } => {
+                match Kind::of_resource(*kind) {
+                    Ok(k) => k,
+                    Err(_) => return Ok(Vec::new()),
+                }
+            }
         };
         let mut lp = ListParams::default();
         let selector = Self::selector(prefix);

@@ -322,6 +322,13 @@ pub enum ListPrefix {
         kind: ResourceKind,
         namespace: Option<String>,
     },
+    /// Resources of a kind in one namespace whose names start with `name_prefix` (Calico's
+    /// prefix list of a workload's endpoints: one etcd range read, not the whole namespace).
+    NamedResources {
+        kind: ResourceKind,
+        namespace: String,
+        name_prefix: String,
+    },
 }
 
 impl ListPrefix {
@@ -352,6 +359,14 @@ impl ListPrefix {
                 kind,
                 namespace: None,
             } => format!("{RESOURCES_ROOT}{}/", kind.plural()),
+            ListPrefix::NamedResources {
+                kind,
+                namespace,
+                name_prefix,
+            } => format!(
+                "{RESOURCES_ROOT}{}/{namespace}/{name_prefix}",
+                kind.plural()
+            ),
         }
     }
 
@@ -384,6 +399,18 @@ impl ListPrefix {
                     ..
                 },
             ) => kind == kk && (namespace.is_none() || namespace == kn),
+            (
+                ListPrefix::NamedResources {
+                    kind,
+                    namespace,
+                    name_prefix,
+                },
+                Key::Resource {
+                    kind: kk,
+                    namespace: kn,
+                    name,
+                },
+            ) => kind == kk && kn.as_deref() == Some(namespace) && name.starts_with(name_prefix),
             _ => false,
         }
     }
@@ -395,6 +422,27 @@ mod tests {
 
     fn net(s: &str) -> IpNetwork {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn named_resources_list_one_name_prefix() {
+        let prefix = ListPrefix::NamedResources {
+            kind: ResourceKind::WorkloadEndpoint,
+            namespace: "default".into(),
+            name_prefix: "node--1-cni-abc-".into(),
+        };
+        assert_eq!(
+            prefix.path(),
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/default/node--1-cni-abc-"
+        );
+        let wep = |ns: &str, name: &str| Key::Resource {
+            kind: ResourceKind::WorkloadEndpoint,
+            namespace: Some(ns.into()),
+            name: name.into(),
+        };
+        assert!(prefix.matches(&wep("default", "node--1-cni-abc-eth1")));
+        assert!(!prefix.matches(&wep("other", "node--1-cni-abc-eth1")));
+        assert!(!prefix.matches(&wep("default", "node--1-cni-abd-eth0")));
     }
 
     #[test]
