@@ -8,24 +8,29 @@
 //!   the plugin only registers its own Node object when it is missing, and says clearly what
 //!   to do when there are no pools at all.
 //!
-//! Every "cannot reach the datastore" outcome is CNI code 11 (try again later).
+//! Every "cannot reach the datastore" outcome is CNI code 11 (try again later). The whole
+//! invocation is bounded by [`CALL_DEADLINE`], as Calico bounds its IPAM work by a 90 s
+//! context.
+
+use std::time::{Duration, Instant};
 
 use cni::{CniError, ErrorCode};
-use datastore::{DatastoreError, DatastoreKind};
+use datastore::DatastoreKind;
 use ipam::model::Node;
 use ipam::{IpVersion, Ipam, IpamError, IpamOptions, Key, ResourceKind, Store, StoreError};
 
 use crate::config::IpamConf;
 
-/// The store for `conf`, opened (etcd connections are lazy: unreachable shows up on first use).
-pub fn open(conf: &IpamConf) -> Result<Box<dyn Store>, CniError> {
-    datastore::open(&conf.datastore).map_err(|e| match e {
-        e if e.is_unavailable() => CniError::new(ErrorCode::TryAgainLater, e.to_string()),
-        e @ (DatastoreError::Config(_) | DatastoreError::Unsupported(_)) => {
-            CniError::new(ErrorCode::InvalidConfig, e.to_string())
-        }
-        e => CniError::generic(e.to_string()),
-    })
+/// Budget of one calico-ipam invocation (Calico's IPAM context timeout).
+pub const CALL_DEADLINE: Duration = Duration::from_secs(90);
+
+/// The store for `conf`, opened (etcd connections are lazy: unreachable shows up on first
+/// use); no datastore call runs past `started + CALL_DEADLINE`.
+pub fn open(conf: &IpamConf, started: Instant) -> Result<Box<dyn Store>, CniError> {
+    Ok(datastore::open_until(
+        &conf.datastore,
+        started + CALL_DEADLINE,
+    )?)
 }
 
 /// Allocator options for the configured datastore kind.

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use cni::{CniError, ErrorCode, Invocation};
+use cni::{CniError, ErrorCode};
 
 use crate::identity::Workload;
 use ipam::keys::{Key, ResourceKind};
@@ -255,18 +255,11 @@ pub fn profiles(
 }
 
 /// The store endpoints go to: etcd when that is the datastore, else none.
-pub fn open_store(
-    inv: &Invocation,
-    conf: &crate::config::CalicoConfig,
-) -> Result<Option<Box<dyn Store>>, CniError> {
+pub fn open_store(conf: &crate::config::CalicoConfig) -> Result<Option<Box<dyn Store>>, CniError> {
     if conf.datastore() != "etcdv3" {
         return Ok(None);
     }
-    let settings = datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
-        std::env::var(k).ok()
-    })
-    .map_err(|e| invalid(e.to_string()))?;
-    datastore::open(&settings)
+    datastore::open(&conf.datastore_settings)
         .map(Some)
         .map_err(|e| CniError::generic(format!("failed to open the etcd datastore: {e}")))
 }

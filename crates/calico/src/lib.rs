@@ -155,7 +155,7 @@ impl Plugin for Calico {
         let kube = k8s::Kube::new(inv, &conf, &node);
         kube.require_datastore_ready()?;
         let settings = kube.pod_settings()?;
-        let endpoints = endpoint::open_store(inv, &conf)?;
+        let endpoints = endpoint::open_store(&conf)?;
         if let Some(store) = &endpoints {
             endpoint::require_datastore_ready(store.as_ref())?;
         }
@@ -283,7 +283,7 @@ impl Plugin for Calico {
         // (the runtime retries).
         k8s::Kube::new(inv, &conf, &node).clear_pod_ips()?;
         // etcd mode: the WorkloadEndpoint, with the same rule (a failure stops the DEL).
-        if let Some(store) = endpoint::open_store(inv, &conf)? {
+        if let Some(store) = endpoint::open_store(&conf)? {
             let workload = Workload::from_args(&inv.args, &inv.container_id);
             let check_owner = matches!(workload, Workload::Kubernetes { .. });
             let key = endpoint::key_of(&workload, &node, &inv.ifname)?;

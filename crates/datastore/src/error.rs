@@ -21,6 +21,20 @@ pub enum DatastoreError {
     },
 }
 
+/// Configuration mistakes are code 7 (the message names the field), an unreachable or
+/// not-ready datastore is 11 (try again later), anything else while opening is generic.
+impl cni::CniCode for DatastoreError {
+    fn cni_code(&self) -> cni::ErrorCode {
+        match self {
+            DatastoreError::Config(_) | DatastoreError::Unsupported(_) => {
+                cni::ErrorCode::InvalidConfig
+            }
+            e if e.is_unavailable() => cni::ErrorCode::TryAgainLater,
+            _ => cni::error::GENERIC,
+        }
+    }
+}
+
 impl DatastoreError {
     /// Whether retrying later may succeed (the datastore is down or busy).
     pub fn is_unavailable(&self) -> bool {
