@@ -586,7 +586,10 @@ mod tests {
             )
         );
         assert_eq!(k.api_group, ApiGroup::V3);
-        assert!(!format!("{s:?}").contains("s3cr3t"), "token kept out of logs");
+        assert!(
+            !format!("{s:?}").contains("s3cr3t"),
+            "token kept out of logs"
+        );
         assert_eq!(s.describe(), "kubernetes (https://10.96.0.1:443)");
 
         let s = DatastoreSettings::from_calico_config(
