@@ -5,7 +5,7 @@
 #![cfg(feature = "kubernetes")]
 
 use datastore::{ApiGroup, DatastoreKind, DatastoreSettings};
-use ipam::{Key, Store};
+use ipam::Key;
 use serde_json::{json, Value};
 use test_apiserver::TestApiServer;
 
