@@ -38,9 +38,10 @@ Options:
   -h --help                  Show this screen.
      --allow-version-mismatch Accepted for compatibility; ignored.
 
-The datastore is selected like calicoctl: DATASTORE_TYPE (etcdv3, kubernetes, local),
-ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE, KUBECONFIG (each also with a
-CALICO_ prefix), and DATASTORE_PATH for the local store.
+The datastore is selected like calicoctl: DATASTORE_TYPE (etcdv3, kubernetes, local; default
+etcdv3 when ETCD_ENDPOINTS is set, else kubernetes), ETCD_ENDPOINTS, ETCD_CA_CERT_FILE,
+ETCD_CERT_FILE, ETCD_KEY_FILE, KUBECONFIG, K8S_API_ENDPOINT, K8S_API_TOKEN, K8S_CA_FILE,
+CALICO_API_GROUP (each also with a CALICO_ prefix), and DATASTORE_PATH for the local store.
 ";
 
 /// Output format of `get`.
