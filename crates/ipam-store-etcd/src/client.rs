@@ -236,7 +236,7 @@ impl EtcdClient {
                 }
             };
             Err(EtcdError::Unavailable(format!(
-                "{what} {key}: no etcd member of [{}] answered within {:?} (last error: {last})",
+                "{what} {key}: no etcd member of [{}] answered within {:.1?} (last error: {last})",
                 self.endpoints.join(","),
                 started.elapsed(),
             )))
