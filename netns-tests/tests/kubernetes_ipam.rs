@@ -74,9 +74,14 @@ impl Cluster {
     /// LIST a Calico CRD collection over HTTPS with curl (independent of the plugins' client);
     /// items by name.
     fn list(&self, plural: &str) -> Vec<(String, Value)> {
+        self.list_in(CRDS, plural)
+    }
+
+    /// [`Cluster::list`] in the API group at `group_path` (`/apis/<group>/<version>`).
+    fn list_in(&self, group_path: &str, plural: &str) -> Vec<(String, Value)> {
         let auth = format!("Authorization: Bearer {}", self.api().token());
         let ca = self.api().ca_path();
-        let url = format!("{}{CRDS}/{plural}", self.api().url());
+        let url = format!("{}{group_path}/{plural}", self.api().url());
         let out = self
             .env
             .host
@@ -118,6 +123,99 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no {plural}/{name} in {:?}", self.names(plural)))
             .1
     }
+}
+
+/// A cluster seeded like [`Cluster::new`], but with Calico's objects in `api_version`
+/// (`crd.projectcalico.org/v1` or `projectcalico.org/v3`, where the IPAM config is an
+/// `IPAMConfiguration`).
+fn cluster_in(name: &str, api_version: &str) -> Cluster {
+    let c = Cluster::start(name, NODE);
+    let ipam_config_kind = if api_version == "projectcalico.org/v3" {
+        "IPAMConfiguration"
+    } else {
+        "IPAMConfig"
+    };
+    for obj in [
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": {}}),
+        json!({"apiVersion": api_version, "kind": "IPPool",
+            "metadata": {"name": "default-ipv4-ippool"},
+            "spec": {"cidr": POOL, "blockSize": BLOCK_SIZE, "ipipMode": "Never",
+                "vxlanMode": "Never", "natOutgoing": true, "nodeSelector": "all()"}}),
+        json!({"apiVersion": api_version, "kind": "ClusterInformation",
+            "metadata": {"name": "default"},
+            "spec": {"datastoreReady": true, "clusterType": "k8s,bgp,kdd"}}),
+        json!({"apiVersion": api_version, "kind": ipam_config_kind,
+            "metadata": {"name": "default"},
+            "spec": {"strictAffinity": false, "autoAllocateBlocks": true}}),
+    ] {
+        c.api().put(obj).unwrap();
+    }
+    std::fs::write(c.tmp().join("nodename"), NODE).unwrap();
+    c
+}
+
+/// The seed conflist's shape (kubeconfig only, calico-ipam) with no `datastore_type`: both
+/// plugins must pick the Kubernetes datastore (Calico's rule without etcd endpoints) and
+/// use Calico's objects in `api_version`; the other group stays untouched.
+fn seed_style_add_del(k: &Cluster, api_version: &str, other_group_path: &str) {
+    let mut calico = k.calico();
+    calico.as_object_mut().unwrap().remove("datastore_type");
+    if api_version != "crd.projectcalico.org/v1" {
+        calico["calico_api_group"] = json!(api_version);
+    }
+    let conflist = json!({"cniVersion": "1.0.0", "name": NETWORK, "plugins": [calico]});
+    let chain = k.env.chain(&conflist).unwrap();
+    k.pod("pod-s", json!({}));
+    let ctr = k.env.container("s").unwrap();
+    let att = pod_att("sb-s", &ctr, "pod-s");
+    let r = chain.add(&att).unwrap();
+    let ip = only_ip(&r);
+    assert!(POOL.parse::<IpNetwork>().unwrap().contains(ip.ip()), "{ip}");
+    assert!(ctr.addrs("eth0").unwrap().iter().any(|a| a.ip() == ip.ip()));
+
+    let group_path = format!("/apis/{api_version}");
+    let block = block_name(block_of(ip.ip()));
+    let blocks = k.list_in(&group_path, "ipamblocks");
+    assert_eq!(
+        blocks.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        vec![block.clone()]
+    );
+    assert_eq!(blocks[0].1["apiVersion"], api_version);
+    assert_eq!(
+        block_allocations(&blocks[0].1),
+        vec![(ip.ip(), format!("{NETWORK}.sb-s"))]
+    );
+    let handles = k.list_in(&group_path, "ipamhandles");
+    assert_eq!(handles.len(), 1, "{handles:?}");
+    assert_eq!(handles[0].1["spec"]["handleID"], format!("{NETWORK}.sb-s"));
+    let affinities = k.list_in(&group_path, "blockaffinities");
+    assert_eq!(affinities.len(), 1, "{affinities:?}");
+    for plural in ["ipamblocks", "ipamhandles", "blockaffinities"] {
+        assert!(
+            k.list_in(other_group_path, plural).is_empty(),
+            "{plural} written to {other_group_path}"
+        );
+    }
+
+    chain.del(&att).unwrap();
+    assert!(k.list_in(&group_path, "ipamhandles").is_empty());
+    let b = &k.list_in(&group_path, "ipamblocks")[0].1;
+    assert!(block_allocations(b).is_empty(), "{b}");
+}
+
+#[test]
+fn seed_style_conflist_without_datastore_type_uses_the_crds() {
+    let k = cluster_in("kdd-nodst", "crd.projectcalico.org/v1");
+    seed_style_add_del(&k, "crd.projectcalico.org/v1", "/apis/projectcalico.org/v3");
+}
+
+#[test]
+fn calico_api_group_v3_uses_projectcalico_org_v3() {
+    let k = cluster_in("kdd-v3", "projectcalico.org/v3");
+    seed_style_add_del(&k, "projectcalico.org/v3", CRDS);
+    // The v3 BlockAffinity carries `deleted` as a bool (a string in v1).
+    let aff = &k.list_in("/apis/projectcalico.org/v3", "blockaffinities")[0].1;
+    assert_eq!(aff["spec"]["deleted"], json!(false), "{aff}");
 }
 
 fn only_ip(result: &Value) -> IpNetwork {

@@ -100,8 +100,7 @@ impl IpamConf {
         let s = |o: &CiObject, key: &str| -> Result<Option<String>, CniError> {
             Ok(non_empty(field::<String>(o, key)?))
         };
-        let datastore = DatastoreSettings::from_calico_config(&nc.raw, env)
-            .map_err(|e| invalid(e.to_string()))?;
+        let datastore = DatastoreSettings::from_calico_config(&nc.raw, env)?;
         if datastore.kind == DatastoreKind::Local {
             // SQLite would open a device or FIFO and create `<path>-journal` beside it.
             cni::file::check_regular_or_absent(&datastore.local_path, "datastore_path")?;
@@ -110,15 +109,23 @@ impl IpamConf {
             PathBuf::from(s(&top, "ipam_lock_file")?.unwrap_or_else(|| DEFAULT_LOCK_FILE.into()));
         // A FIFO would block the lock's open(2) until the timeout.
         cni::file::check_regular_or_absent(&lock_file, "ipam_lock_file")?;
+        let pools = |key: &str| -> Result<Vec<String>, CniError> {
+            Ok(field::<Vec<String>>(&ipam, key)?.unwrap_or_default())
+        };
+        let (ipv4_pools, ipv6_pools) = (pools("ipv4_pools")?, pools("ipv6_pools")?);
         let d = LocalDefaults::default();
         let local_defaults = LocalDefaults {
             ipv4_pool: cidr(&ipam, "default_ipv4_pool", d.ipv4_pool)?,
             ipv4_block_size: field(&ipam, "default_ipv4_block_size")?.unwrap_or(d.ipv4_block_size),
             ipv6_pool: cidr(&ipam, "default_ipv6_pool", d.ipv6_pool)?,
             ipv6_block_size: field(&ipam, "default_ipv6_block_size")?.unwrap_or(d.ipv6_block_size),
-        };
-        let pools = |key: &str| -> Result<Vec<String>, CniError> {
-            Ok(field::<Vec<String>>(&ipam, key)?.unwrap_or_default())
+            // Entries that are network CIDRs (others are pool names).
+            named_pools: ipv4_pools
+                .iter()
+                .chain(&ipv6_pools)
+                .filter_map(|p| p.parse::<IpNetwork>().ok())
+                .filter(|n| n.network() == n.ip())
+                .collect(),
         };
         Ok(IpamConf {
             network: nc.name.clone(),
@@ -132,8 +139,8 @@ impl IpamConf {
             host_lock: field(&ipam, "host_lock")?.unwrap_or(true),
             assign_ipv4: flag(&ipam, "assign_ipv4", true)?,
             assign_ipv6: flag(&ipam, "assign_ipv6", false)?,
-            ipv4_pools: pools("ipv4_pools")?,
-            ipv6_pools: pools("ipv6_pools")?,
+            ipv4_pools,
+            ipv6_pools,
             local_defaults,
         })
     }
@@ -162,7 +169,11 @@ mod tests {
     fn defaults_follow_calico() {
         let c = conf(json!({"name":"k8s-pod-network","cniVersion":"1.0.0","type":"calico","ipam":{"type":"calico-ipam"}})).unwrap();
         assert_eq!(c.network, "k8s-pod-network");
-        assert_eq!(c.datastore.kind, DatastoreKind::Etcdv3);
+        assert_eq!(
+            c.datastore.kind,
+            DatastoreKind::Kubernetes,
+            "Calico's default without etcd endpoints"
+        );
         assert!(c.assign_ipv4 && !c.assign_ipv6);
         assert_eq!(c.nodename_file, PathBuf::from(DEFAULT_NODENAME_FILE));
         assert_eq!(c.lock_file, PathBuf::from(DEFAULT_LOCK_FILE));
@@ -201,6 +212,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.datastore.kind, DatastoreKind::Local);
         assert_eq!(c.ipv4_pools, vec!["a", "10.0.0.0/16"]);
+        assert_eq!(
+            c.local_defaults.named_pools,
+            vec!["10.0.0.0/16".parse::<IpNetwork>().unwrap()],
+            "pools named by CIDR are what an empty local store gets"
+        );
         let e = conf(json!({"name":"n","ipam":{"ipv4_pools":"x"}})).unwrap_err();
         assert!(e.msg.contains("ipv4_pools"), "{}", e.msg);
         let e = conf(json!({"name":"n","nodename":5})).unwrap_err();
@@ -227,6 +243,29 @@ mod tests {
         assert_eq!(c.datastore.kind, DatastoreKind::Etcdv3);
         let e = conf(json!({"name":"n","datastore_type":"zookeeper"})).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
+        let e = conf(json!({"name":"n","etcd_endpoints":"http://127.0.0.1:notaport"})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.contains("etcd_endpoints"), "{}", e.msg);
+    }
+
+    /// The `calico` plugin's rule: no datastore_type and no etcd endpoints is kubernetes
+    /// (it was etcdv3 at 127.0.0.1:2379 here while `calico` used kubernetes).
+    #[test]
+    fn kdd_seed_conflist_selects_kubernetes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/10-calico-kdd-hostlocal.conflist"
+        );
+        let list: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut plugin = list["plugins"][0].clone();
+        plugin["name"] = list["name"].clone();
+        plugin["ipam"] = json!({"type": "calico-ipam"});
+        let c = conf(plugin).unwrap();
+        assert_eq!(c.datastore.kind, DatastoreKind::Kubernetes);
+        assert_eq!(
+            c.datastore.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/etc/cni/net.d/calico-kubeconfig"))
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //!   the plugin only registers its own Node object when it is missing, and says clearly what
 //!   to do when there are no pools at all.
 //!
-//! Every "cannot reach the datastore" outcome is CNI code 11 (try again later).
+//! Every "cannot reach the datastore" outcome is CNI code 11 (try again later). The whole
+//! invocation is bounded by [`CALL_DEADLINE`], as Calico bounds its IPAM work by a 90 s
+//! context.
+
+use std::time::{Duration, Instant};
 
 use cni::{CniError, Context};
 use datastore::DatastoreKind;
@@ -17,9 +21,16 @@ use ipam::{IpVersion, Ipam, IpamError, IpamOptions, Key, ResourceKind, Store, St
 
 use crate::config::IpamConf;
 
-/// The store for `conf`, opened (etcd connections are lazy: unreachable shows up on first use).
-pub fn open(conf: &IpamConf) -> Result<Box<dyn Store>, CniError> {
-    Ok(datastore::open(&conf.datastore)?)
+/// Budget of one calico-ipam invocation (Calico's IPAM context timeout).
+pub const CALL_DEADLINE: Duration = Duration::from_secs(90);
+
+/// The store for `conf`, opened (etcd connections are lazy: unreachable shows up on first
+/// use); no datastore call runs past `started + CALL_DEADLINE`.
+pub fn open(conf: &IpamConf, started: Instant) -> Result<Box<dyn Store>, CniError> {
+    Ok(datastore::open_until(
+        &conf.datastore,
+        started + CALL_DEADLINE,
+    )?)
 }
 
 /// Allocator options for the configured datastore kind.

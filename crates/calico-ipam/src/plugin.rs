@@ -30,10 +30,11 @@ struct Ctx {
 
 impl Ctx {
     fn new(inv: &Invocation) -> Result<Ctx, CniError> {
+        let started = std::time::Instant::now();
         let conf = IpamConf::from_netconf(&inv.config, |k| std::env::var(k).ok())?;
         let node = node::node_name(&conf)?;
         let handle = handle_id(&conf.network, &inv.container_id);
-        let store = ds::open(&conf)?;
+        let store = ds::open(&conf, started)?;
         log::debug!(
             "node {node}, handle {handle}, datastore {}",
             conf.datastore.describe()

@@ -247,12 +247,67 @@ fn unreachable_etcd_is_code_11() {
     let p = CalicoIpam;
     for command in [Command::Add, Command::Del] {
         let i = inv(command, "c", "", &c);
+        let started = std::time::Instant::now();
         let e = match command {
             Command::Add => p.add(&i).unwrap_err(),
             _ => p.del(&i).unwrap_err(),
         };
         assert_eq!(e.code, ErrorCode::TryAgainLater, "{command:?}: {}", e.msg);
+        // A refusal is an answer: reported at once, not after the 10 s operation timeout.
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "{command:?} took {took:?}"
+        );
     }
     let e = p.status(&inv(Command::Status, "", "", &c)).unwrap_err();
     assert_eq!(e.code, ErrorCode::PluginNotAvailable);
+}
+
+#[test]
+fn malformed_etcd_endpoints_are_code_7_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = CalicoIpam;
+    for endpoints in [
+        "http://127.0.0.1:notaport",
+        "ftp://127.0.0.1:2379",
+        "http://[::1:2379",
+    ] {
+        let c = conf(
+            dir.path(),
+            json!({"datastore_type": "etcdv3", "etcd_endpoints": endpoints}),
+        );
+        for command in [Command::Add, Command::Del] {
+            let i = inv(command, "c", "", &c);
+            let e = match command {
+                Command::Add => p.add(&i).unwrap_err(),
+                _ => p.del(&i).unwrap_err(),
+            };
+            assert_eq!(e.code, ErrorCode::InvalidConfig, "{endpoints}: {}", e.msg);
+            assert!(e.msg.contains("etcd_endpoints"), "{}", e.msg);
+        }
+    }
+}
+
+/// Zero setup on the local store: a config naming its pool by CIDR works on an empty store
+/// (the named pool is created, not an unused default next to a "pool does not exist" error).
+#[test]
+fn empty_local_store_gets_the_pools_the_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = conf(
+        dir.path(),
+        json!({"ipam": {"type": "calico-ipam", "ipv4_pools": ["10.88.0.0/16"]}}),
+    );
+    let r = CalicoIpam.add(&inv(Command::Add, "c1", "", &c)).unwrap();
+    let ip = r.ips[0].address.ip();
+    assert!(
+        "10.88.0.0/16"
+            .parse::<ipnetwork::IpNetwork>()
+            .unwrap()
+            .contains(ip),
+        "{ip}"
+    );
+    let pools = Ipam::new(&store(dir.path())).list_pools().unwrap();
+    let cidrs: Vec<&str> = pools.iter().map(|p| p.spec.cidr.as_str()).collect();
+    assert_eq!(cidrs, vec!["10.88.0.0/16"], "no unused default pool");
 }

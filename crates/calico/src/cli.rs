@@ -76,7 +76,7 @@ pub fn test_connection(stdin: &[u8]) -> Result<(), CniError> {
     };
     let node = crate::node::node_name(&conf)?;
     crate::k8s::Kube::new(&inv, &conf, &node).require_datastore_ready()?;
-    if let Some(store) = crate::endpoint::open_store(&inv, &conf)? {
+    if let Some(store) = crate::endpoint::open_store(&conf)? {
         crate::endpoint::require_datastore_ready(store.as_ref())?;
     }
     Ok(())

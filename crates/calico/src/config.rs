@@ -87,6 +87,10 @@ pub struct CalicoConfig {
     pub mode: Option<String>,
     pub vxlan_mac_prefix: Option<String>,
     pub vxlan_vni: Option<u64>,
+    /// The datastore by the rule `calico-ipam` and `calicoctl` use too (config keys, then the
+    /// environment; Calico's default), resolved once in [`CalicoConfig::from_value_env`].
+    #[serde(skip)]
+    pub datastore_settings: datastore::DatastoreSettings,
 }
 
 /// Keys this plugin knows (its own and the CNI protocol's); anything else is logged.
@@ -152,9 +156,19 @@ fn invalid(field: &str, msg: impl std::fmt::Display) -> CniError {
 }
 
 impl CalicoConfig {
-    /// Parses and validates the plugin object.
+    /// Parses and validates the plugin object (the datastore settings also read the process
+    /// environment, as Calico's client does).
     pub fn from_value(raw: &Value) -> Result<CalicoConfig, CniError> {
-        let conf: CalicoConfig = cni::config::parse_named(raw)?;
+        Self::from_value_env(raw, |k| std::env::var(k).ok())
+    }
+
+    /// [`CalicoConfig::from_value`] with the environment lookup supplied by the caller.
+    pub fn from_value_env(
+        raw: &Value,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<CalicoConfig, CniError> {
+        let mut conf: CalicoConfig = cni::config::parse_named(raw)?;
+        conf.datastore_settings = datastore::DatastoreSettings::from_calico_config(raw, env)?;
         if let Some(obj) = raw.as_object() {
             for key in obj.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
                 log::info!("ignoring unknown calico config key {key:?}");
@@ -235,20 +249,11 @@ impl CalicoConfig {
         }
     }
 
-    /// The datastore in use, with Calico's default (etcdv3 when endpoints are configured,
-    /// kubernetes otherwise) and our embedded store as `local`.
-    pub fn datastore(&self) -> &str {
-        match self.datastore_type.as_deref() {
-            Some(t) if !t.is_empty() => t,
-            _ if self
-                .etcd_endpoints
-                .as_deref()
-                .is_some_and(|e| !e.is_empty()) =>
-            {
-                "etcdv3"
-            }
-            _ => "kubernetes",
-        }
+    /// The datastore in use (`etcdv3`, `kubernetes` or `local`), by the shared rule: the
+    /// config's `datastore_type`, else `DATASTORE_TYPE`, else etcdv3 when etcd endpoints are
+    /// configured or in the environment, else kubernetes.
+    pub fn datastore(&self) -> &'static str {
+        self.datastore_settings.kind.as_str()
     }
 
     pub fn num_queues(&self) -> u32 {
@@ -284,15 +289,30 @@ mod tests {
 
     #[test]
     fn datastore_defaults_like_calico() {
+        let none = |_: &str| None;
         let c =
-            CalicoConfig::from_value(&json!({"etcd_endpoints":"http://127.0.0.1:2379"})).unwrap();
+            CalicoConfig::from_value_env(&json!({"etcd_endpoints":"http://127.0.0.1:2379"}), none)
+                .unwrap();
         assert_eq!(c.datastore(), "etcdv3");
         assert_eq!(
-            CalicoConfig::from_value(&json!({})).unwrap().datastore(),
+            CalicoConfig::from_value_env(&json!({}), none)
+                .unwrap()
+                .datastore(),
             "kubernetes"
         );
-        let c = CalicoConfig::from_value(&json!({"datastore_type":"local"})).unwrap();
+        let c = CalicoConfig::from_value_env(&json!({"datastore_type":"local"}), none).unwrap();
         assert_eq!(c.datastore(), "local");
+        // The environment counts too, as for calico-ipam (it did not before).
+        let env = |k: &str| (k == "ETCD_ENDPOINTS").then(|| "http://10.0.0.1:2379".to_string());
+        let c = CalicoConfig::from_value_env(&json!({}), env).unwrap();
+        assert_eq!(c.datastore(), "etcdv3");
+        let env = |k: &str| (k == "DATASTORE_TYPE").then(|| "local".to_string());
+        let c = CalicoConfig::from_value_env(&json!({}), env).unwrap();
+        assert_eq!(c.datastore(), "local");
+        let e = CalicoConfig::from_value_env(&json!({"etcd_endpoints":"http://a:b"}), none)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.contains("etcd_endpoints"), "{}", e.msg);
     }
 
     #[test]

@@ -259,19 +259,12 @@ pub fn profiles(
 }
 
 /// The store endpoints go to: etcd when that is the datastore, else none.
-pub fn open_store(
-    inv: &Invocation,
-    conf: &crate::config::CalicoConfig,
-) -> Result<Option<Box<dyn Store>>, CniError> {
+pub fn open_store(conf: &crate::config::CalicoConfig) -> Result<Option<Box<dyn Store>>, CniError> {
     if conf.datastore() != "etcdv3" {
         return Ok(None);
     }
-    let settings = datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
-        std::env::var(k).ok()
-    })
-    .map_err(|e| invalid(e.to_string()))?;
     // Same codes as calico-ipam opening the same store: 11 unreachable, 7 bad settings.
-    let store = datastore::open(&settings).map_err(|e| {
+    let store = datastore::open(&conf.datastore_settings).map_err(|e| {
         let unreachable = e.is_unavailable();
         let err = CniError::from(e);
         if unreachable {

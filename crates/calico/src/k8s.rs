@@ -225,28 +225,27 @@ mod api {
 mod api {
     use super::*;
     use cni::Context;
-    use kubernetes::{annotations, podip, Annotations, ClientOptions};
-    use std::path::PathBuf;
+    use kubernetes::{annotations, podip, Annotations, ClientOptions, InCluster};
 
-    fn path(s: &Option<String>) -> Option<PathBuf> {
-        s.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    }
-
-    /// Calico's client sources: the kubeconfig, then the `kubernetes`/`policy` overrides.
+    /// Calico's client sources, resolved by the datastore rule calico-ipam uses too: the
+    /// kubeconfig (`kubernetes.kubeconfig`, `KUBECONFIG`, `$HOME/.kube/config`), the
+    /// `kubernetes`/`policy` overrides and their `K8S_*` variables, else the in-cluster
+    /// service account.
     pub(crate) fn client_options(conf: &CalicoConfig) -> ClientOptions {
-        let k = &conf.kubernetes;
-        let p = &conf.policy;
-        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+        let s = &conf.datastore_settings;
+        let k = &s.kubernetes;
         ClientOptions {
-            kubeconfig: path(&k.kubeconfig),
-            api_root: non_empty(&k.k8s_api_root).or_else(|| non_empty(&p.k8s_api_root)),
-            token: non_empty(&p.k8s_auth_token),
-            client_certificate: path(&p.k8s_client_certificate),
-            client_key: path(&p.k8s_client_key),
-            certificate_authority: path(&p.k8s_certificate_authority),
+            kubeconfig: s.kubeconfig.clone(),
+            api_root: k.api_endpoint.clone(),
+            token: k.token.clone(),
+            client_certificate: k.cert_file.clone(),
+            client_key: k.key_file.clone(),
+            certificate_authority: k.ca_file.clone(),
+            insecure_skip_tls_verify: k.insecure_skip_tls_verify,
+            in_cluster: k.in_cluster_server.clone().map(|server| InCluster {
+                server,
+                service_account_dir: k.service_account_dir.clone(),
+            }),
             ..Default::default()
         }
     }
@@ -271,7 +270,7 @@ mod api {
             }
             let ready = self
                 .client()?
-                .datastore_ready()
+                .datastore_ready(self.conf.datastore_settings.kubernetes.api_group.as_str())
                 .context("error getting ClusterInformation")?;
             if !ready {
                 // Code 11, not Calico's generic error: the runtime should simply retry later.
@@ -449,11 +448,14 @@ mod api {
 
         #[test]
         fn client_options_from_calico_keys() {
-            let conf = CalicoConfig::from_value(&json!({
-                "kubernetes": {"kubeconfig": "/etc/cni/net.d/calico-kubeconfig"},
-                "policy": {"type": "k8s", "k8s_api_root": "https://10.0.0.1/api/v1/",
-                           "k8s_auth_token": "tok", "k8s_certificate_authority": "/ca.pem"}
-            }))
+            let conf = CalicoConfig::from_value_env(
+                &json!({
+                    "kubernetes": {"kubeconfig": "/etc/cni/net.d/calico-kubeconfig"},
+                    "policy": {"type": "k8s", "k8s_api_root": "https://10.0.0.1/api/v1/",
+                               "k8s_auth_token": "tok", "k8s_certificate_authority": "/ca.pem"}
+                }),
+                |_| None,
+            )
             .unwrap();
             let o = client_options(&conf);
             assert_eq!(
@@ -463,8 +465,20 @@ mod api {
             assert_eq!(o.api_root.as_deref(), Some("https://10.0.0.1/api/v1/"));
             assert_eq!(o.token.as_deref(), Some("tok"));
             assert!(o.certificate_authority.is_some());
-            let none = client_options(&CalicoConfig::default());
+            let none = client_options(&CalicoConfig::from_value_env(&json!({}), |_| None).unwrap());
             assert!(!none.is_configured());
+            // In a pod (install-cni's environment), the service account is enough.
+            let env = |k: &str| match k {
+                "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
+                "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
+                _ => None,
+            };
+            let o = client_options(&CalicoConfig::from_value_env(&json!({}), env).unwrap());
+            assert!(o.is_configured());
+            assert_eq!(
+                o.in_cluster.map(|i| i.server).as_deref(),
+                Some("https://10.96.0.1:443")
+            );
         }
 
         #[test]

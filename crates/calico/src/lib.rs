@@ -156,7 +156,7 @@ fn reused_attachment(inv: &Invocation, conf: &CalicoConfig) -> Result<bool, CniE
     if !matches!(workload, Workload::Plain { .. }) {
         return Ok(false);
     }
-    let Some(store) = endpoint::open_store(inv, conf)? else {
+    let Some(store) = endpoint::open_store(conf)? else {
         return Ok(false);
     };
     let node = node::node_name(conf)?;
@@ -177,12 +177,9 @@ fn wants_host_routes(ipam_plugin: &str, ipam_result: &CniResult) -> bool {
 
 impl Calico {
     fn prologue(inv: &Invocation) -> Result<CalicoConfig, CniError> {
+        // Resolves the datastore settings too: an unknown datastore_type is reported as such,
+        // before the nodename file check could hide it.
         let conf = CalicoConfig::from_value(&inv.config.raw)?;
-        // An unknown datastore_type must be reported as such, not as a missing nodename file.
-        datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
-            std::env::var(k).ok()
-        })
-        .map_err(|e| CniError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         node::require_nodename_file(&conf)?;
         Ok(conf)
     }
@@ -209,7 +206,7 @@ impl Plugin for Calico {
         let kube = k8s::Kube::new(inv, &conf, &node);
         kube.require_datastore_ready()?;
         let settings = kube.pod_settings()?;
-        let endpoints = endpoint::open_store(inv, &conf)?;
+        let endpoints = endpoint::open_store(&conf)?;
         if let Some(store) = &endpoints {
             endpoint::require_datastore_ready(store.as_ref())?;
         }
@@ -325,7 +322,7 @@ impl Plugin for Calico {
         k8s::Kube::new(inv, &conf, &node).clear_pod_ips()?;
         // etcd mode: the WorkloadEndpoint, with the same rule (a failure stops the DEL).
         let mut reused = false;
-        if let Some(store) = endpoint::open_store(inv, &conf)? {
+        if let Some(store) = endpoint::open_store(&conf)? {
             let workload = Workload::from_args(&inv.args, &inv.container_id);
             let check_owner = matches!(workload, Workload::Kubernetes { .. });
             let key = endpoint::key_of(&workload, &node, &inv.ifname)?;

@@ -38,9 +38,10 @@ Options:
   -h --help                  Show this screen.
      --allow-version-mismatch Accepted for compatibility; ignored.
 
-The datastore is selected like calicoctl: DATASTORE_TYPE (etcdv3, kubernetes, local),
-ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE, KUBECONFIG (each also with a
-CALICO_ prefix), and DATASTORE_PATH for the local store.
+The datastore is selected like calicoctl: DATASTORE_TYPE (etcdv3, kubernetes, local; default
+etcdv3 when ETCD_ENDPOINTS is set, else kubernetes), ETCD_ENDPOINTS, ETCD_CA_CERT_FILE,
+ETCD_CERT_FILE, ETCD_KEY_FILE, KUBECONFIG, K8S_API_ENDPOINT, K8S_API_TOKEN, K8S_CA_FILE,
+CALICO_API_GROUP (each also with a CALICO_ prefix), and DATASTORE_PATH for the local store.
 ";
 
 /// Output format of `get`.
@@ -72,6 +73,10 @@ impl OutputFormat {
 pub struct InitOptions {
     /// IPv4 default pool (`None` with `--no-default-pool`).
     pub ipv4_pool: Option<IpNetwork>,
+    /// `--ipv4-pool` or `--no-default-pool` was given: otherwise the datastore's own default
+    /// applies (calico-node's `192.168.0.0/16`, or on the local store the pool the plugin
+    /// creates on first use).
+    pub ipv4_pool_given: bool,
     pub ipv4_block_size: u8,
     /// IPv6 default pool; only created when asked for (calico-node: `CALICO_IPV6POOL_CIDR`).
     pub ipv6_pool: Option<IpNetwork>,
@@ -85,6 +90,7 @@ impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             ipv4_pool: DEFAULT_IPV4_POOL.parse().ok(),
+            ipv4_pool_given: false,
             ipv4_block_size: 26,
             ipv6_pool: None,
             ipv6_block_size: 122,
@@ -345,6 +351,7 @@ fn parse_datastore(rest: &[String]) -> CtlResult<Command> {
             let mut o = InitOptions::default();
             if let Some(c) = p.value(&["--ipv4-pool"]) {
                 o.ipv4_pool = Some(parse_cidr("--ipv4-pool", c)?);
+                o.ipv4_pool_given = true;
             }
             if let Some(c) = p.value(&["--ipv6-pool"]) {
                 o.ipv6_pool = Some(parse_cidr("--ipv6-pool", c)?);
@@ -362,6 +369,7 @@ fn parse_datastore(rest: &[String]) -> CtlResult<Command> {
                     ));
                 }
                 o.ipv4_pool = None;
+                o.ipv4_pool_given = true;
                 o.ipv6_pool = None;
             }
             if o.ipv4_pool.is_some_and(|c| !c.is_ipv4()) {

@@ -1,7 +1,8 @@
 //! Opening the datastore from calicoctl's environment (`DATASTORE_TYPE`, `ETCD_*`,
-//! `KUBECONFIG`, `DATASTORE_PATH`, each also with a `CALICO_` prefix), through the shared
-//! `datastore` crate so calicoctl and the plugins select datastores identically
-//! (default: etcdv3 at `http://127.0.0.1:2379`, like calicoctl).
+//! `KUBECONFIG`, `K8S_*`, `CALICO_API_GROUP`, `DATASTORE_PATH`, each also with a `CALICO_`
+//! prefix), through the shared `datastore` crate so calicoctl and the plugins select
+//! datastores identically (Calico's default: etcdv3 when `ETCD_ENDPOINTS` is set, else
+//! kubernetes).
 
 use ipam::Store;
 

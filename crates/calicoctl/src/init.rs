@@ -15,6 +15,8 @@ use ipam::model::{ClusterInformation, IpPool, IpPoolSpec, IpamConfig};
 use ipam::{IpVersion, Key, ResourceKind, Store, StoreError};
 use ipnetwork::IpNetwork;
 
+use ipam_store_local::init::{ensure_initialised, LocalDefaults};
+
 use crate::args::InitOptions;
 use crate::error::{CtlError, CtlResult};
 use crate::meta;
@@ -135,6 +137,49 @@ fn ensure_cluster_information(store: &dyn Store, r: &mut InitReport) -> CtlResul
     ))
 }
 
+/// `datastore init` on the embedded local store: the pools come from the initialiser the
+/// plugins run on first use (`ipam_store_local::init`: `default-ipv4-ippool` =
+/// `10.244.0.0/16` unless `--ipv4-pool`/`--no-default-pool` say otherwise, no
+/// encapsulation), so calicoctl and calico-ipam never seed the same store differently; the
+/// rest is [`init`].
+pub fn init_local(store: &dyn Store, o: &InitOptions) -> CtlResult<InitReport> {
+    let local = LocalDefaults::default();
+    let d = LocalDefaults {
+        ipv4_pool: if o.ipv4_pool_given {
+            o.ipv4_pool
+        } else {
+            local.ipv4_pool
+        },
+        ipv4_block_size: o.ipv4_block_size,
+        ipv6_pool: o.ipv6_pool,
+        ipv6_block_size: o.ipv6_block_size,
+        named_pools: Vec::new(),
+    };
+    let ci_key = Key::resource(ResourceKind::ClusterInformation, "default");
+    let had_ci = store.get_opt(&ci_key)?.is_some();
+    let created = ensure_initialised(store, &d)?;
+    let rest = InitOptions {
+        ipv4_pool: None,
+        ipv6_pool: None,
+        ..o.clone()
+    };
+    let mut r = init(store, &rest)?;
+    r.cluster_info_created |= !had_ci;
+    r.created_pools = created
+        .into_iter()
+        .map(|name| {
+            let cidr = if name.contains("ipv6") {
+                d.ipv6_pool
+            } else {
+                d.ipv4_pool
+            };
+            let cidr = cidr.map(|c| c.to_string()).unwrap_or_default();
+            (name, cidr)
+        })
+        .collect();
+    Ok(r)
+}
+
 /// Run `datastore init`.
 pub fn init(store: &dyn Store, o: &InitOptions) -> CtlResult<InitReport> {
     let mut r = InitReport::default();
@@ -173,6 +218,41 @@ pub fn init(store: &dyn Store, o: &InitOptions) -> CtlResult<InitReport> {
 mod tests {
     use super::*;
     use ipam::MemoryStore;
+
+    /// The local store gets the pool calico-ipam would create on first use, not
+    /// calico-node's `192.168.0.0/16` with IP-in-IP.
+    #[test]
+    fn local_init_agrees_with_the_plugin() {
+        let s = MemoryStore::new();
+        let r = init_local(&s, &InitOptions::default()).unwrap();
+        assert_eq!(
+            r.created_pools,
+            vec![(
+                "default-ipv4-ippool".into(),
+                ipam_store_local::init::DEFAULT_IPV4_POOL.into()
+            )]
+        );
+        assert!(r.cluster_info_created && r.ipam_config_created);
+        let p = pools::get(&s, "default-ipv4-ippool").unwrap().pool;
+        assert_eq!(p.spec.ipip_mode.as_deref(), Some("Never"));
+        // What the plugin's own initialiser would do next finds nothing to add.
+        let plugin = ensure_initialised(&s, &LocalDefaults::default()).unwrap();
+        assert!(plugin.is_empty());
+        let again = init_local(&s, &InitOptions::default()).unwrap();
+        assert!(again.created_pools.is_empty() && !again.cluster_info_created);
+
+        let s = MemoryStore::new();
+        let o = InitOptions {
+            ipv4_pool: "10.5.0.0/16".parse().ok(),
+            ipv4_pool_given: true,
+            ..Default::default()
+        };
+        let r = init_local(&s, &o).unwrap();
+        assert_eq!(
+            r.created_pools,
+            vec![("default-ipv4-ippool".into(), "10.5.0.0/16".into())]
+        );
+    }
 
     #[test]
     fn init_is_calico_node_like_and_idempotent() {

@@ -71,6 +71,11 @@ pub fn run(
     let r = match cmd {
         Command::Help => write_out(out, args::USAGE).map(|_| 0),
         Command::Version => version(env, out, err),
+        Command::DatastoreInit(o) if is_local(env) => open_store(env).and_then(|s| {
+            let r = init::init_local(s.as_ref(), &o)?;
+            write_out(out, &(r.lines().join("\n") + "\n"))?;
+            Ok(0)
+        }),
         cmd => open_store(env).and_then(|s| execute(&cmd, s.as_ref(), stdin, out, err)),
     };
     match r {
@@ -111,6 +116,13 @@ fn version(env: Env<'_>, out: &mut dyn Write, err: &mut dyn Write) -> CtlResult<
         }
     }
     Ok(0)
+}
+
+/// Whether the environment selects the embedded local store (its `datastore init` defaults
+/// are the plugin's, see [`init::init_local`]).
+fn is_local(env: Env<'_>) -> bool {
+    datastore::DatastoreSettings::from_env(env)
+        .is_ok_and(|s| s.kind == datastore::DatastoreKind::Local)
 }
 
 fn write_out(out: &mut dyn Write, s: &str) -> CtlResult<()> {

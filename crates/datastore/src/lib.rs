@@ -1,12 +1,13 @@
-//! Chooses and opens the IPAM datastore: Calico's `etcdv3` (default), `kubernetes`, or our
-//! embedded `local` SQLite store.
+//! Chooses and opens the IPAM datastore: Calico's `etcdv3` or `kubernetes` (picked by
+//! Calico's rule when not named: etcdv3 when etcd endpoints are given, else kubernetes), or
+//! our embedded `local` SQLite store (only when asked for).
 //!
 //! Owns: reading the datastore selection the way Calico does — from a `calico`/`calico-ipam`
-//! network config (`datastore_type`, `datastore_path`, `etcd_*`, `kubernetes.kubeconfig`; the
-//! config wins over the `DATASTORE_TYPE`/`ETCD_*`/`KUBECONFIG` environment, `CALICO_`-prefixed
-//! or not) or from calicoctl's environment alone — into [`DatastoreSettings`], and turning
-//! those into a boxed [`ipam::Store`] with [`open`]; and the node name the plugins work for
-//! ([`node_name`]), which keys their datastore entries.
+//! network config (`datastore_type`, `datastore_path`, `etcd_*`, `kubernetes.*`, `policy.k8s_*`,
+//! `calico_api_group`; the config wins over the `DATASTORE_TYPE`/`ETCD_*`/`KUBECONFIG`/`K8S_*`
+//! environment, `CALICO_`-prefixed or not) or from calicoctl's environment alone — into
+//! [`DatastoreSettings`], and turning those into a boxed [`ipam::Store`] with [`open`]; and
+//! the node name the plugins work for ([`node_name`]), which keys their datastore entries.
 //!
 //! Must NOT: implement IPAM logic (the `ipam` crate), initialise or modify datastore contents
 //! (callers decide: the plugin seeds an empty local store, `calicoctl datastore init` the
@@ -23,5 +24,8 @@ mod settings;
 pub use error::DatastoreError;
 pub use ipam_store_etcd::EtcdConfig;
 pub use node::{node_name, NodeNameSources, DEFAULT_NODENAME_FILE};
-pub use open::open;
-pub use settings::{DatastoreKind, DatastoreSettings, DEFAULT_ETCD_ENDPOINT, DEFAULT_LOCAL_PATH};
+pub use open::{open, open_until};
+pub use settings::{
+    ApiGroup, DatastoreKind, DatastoreSettings, KubeSettings, DEFAULT_ETCD_ENDPOINT,
+    DEFAULT_LOCAL_PATH, SERVICE_ACCOUNT_DIR,
+};

@@ -1,5 +1,7 @@
 //! [`open`]: settings → boxed [`ipam::Store`].
 
+use std::time::Instant;
+
 use ipam::Store;
 
 use crate::error::DatastoreError;
@@ -9,6 +11,24 @@ use crate::settings::{DatastoreKind, DatastoreSettings};
 /// etcd: builds the client; connections are lazy, so an unreachable cluster shows up as
 /// `StoreError::Unavailable` on the first call, not here. Contents are never modified.
 pub fn open(settings: &DatastoreSettings) -> Result<Box<dyn Store>, DatastoreError> {
+    open_inner(settings, None)
+}
+
+/// [`open`] for one plugin call that must end by `deadline` (Calico bounds IPAM work by a
+/// 90 s context): etcd and Kubernetes calls get at most the time left, and none starts
+/// after it (they fail as unavailable, CNI code 11). The local store's calls are short and
+/// bounded by SQLite's busy timeout.
+pub fn open_until(
+    settings: &DatastoreSettings,
+    deadline: Instant,
+) -> Result<Box<dyn Store>, DatastoreError> {
+    open_inner(settings, Some(deadline))
+}
+
+fn open_inner(
+    settings: &DatastoreSettings,
+    deadline: Option<Instant>,
+) -> Result<Box<dyn Store>, DatastoreError> {
     match settings.kind {
         DatastoreKind::Local => ipam_store_local::LocalStore::open(&settings.local_path)
             .map(|s| Box::new(s) as Box<dyn Store>)
@@ -17,28 +37,31 @@ pub fn open(settings: &DatastoreSettings) -> Result<Box<dyn Store>, DatastoreErr
                 source,
             }),
         DatastoreKind::Etcdv3 => ipam_store_etcd::EtcdStore::connect(&settings.etcd)
-            .map(|s| Box::new(s) as Box<dyn Store>)
+            .map(|s| match deadline {
+                Some(d) => Box::new(s.with_deadline(d)) as Box<dyn Store>,
+                None => Box::new(s),
+            })
             .map_err(|source| DatastoreError::Open {
                 kind: "etcdv3",
                 source,
             }),
-        DatastoreKind::Kubernetes => open_kubernetes(settings),
+        DatastoreKind::Kubernetes => open_kubernetes(settings, deadline),
     }
 }
 
 #[cfg(feature = "kubernetes")]
-fn open_kubernetes(settings: &DatastoreSettings) -> Result<Box<dyn Store>, DatastoreError> {
-    let kubeconfig = settings.kubeconfig.as_deref().ok_or_else(|| {
-        DatastoreError::Config(
-            "datastore_type kubernetes: no kubeconfig (set kubernetes.kubeconfig or KUBECONFIG)"
-                .into(),
-        )
-    })?;
-    crate::kdd::open_kdd(kubeconfig)
+fn open_kubernetes(
+    settings: &DatastoreSettings,
+    deadline: Option<Instant>,
+) -> Result<Box<dyn Store>, DatastoreError> {
+    crate::kdd::open_kdd(settings, deadline)
 }
 
 #[cfg(not(feature = "kubernetes"))]
-fn open_kubernetes(_: &DatastoreSettings) -> Result<Box<dyn Store>, DatastoreError> {
+fn open_kubernetes(
+    _: &DatastoreSettings,
+    _: Option<Instant>,
+) -> Result<Box<dyn Store>, DatastoreError> {
     Err(DatastoreError::Unsupported("kubernetes".into()))
 }
 
@@ -70,12 +93,56 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut s = DatastoreSettings::default();
+        let mut s = DatastoreSettings {
+            kind: DatastoreKind::Etcdv3,
+            ..Default::default()
+        };
         s.etcd.endpoints = vec![format!("http://127.0.0.1:{port}")];
         s.etcd.timeout = std::time::Duration::from_millis(300);
         let store = open(&s).unwrap();
         let e = store.get(&Key::handle("h")).unwrap_err();
         assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    }
+
+    #[test]
+    fn refused_etcd_fails_fast_and_the_deadline_bounds_everything() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = DatastoreSettings {
+            kind: DatastoreKind::Etcdv3,
+            ..Default::default()
+        };
+        s.etcd.endpoints = vec![format!("http://127.0.0.1:{port}")];
+        // Default 10 s timeout: a refusal must not use it up.
+        let store = open(&s).unwrap();
+        let started = std::time::Instant::now();
+        let e = store.get(&Key::handle("h")).unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "refused took {:?}",
+            started.elapsed()
+        );
+
+        // A member that accepts but never answers: the call's deadline, not the 10 s
+        // per-operation timeout, ends it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        s.etcd.endpoints = vec![format!("http://{}", silent.local_addr().unwrap())];
+        let started = std::time::Instant::now();
+        let store = open_until(&s, started + std::time::Duration::from_millis(1500)).unwrap();
+        let e = store.get(&Key::handle("h")).unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(4),
+            "deadline ignored: {took:?}"
+        );
+        // Past the deadline nothing is attempted.
+        let e = store.get(&Key::handle("h")).unwrap_err();
+        assert!(e.to_string().contains("deadline"), "{e}");
     }
 
     #[cfg(not(feature = "kubernetes"))]

@@ -1,15 +1,21 @@
-//! [`DatastoreSettings`]: which datastore, and how to reach it.
+//! [`DatastoreSettings`]: which datastore, and how to reach it — one rule for `calico`,
+//! `calico-ipam` and `calicoctl`, the one libcalico-go's `apiconfig` applies.
 //!
 //! Two sources, as in Calico:
 //! * a network config (`calico` / `calico-ipam`): keys matched like Go's `encoding/json`
-//!   (exact, else case-insensitive); a config value wins over the environment; the
-//!   environment variables may carry a `CALICO_` prefix;
+//!   (exact, else case-insensitive). Calico exports the config keys to the environment and
+//!   then loads the environment, so a config value wins over the environment;
 //! * calicoctl's environment alone ([`DatastoreSettings::from_env`]).
 //!
-//! Defaults: `datastore_type` `etcdv3` (Calico's documented default), etcd endpoint
-//! `http://127.0.0.1:2379` when neither endpoints nor an SRV domain are given (calicoctl's
-//! default), local store at `/var/lib/calico/ipam.db`, kubeconfig `$KUBECONFIG`, else
-//! `$HOME/.kube/config` when that file exists.
+//! Environment variables are looked up with the `CALICO_` prefix first, then without (what
+//! `envconfig.Process("calico", …)` does).
+//!
+//! Defaults (`applyConfigDefaults` in libcalico-go): no `datastore_type` means `etcdv3` when
+//! etcd endpoints are given, else `kubernetes`. `local` (our embedded store) only when asked
+//! for. etcd endpoint `http://127.0.0.1:2379` when etcdv3 is asked for without endpoints or
+//! an SRV domain (calicoctl's default). Kubernetes: the kubeconfig named, else an API
+//! endpoint, else `$HOME/.kube/config` when it exists, else the in-cluster service account
+//! (`KUBERNETES_SERVICE_HOST`/`_PORT`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,13 +33,15 @@ pub const DEFAULT_LOCAL_PATH: &str = ipam_store_local::DEFAULT_PATH;
 /// The endpoint used when etcd is selected but no endpoint is configured.
 pub const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
 
+/// Where a pod's service-account token and CA live (in-cluster configuration).
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
 /// `datastore_type` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatastoreKind {
     /// Our embedded SQLite store (single node, zero setup).
     Local,
     /// Calico's etcd v3 layout.
-    #[default]
     Etcdv3,
     /// Calico's CRDs through the Kubernetes API server.
     Kubernetes,
@@ -65,9 +73,89 @@ impl FromStr for DatastoreKind {
             "etcdv3" => Ok(DatastoreKind::Etcdv3),
             "kubernetes" => Ok(DatastoreKind::Kubernetes),
             _ => Err(DatastoreError::Config(format!(
-                "unknown datastore_type {s:?} (expected etcdv3, kubernetes or local)"
+                "invalid datastore_type {s:?} (expected etcdv3, kubernetes or local)"
             ))),
         }
+    }
+}
+
+/// Which API group holds Calico's resources in the Kubernetes datastore
+/// (`calico_api_group` / `CALICO_API_GROUP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiGroup {
+    /// `crd.projectcalico.org/v1`: the CRDs Calico has always used (default).
+    #[default]
+    CrdV1,
+    /// `projectcalico.org/v3`: Calico's native v3 CRDs.
+    V3,
+}
+
+impl ApiGroup {
+    /// The `group/version` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiGroup::CrdV1 => "crd.projectcalico.org/v1",
+            ApiGroup::V3 => "projectcalico.org/v3",
+        }
+    }
+}
+
+impl FromStr for ApiGroup {
+    type Err = DatastoreError;
+
+    /// Accepts the group with or without its version.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "crd.projectcalico.org" | "crd.projectcalico.org/v1" => Ok(ApiGroup::CrdV1),
+            "projectcalico.org" | "projectcalico.org/v3" => Ok(ApiGroup::V3),
+            _ => Err(DatastoreError::Config(format!(
+                "invalid calico_api_group {:?} (expected crd.projectcalico.org/v1 or projectcalico.org/v3)",
+                s.trim()
+            ))),
+        }
+    }
+}
+
+/// How to reach the Kubernetes API server besides a kubeconfig: Calico's
+/// `kubernetes.k8s_api_root` / `policy.k8s_*` keys and `K8S_*` variables, and the in-cluster
+/// service account.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct KubeSettings {
+    /// `kubernetes.k8s_api_root` (else `policy.k8s_api_root`) / `K8S_API_ENDPOINT`.
+    pub api_endpoint: Option<String>,
+    /// `policy.k8s_auth_token` / `K8S_API_TOKEN`.
+    pub token: Option<String>,
+    /// `policy.k8s_client_certificate` / `K8S_CERT_FILE`.
+    pub cert_file: Option<PathBuf>,
+    /// `policy.k8s_client_key` / `K8S_KEY_FILE`.
+    pub key_file: Option<PathBuf>,
+    /// `policy.k8s_certificate_authority` / `K8S_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
+    /// `K8S_INSECURE_SKIP_TLS_VERIFY`.
+    pub insecure_skip_tls_verify: bool,
+    /// `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` when both are set.
+    pub in_cluster_server: Option<String>,
+    /// Service-account directory (`token`, `ca.crt`) used with `in_cluster_server`; always
+    /// [`SERVICE_ACCOUNT_DIR`] outside tests.
+    pub service_account_dir: PathBuf,
+    /// `calico_api_group` / `CALICO_API_GROUP`.
+    pub api_group: ApiGroup,
+}
+
+impl fmt::Debug for KubeSettings {
+    // Hand-written so the token never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeSettings")
+            .field("api_endpoint", &self.api_endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .field("in_cluster_server", &self.in_cluster_server)
+            .field("service_account_dir", &self.service_account_dir)
+            .field("api_group", &self.api_group)
+            .finish()
     }
 }
 
@@ -81,15 +169,22 @@ pub struct DatastoreSettings {
     pub etcd: EtcdConfig,
     /// kubeconfig for the Kubernetes datastore.
     pub kubeconfig: Option<PathBuf>,
+    /// The other ways to reach the API server, and the API group.
+    pub kubernetes: KubeSettings,
 }
 
 impl Default for DatastoreSettings {
+    /// Nothing configured: Calico's rule picks `kubernetes`.
     fn default() -> Self {
         DatastoreSettings {
-            kind: DatastoreKind::default(),
+            kind: DatastoreKind::Kubernetes,
             local_path: PathBuf::from(DEFAULT_LOCAL_PATH),
             etcd: EtcdConfig::with_endpoints(DEFAULT_ETCD_ENDPOINT),
             kubeconfig: None,
+            kubernetes: KubeSettings {
+                service_account_dir: PathBuf::from(SERVICE_ACCOUNT_DIR),
+                ..KubeSettings::default()
+            },
         }
     }
 }
@@ -105,9 +200,19 @@ fn string(o: &CiObject, key: &str) -> Result<Option<String>, DatastoreError> {
     Ok(non_empty(v))
 }
 
-/// Calico's variables with or without the `CALICO_` prefix (plain name first).
+/// A nested object of the network config (`kubernetes`, `policy`); absent/null is empty.
+fn object(top: &CiObject, key: &str) -> Result<CiObject, DatastoreError> {
+    match top.get(key) {
+        None | Some(Value::Null) => Ok(CiObject::default()),
+        Some(v) => CiObject::from_value(v).ok_or_else(|| {
+            DatastoreError::Config(format!("failed to load netconf: {key:?} is not an object"))
+        }),
+    }
+}
+
+/// Calico's variables: `CALICO_`-prefixed first, then the plain name (envconfig's order).
 fn env_lookup(env: impl Fn(&str) -> Option<String>) -> impl Fn(&str) -> Option<String> {
-    move |name: &str| non_empty(env(name)).or_else(|| non_empty(env(&format!("CALICO_{name}"))))
+    move |name: &str| non_empty(env(&format!("CALICO_{name}"))).or_else(|| non_empty(env(name)))
 }
 
 /// Values gathered from one source, before defaults.
@@ -121,6 +226,13 @@ struct Raw {
     cert_file: Option<String>,
     ca_cert_file: Option<String>,
     kubeconfig: Option<String>,
+    k8s_api_endpoint: Option<String>,
+    k8s_token: Option<String>,
+    k8s_cert_file: Option<String>,
+    k8s_key_file: Option<String>,
+    k8s_ca_file: Option<String>,
+    k8s_insecure: Option<String>,
+    api_group: Option<String>,
 }
 
 impl Raw {
@@ -134,6 +246,13 @@ impl Raw {
             cert_file: env("ETCD_CERT_FILE"),
             ca_cert_file: env("ETCD_CA_CERT_FILE"),
             kubeconfig: env("KUBECONFIG"),
+            k8s_api_endpoint: env("K8S_API_ENDPOINT"),
+            k8s_token: env("K8S_API_TOKEN"),
+            k8s_cert_file: env("K8S_CERT_FILE"),
+            k8s_key_file: env("K8S_KEY_FILE"),
+            k8s_ca_file: env("K8S_CA_FILE"),
+            k8s_insecure: env("K8S_INSECURE_SKIP_TLS_VERIFY"),
+            api_group: env("CALICO_API_GROUP"),
         }
     }
 
@@ -148,19 +267,34 @@ impl Raw {
             cert_file: self.cert_file.or(fallback.cert_file),
             ca_cert_file: self.ca_cert_file.or(fallback.ca_cert_file),
             kubeconfig: self.kubeconfig.or(fallback.kubeconfig),
+            k8s_api_endpoint: self.k8s_api_endpoint.or(fallback.k8s_api_endpoint),
+            k8s_token: self.k8s_token.or(fallback.k8s_token),
+            k8s_cert_file: self.k8s_cert_file.or(fallback.k8s_cert_file),
+            k8s_key_file: self.k8s_key_file.or(fallback.k8s_key_file),
+            k8s_ca_file: self.k8s_ca_file.or(fallback.k8s_ca_file),
+            k8s_insecure: self.k8s_insecure.or(fallback.k8s_insecure),
+            api_group: self.api_group.or(fallback.api_group),
         }
     }
 
-    fn finish(self, home: Option<String>) -> Result<DatastoreSettings, DatastoreError> {
-        let kind = match self.kind {
-            Some(k) => k.parse()?,
-            None => DatastoreKind::default(),
+    /// libcalico-go's `applyConfigDefaults`: etcdv3 when etcd endpoints are given, else
+    /// kubernetes.
+    fn kind(&self) -> Result<DatastoreKind, DatastoreError> {
+        match &self.kind {
+            Some(k) => k.parse(),
+            None if self.endpoints.is_some() => Ok(DatastoreKind::Etcdv3),
+            None => Ok(DatastoreKind::Kubernetes),
+        }
+    }
+
+    fn finish(self, ctx: &Context) -> Result<DatastoreSettings, DatastoreError> {
+        let kind = self.kind()?;
+        let endpoints = match &self.endpoints {
+            Some(e) => checked_endpoints(e)?,
+            None => Vec::new(),
         };
         let mut etcd = EtcdConfig {
-            endpoints: self
-                .endpoints
-                .map(|e| parse_endpoints(&e))
-                .unwrap_or_default(),
+            endpoints,
             discovery_srv: self.discovery_srv,
             key_file: self.key_file.map(PathBuf::from),
             cert_file: self.cert_file.map(PathBuf::from),
@@ -170,8 +304,29 @@ impl Raw {
         if etcd.endpoints.is_empty() && etcd.discovery_srv.is_none() {
             etcd.endpoints = vec![DEFAULT_ETCD_ENDPOINT.to_string()];
         }
+        let api_group = match &self.api_group {
+            Some(g) => g.parse()?,
+            None => ApiGroup::default(),
+        };
+        let kubernetes = KubeSettings {
+            api_endpoint: self.k8s_api_endpoint,
+            token: self.k8s_token,
+            cert_file: self.k8s_cert_file.map(PathBuf::from),
+            key_file: self.k8s_key_file.map(PathBuf::from),
+            ca_file: self.k8s_ca_file.map(PathBuf::from),
+            insecure_skip_tls_verify: self
+                .k8s_insecure
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true") || v.trim() == "1"),
+            in_cluster_server: ctx.in_cluster_server.clone(),
+            service_account_dir: PathBuf::from(SERVICE_ACCOUNT_DIR),
+            api_group,
+        };
+        // `$HOME/.kube/config` only when no other means is configured (as Calico).
         let kubeconfig = self.kubeconfig.map(PathBuf::from).or_else(|| {
-            let p = PathBuf::from(home?).join(".kube/config");
+            if kubernetes.api_endpoint.is_some() {
+                return None;
+            }
+            let p = PathBuf::from(ctx.home.clone()?).join(".kube/config");
             p.is_file().then_some(p)
         });
         Ok(DatastoreSettings {
@@ -179,7 +334,76 @@ impl Raw {
             local_path: PathBuf::from(self.path.unwrap_or_else(|| DEFAULT_LOCAL_PATH.into())),
             etcd,
             kubeconfig,
+            kubernetes,
         })
+    }
+}
+
+/// Process facts that are not Calico settings but change defaults.
+struct Context {
+    home: Option<String>,
+    in_cluster_server: Option<String>,
+}
+
+impl Context {
+    fn new(plain_env: &dyn Fn(&str) -> Option<String>) -> Context {
+        let host = non_empty(plain_env("KUBERNETES_SERVICE_HOST"));
+        let port = non_empty(plain_env("KUBERNETES_SERVICE_PORT"));
+        let in_cluster_server = match (host, port) {
+            (Some(h), Some(p)) if h.contains(':') => Some(format!("https://[{h}]:{p}")),
+            (Some(h), Some(p)) => Some(format!("https://{h}:{p}")),
+            _ => None,
+        };
+        Context {
+            home: non_empty(plain_env("HOME")),
+            in_cluster_server,
+        }
+    }
+}
+
+/// `etcd_endpoints` split and checked: each entry a `host:port` or an `http(s)://host:port`
+/// URL. A typo is a configuration error naming the key, not an unreachable datastore.
+fn checked_endpoints(list: &str) -> Result<Vec<String>, DatastoreError> {
+    let endpoints = parse_endpoints(list);
+    for e in &endpoints {
+        if let Err(why) = check_endpoint(e) {
+            return Err(DatastoreError::Config(format!(
+                "invalid etcd_endpoints {list:?}: {e:?} {why}"
+            )));
+        }
+    }
+    Ok(endpoints)
+}
+
+fn check_endpoint(e: &str) -> Result<(), &'static str> {
+    let rest = match e.split_once("://") {
+        Some(("http" | "https", rest)) => rest,
+        Some(_) => return Err("has a scheme other than http or https"),
+        None => e,
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, port) = v6.split_once(']').ok_or("has an unclosed '['")?;
+            addr.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| "has an invalid IPv6 address")?;
+            (addr, port.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if !host_ok {
+        return Err("has no valid host");
+    }
+    match port {
+        Some(p) if p.parse::<u16>().map_or(true, |p| p == 0) => Err("has an invalid port"),
+        _ => Ok(()),
     }
 }
 
@@ -193,17 +417,8 @@ impl DatastoreSettings {
     ) -> Result<Self, DatastoreError> {
         let top = CiObject::from_value(conf)
             .ok_or_else(|| DatastoreError::Config("network config is not a JSON object".into()))?;
-        let kubeconfig = match top.get("kubernetes") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let k = CiObject::from_value(v).ok_or_else(|| {
-                    DatastoreError::Config(
-                        "failed to load netconf: \"kubernetes\" is not an object".into(),
-                    )
-                })?;
-                string(&k, "kubeconfig")?
-            }
-        };
+        let k8s = object(&top, "kubernetes")?;
+        let policy = object(&top, "policy")?;
         let from_conf = Raw {
             kind: string(&top, "datastore_type")?,
             path: string(&top, "datastore_path")?,
@@ -212,20 +427,30 @@ impl DatastoreSettings {
             key_file: string(&top, "etcd_key_file")?,
             cert_file: string(&top, "etcd_cert_file")?,
             ca_cert_file: string(&top, "etcd_ca_cert_file")?,
-            kubeconfig,
+            kubeconfig: string(&k8s, "kubeconfig")?,
+            // Calico's pod lookups fall back to the older `policy.k8s_api_root`.
+            k8s_api_endpoint: string(&k8s, "k8s_api_root")?.or(string(&policy, "k8s_api_root")?),
+            k8s_token: string(&policy, "k8s_auth_token")?,
+            k8s_cert_file: string(&policy, "k8s_client_certificate")?,
+            k8s_key_file: string(&policy, "k8s_client_key")?,
+            k8s_ca_file: string(&policy, "k8s_certificate_authority")?,
+            k8s_insecure: None,
+            api_group: string(&top, "calico_api_group")?,
         };
+        let ctx = Context::new(&env);
         let env = env_lookup(env);
-        let home = env("HOME");
-        from_conf.or(Raw::from_env(&env)).finish(home)
+        from_conf.or(Raw::from_env(&env)).finish(&ctx)
     }
 
     /// From calicoctl's environment: `DATASTORE_TYPE`, `ETCD_ENDPOINTS`,
     /// `ETCD_DISCOVERY_SRV`, `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE`,
-    /// `KUBECONFIG`, and our `DATASTORE_PATH` (each also accepted with a `CALICO_` prefix).
+    /// `KUBECONFIG`, `K8S_API_ENDPOINT`, `K8S_API_TOKEN`, `K8S_CERT_FILE`, `K8S_KEY_FILE`,
+    /// `K8S_CA_FILE`, `K8S_INSECURE_SKIP_TLS_VERIFY`, `CALICO_API_GROUP` and our
+    /// `DATASTORE_PATH` (each also accepted with a `CALICO_` prefix).
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, DatastoreError> {
+        let ctx = Context::new(&env);
         let env = env_lookup(env);
-        let home = env("HOME");
-        Raw::from_env(&env).finish(home)
+        Raw::from_env(&env).finish(&ctx)
     }
 
     /// A one-line description for logs and error messages (no secrets: paths only).
@@ -236,10 +461,19 @@ impl DatastoreSettings {
                 Some(d) if self.etcd.endpoints.is_empty() => format!("etcdv3 (SRV {d})"),
                 _ => format!("etcdv3 ({})", self.etcd.endpoints.join(",")),
             },
-            DatastoreKind::Kubernetes => match &self.kubeconfig {
-                Some(k) => format!("kubernetes ({})", k.display()),
-                None => "kubernetes".into(),
-            },
+            DatastoreKind::Kubernetes => {
+                let via = match (
+                    &self.kubeconfig,
+                    &self.kubernetes.api_endpoint,
+                    &self.kubernetes.in_cluster_server,
+                ) {
+                    (Some(k), _, _) => k.display().to_string(),
+                    (None, Some(api), _) => api.clone(),
+                    (None, None, Some(s)) => format!("in-cluster {s}"),
+                    (None, None, None) => return "kubernetes".into(),
+                };
+                format!("kubernetes ({via})")
+            }
         }
     }
 }
@@ -258,12 +492,32 @@ mod tests {
     }
 
     #[test]
-    fn calico_defaults() {
+    fn nothing_given_means_kubernetes_as_calico() {
         let s = DatastoreSettings::from_calico_config(&json!({"name":"n"}), env(&[])).unwrap();
         assert_eq!(s, DatastoreSettings::default());
-        assert_eq!(s.kind, DatastoreKind::Etcdv3);
-        assert_eq!(s.etcd.endpoints, vec![DEFAULT_ETCD_ENDPOINT]);
+        assert_eq!(s.kind, DatastoreKind::Kubernetes);
         assert_eq!(s.local_path, PathBuf::from("/var/lib/calico/ipam.db"));
+        let s = DatastoreSettings::from_env(env(&[])).unwrap();
+        assert_eq!(s.kind, DatastoreKind::Kubernetes);
+    }
+
+    #[test]
+    fn etcd_endpoints_anywhere_mean_etcdv3() {
+        let conf = json!({"etcd_endpoints": "http://10.0.0.1:2379"});
+        let s = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap();
+        assert_eq!(s.kind, DatastoreKind::Etcdv3);
+        let s = DatastoreSettings::from_calico_config(
+            &json!({}),
+            env(&[("ETCD_ENDPOINTS", "http://10.0.0.1:2379")]),
+        )
+        .unwrap();
+        assert_eq!(s.kind, DatastoreKind::Etcdv3);
+        assert_eq!(s.etcd.endpoints, vec!["http://10.0.0.1:2379"]);
+        let s = DatastoreSettings::from_env(env(&[("CALICO_ETCD_ENDPOINTS", "h:2379")])).unwrap();
+        assert_eq!(s.kind, DatastoreKind::Etcdv3);
+        // etcdv3 asked for without endpoints: calicoctl's local default.
+        let s = DatastoreSettings::from_env(env(&[("DATASTORE_TYPE", "etcdv3")])).unwrap();
+        assert_eq!(s.etcd.endpoints, vec![DEFAULT_ETCD_ENDPOINT]);
     }
 
     #[test]
@@ -297,20 +551,128 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_are_config_errors() {
-        for conf in [
-            json!({"datastore_type": "consul"}),
-            json!({"datastore_type": 3}),
-            json!({"etcd_endpoints": ["a"]}),
-            json!({"kubernetes": "x"}),
-            json!([1]),
+    fn calico_prefix_wins_as_envconfig() {
+        let s = DatastoreSettings::from_env(env(&[
+            ("DATASTORE_TYPE", "etcdv3"),
+            ("CALICO_DATASTORE_TYPE", "local"),
+        ]))
+        .unwrap();
+        assert_eq!(s.kind, DatastoreKind::Local);
+    }
+
+    #[test]
+    fn kubernetes_connection_keys_and_variables() {
+        let conf = json!({
+            "kubernetes": {"k8s_api_root": "https://10.96.0.1:443"},
+            "policy": {"type": "k8s", "k8s_auth_token": "s3cr3t-t0ken", "k8s_client_certificate": "/c",
+                       "k8s_client_key": "/k", "k8s_certificate_authority": "/ca"},
+            "calico_api_group": "projectcalico.org/v3"
+        });
+        let s = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap();
+        let k = &s.kubernetes;
+        assert_eq!(s.kind, DatastoreKind::Kubernetes);
+        assert_eq!(k.api_endpoint.as_deref(), Some("https://10.96.0.1:443"));
+        assert_eq!(k.token.as_deref(), Some("s3cr3t-t0ken"));
+        assert_eq!(
+            (
+                k.cert_file.as_deref(),
+                k.key_file.as_deref(),
+                k.ca_file.as_deref()
+            ),
+            (
+                Some(std::path::Path::new("/c")),
+                Some(std::path::Path::new("/k")),
+                Some(std::path::Path::new("/ca"))
+            )
+        );
+        assert_eq!(k.api_group, ApiGroup::V3);
+        assert!(
+            !format!("{s:?}").contains("s3cr3t"),
+            "token kept out of logs"
+        );
+        assert_eq!(s.describe(), "kubernetes (https://10.96.0.1:443)");
+
+        let s = DatastoreSettings::from_calico_config(
+            &json!({"policy": {"k8s_api_root": "https://old/api/v1/"}}),
+            env(&[
+                ("K8S_API_TOKEN", "t2"),
+                ("K8S_CA_FILE", "/ca2"),
+                ("K8S_INSECURE_SKIP_TLS_VERIFY", "true"),
+                ("CALICO_API_GROUP", "crd.projectcalico.org/v1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.kubernetes.api_endpoint.as_deref(),
+            Some("https://old/api/v1/")
+        );
+        assert_eq!(s.kubernetes.token.as_deref(), Some("t2"));
+        assert!(s.kubernetes.insecure_skip_tls_verify);
+        assert_eq!(s.kubernetes.api_group, ApiGroup::CrdV1);
+        let s = DatastoreSettings::from_env(env(&[("K8S_API_ENDPOINT", "http://127.0.0.1:8080")]))
+            .unwrap();
+        assert_eq!(
+            s.kubernetes.api_endpoint.as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+    }
+
+    #[test]
+    fn in_cluster_service_account() {
+        let vars = [
+            ("KUBERNETES_SERVICE_HOST", "fd00::1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+        ];
+        let s = DatastoreSettings::from_calico_config(&json!({}), env(&vars)).unwrap();
+        assert_eq!(
+            s.kubernetes.in_cluster_server.as_deref(),
+            Some("https://[fd00::1]:443")
+        );
+        assert_eq!(
+            s.kubernetes.service_account_dir,
+            PathBuf::from(SERVICE_ACCOUNT_DIR)
+        );
+        assert_eq!(
+            s.describe(),
+            "kubernetes (in-cluster https://[fd00::1]:443)"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_config_errors_naming_the_key() {
+        for (conf, field) in [
+            (json!({"datastore_type": "consul"}), "datastore_type"),
+            (json!({"datastore_type": 3}), "datastore_type"),
+            (json!({"etcd_endpoints": ["a"]}), "etcd_endpoints"),
+            (json!({"etcd_endpoints": 1}), "etcd_endpoints"),
+            (json!({"etcd_endpoints": "http://a:b"}), "etcd_endpoints"),
+            (json!({"etcd_endpoints": "ftp://a:1"}), "etcd_endpoints"),
+            (
+                json!({"etcd_endpoints": "http://[::1:2379"}),
+                "etcd_endpoints",
+            ),
+            (json!({"etcd_endpoints": "http:// :2379"}), "etcd_endpoints"),
+            (
+                json!({"calico_api_group": "example.org/v9"}),
+                "calico_api_group",
+            ),
+            (json!({"kubernetes": "x"}), "kubernetes"),
+            (json!({"policy": 1}), "policy"),
         ] {
             let e = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap_err();
             assert!(matches!(e, DatastoreError::Config(_)), "{conf}: {e:?}");
+            assert!(e.to_string().contains(field), "{conf}: {e}");
         }
-        let e = DatastoreSettings::from_calico_config(&json!({"etcd_endpoints": 1}), env(&[]))
-            .unwrap_err();
-        assert!(e.to_string().contains("etcd_endpoints"), "{e}");
+        assert!(DatastoreSettings::from_calico_config(&json!([1]), env(&[])).is_err());
+        for ok in [
+            "127.0.0.1:2379",
+            "http://[fd00::1]:2379",
+            "https://etcd-0.etcd:2379/",
+            "http://etcd",
+        ] {
+            DatastoreSettings::from_calico_config(&json!({ "etcd_endpoints": ok }), env(&[]))
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]
@@ -319,11 +681,16 @@ mod tests {
         std::fs::create_dir_all(dir.path().join(".kube")).unwrap();
         std::fs::write(dir.path().join(".kube/config"), "{}").unwrap();
         let home = dir.path().to_str().unwrap();
-        let s =
-            DatastoreSettings::from_env(env(&[("DATASTORE_TYPE", "kubernetes"), ("HOME", home)]))
-                .unwrap();
+        let s = DatastoreSettings::from_env(env(&[("HOME", home)])).unwrap();
         assert_eq!(s.kind, DatastoreKind::Kubernetes);
         assert_eq!(s.kubeconfig, Some(dir.path().join(".kube/config")));
+        // An API endpoint is "another means": no $HOME default then (as Calico).
+        let s = DatastoreSettings::from_env(env(&[
+            ("HOME", home),
+            ("K8S_API_ENDPOINT", "http://127.0.0.1:1"),
+        ]))
+        .unwrap();
+        assert_eq!(s.kubeconfig, None);
         let s = DatastoreSettings::from_env(env(&[
             ("ETCD_ENDPOINTS", "http://10.0.0.1:2379"),
             ("ETCD_CERT_FILE", "/c.pem"),
@@ -345,8 +712,11 @@ mod tests {
             (s.kind, s.local_path),
             (DatastoreKind::Local, PathBuf::from("/d.db"))
         );
-        let s =
-            DatastoreSettings::from_env(env(&[("ETCD_DISCOVERY_SRV", "example.test")])).unwrap();
+        let s = DatastoreSettings::from_env(env(&[
+            ("DATASTORE_TYPE", "etcdv3"),
+            ("ETCD_DISCOVERY_SRV", "example.test"),
+        ]))
+        .unwrap();
         assert!(
             s.etcd.endpoints.is_empty(),
             "SRV replaces the default endpoint"

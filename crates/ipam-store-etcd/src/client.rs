@@ -24,6 +24,11 @@ use crate::tls::tls_options;
 /// hammering; short against the 90 s IPAM budget.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How long every member may keep refusing connections before an operation gives up: long
+/// enough to ride out a restarting etcd, far shorter than the timeout (nothing listening is
+/// not going to answer in 10 s either, and the runtime retries code 11 anyway).
+const REFUSED_GRACE: Duration = Duration::from_millis(750);
+
 /// Floor of one attempt's budget however many endpoints share the timeout.
 const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -65,6 +70,9 @@ pub struct EtcdClient {
     /// Budget of one attempt on one member: the whole timeout shared by the members, so a
     /// silent member cannot use it all before the others are tried.
     attempt_timeout: Duration,
+    /// End of the whole plugin call (Calico bounds IPAM by a 90 s context): no operation
+    /// runs past it, whatever its own timeout.
+    deadline: Option<Instant>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -147,8 +155,15 @@ impl EtcdClient {
             endpoints,
             timeout: cfg.timeout,
             attempt_timeout,
+            deadline: None,
             rt,
         })
+    }
+
+    /// Bounds every later operation by `deadline` as well as by the per-operation timeout.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// The endpoint URLs in use (after SRV discovery).
@@ -170,28 +185,47 @@ impl EtcdClient {
         F: FnMut(KvClient, bool) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = match self.deadline {
+            Some(d) => d.min(started + self.timeout),
+            None => started + self.timeout,
+        };
         let n = self.members.len();
         self.rt.block_on(async {
             let mut member = self.preferred.load(Ordering::Relaxed) % n;
             let mut failures = 0usize;
+            // Consecutive attempts refused outright; a full round of them past the grace
+            // period ends the operation early.
+            let mut refused_in_a_row = 0usize;
             let last = loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let budget = left.min(self.attempt_timeout);
                 let kv = self.members[member].kv_client();
                 let retried = failures > 0;
+                if budget.is_zero() {
+                    break "the plugin call's deadline has passed".to_string();
+                }
                 let err = match tokio::time::timeout(budget, op(kv, retried)).await {
-                    Ok(Err(Failure(EtcdError::Unavailable(msg)))) => msg,
+                    Ok(Err(Failure(EtcdError::Unavailable(msg), refused))) => {
+                        refused_in_a_row = if refused { refused_in_a_row + 1 } else { 0 };
+                        msg
+                    }
                     Ok(done) => {
                         // Answered (even NotFound/Conflict): this member is healthy.
                         self.preferred.store(member, Ordering::Relaxed);
-                        return done.map_err(|Failure(e)| e);
+                        return done.map_err(|Failure(e, _)| e);
                     }
-                    Err(_elapsed) => format!("no answer within {budget:?}"),
+                    Err(_elapsed) => {
+                        refused_in_a_row = 0;
+                        format!("no answer within {budget:?}")
+                    }
                 };
                 log::debug!("etcd {what} {key} on {}: {err}", self.endpoints[member]);
                 member = (member + 1) % n;
                 failures += 1;
+                if refused_in_a_row >= n && started.elapsed() >= REFUSED_GRACE {
+                    break err;
+                }
                 if failures.is_multiple_of(n) {
                     if Instant::now() + RETRY_BACKOFF >= deadline {
                         break err;
@@ -202,9 +236,9 @@ impl EtcdClient {
                 }
             };
             Err(EtcdError::Unavailable(format!(
-                "{what} {key}: no etcd member of [{}] answered within {:?} (last error: {last})",
+                "{what} {key}: no etcd member of [{}] answered within {:.1?} (last error: {last})",
                 self.endpoints.join(","),
-                self.timeout,
+                started.elapsed(),
             )))
         })
     }
@@ -292,7 +326,7 @@ impl EtcdClient {
             };
             match outcome {
                 // Gone after a retry: the first attempt deleted it.
-                Err(Failure(EtcdError::NotFound(_))) if retried => Ok(()),
+                Err(Failure(EtcdError::NotFound(_), _)) if retried => Ok(()),
                 other => other,
             }
         })

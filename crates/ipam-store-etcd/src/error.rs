@@ -34,18 +34,39 @@ impl EtcdError {
 
 /// Error of one attempt inside the client's retry loop. A private wrapper so operation
 /// code can use `?` on etcd-client results without exposing that conversion publicly.
-pub(crate) struct Failure(pub(crate) EtcdError);
+/// The flag says the member actively refused the connection (nothing listens there), which
+/// the retry loop treats differently from silence.
+pub(crate) struct Failure(pub(crate) EtcdError, pub(crate) bool);
 
 impl From<EtcdError> for Failure {
     fn from(e: EtcdError) -> Self {
-        Failure(e)
+        Failure(e, false)
     }
 }
 
 impl From<etcd_client::Error> for Failure {
     fn from(e: etcd_client::Error) -> Self {
-        Failure(classify(e))
+        let refused = match &e {
+            etcd_client::Error::GRpcStatus(status) => is_refused(status),
+            etcd_client::Error::TransportError(t) => is_refused(t),
+            other => is_refused(other),
+        };
+        Failure(classify(e), refused)
     }
+}
+
+/// Whether a connection refusal (`ECONNREFUSED`) is somewhere in the error's cause chain.
+fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Classifies an etcd-client error. gRPC status codes that mean "no usable member right now"

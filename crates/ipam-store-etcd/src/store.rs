@@ -34,6 +34,13 @@ impl EtcdStore {
         })
     }
 
+    /// Bounds every later operation by `deadline` (the plugin call's overall budget).
+    pub fn with_deadline(self, deadline: std::time::Instant) -> Self {
+        EtcdStore {
+            client: self.client.with_deadline(deadline),
+        }
+    }
+
     /// Wraps an existing client.
     pub fn new(client: EtcdClient) -> Self {
         EtcdStore { client }

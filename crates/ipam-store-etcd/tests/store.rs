@@ -122,3 +122,29 @@ fn unreachable_store_is_unavailable() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+/// The plugin call's deadline bounds every operation on a live cluster too; once the whole
+/// cluster is down, refused connections are reported at once, not after the 10 s timeout.
+#[test]
+fn call_deadline_and_refused_cluster_fail_fast() {
+    let mut etcd = EtcdCluster::start(1).expect("start etcd");
+    let mut cfg = etcd.config();
+    cfg.timeout = std::time::Duration::from_secs(10);
+    let live = EtcdStore::connect(&cfg)
+        .unwrap()
+        .with_deadline(std::time::Instant::now() + std::time::Duration::from_secs(30));
+    live.create(&Key::handle("h"), "{}").unwrap();
+    let expired = EtcdStore::connect(&cfg)
+        .unwrap()
+        .with_deadline(std::time::Instant::now());
+    let e = expired.get(&Key::handle("h")).unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("deadline"), "{e}");
+
+    etcd.kill_member(0).unwrap();
+    let started = std::time::Instant::now();
+    let e = live.get(&Key::handle("h")).unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipam::StoreError;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -36,6 +36,8 @@ pub struct Kube {
     rt: tokio::runtime::Runtime,
     pub client: Client,
     call_timeout: Duration,
+    /// End of the whole plugin call: no API call runs past it.
+    pub deadline: Option<Instant>,
 }
 
 impl Kube {
@@ -44,6 +46,15 @@ impl Kube {
         let kc = Kubeconfig::read_from(path).map_err(|e| {
             StoreError::Other(format!("reading kubeconfig {}: {e}", path.display()))
         })?;
+        Self::from_kubeconfig_value(kc, &path.display().to_string(), t)
+    }
+
+    /// From a kubeconfig already in memory (current context); `origin` names it in errors.
+    pub fn from_kubeconfig_value(
+        kc: Kubeconfig,
+        origin: &str,
+        t: Timeouts,
+    ) -> Result<Self, StoreError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -53,7 +64,7 @@ impl Kube {
                 kc,
                 &KubeConfigOptions::default(),
             ))
-            .map_err(|e| StoreError::Other(format!("kubeconfig {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::Other(format!("kubeconfig {origin}: {e}")))?;
         Self::with_runtime(rt, config, t)
     }
 
@@ -82,6 +93,7 @@ impl Kube {
             rt,
             client,
             call_timeout: t.call,
+            deadline: None,
         })
     }
 
@@ -90,15 +102,26 @@ impl Kube {
     where
         F: Future<Output = Result<T, kube::Error>>,
     {
+        let budget = match self.deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(StoreError::Unavailable(format!(
+                        "{what}: the plugin call's deadline has passed"
+                    )));
+                }
+                left.min(self.call_timeout)
+            }
+            None => self.call_timeout,
+        };
         match self
             .rt
-            .block_on(async { tokio::time::timeout(self.call_timeout, fut).await })
+            .block_on(async { tokio::time::timeout(budget, fut).await })
         {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(what, e)),
             Err(_) => Err(StoreError::Unavailable(format!(
-                "{what}: timed out after {:?}",
-                self.call_timeout
+                "{what}: timed out after {budget:?}"
             ))),
         }
     }

@@ -1,10 +1,13 @@
 //! Mapping between the store's keys/etcdv3 JSON values and Calico's KDD objects
-//! (`crd.projectcalico.org/v1` CRDs, and Kubernetes Nodes for Calico Nodes).
+//! (`crd.projectcalico.org/v1` or `projectcalico.org/v3` CRDs, see [`ApiGroup`], and
+//! Kubernetes Nodes for Calico Nodes).
 //!
 //! Spec shapes follow what Calico's KDD backend writes: block `affinityClaimTime` (camelCase)
-//! and `strictAffinity: false`, affinity `node`/`type`/`cidr` with `deleted` as a *string*,
-//! handle `handleID`, IPAM config `strictAffinity`/`autoAllocateBlocks`. Unknown fields pass
-//! through both ways so nothing written by a newer Calico is dropped.
+//! and `strictAffinity: false`, affinity `node`/`type`/`cidr` with `deleted` as a *string* in
+//! v1 and a bool in v3, handle `handleID`, IPAM config `strictAffinity`/`autoAllocateBlocks`
+//! (kind `IPAMConfig`, plural `ipamconfigs` in v1; `IPAMConfiguration`/`ipamconfigurations`
+//! in v3). Unknown fields pass through both ways so nothing written by a newer Calico is
+//! dropped. Reading accepts either shape whatever the group.
 
 use ipam::keys::{IpVersion, Key, ResourceKind, AFFINITY_TYPE_HOST};
 use ipam::StoreError;
@@ -17,6 +20,28 @@ use crate::names;
 /// Calico's CRD group/version.
 pub const CRD_GROUP: &str = "crd.projectcalico.org";
 pub const CRD_VERSION: &str = "v1";
+/// Calico's native v3 group/version (`calico_api_group: projectcalico.org/v3`).
+pub const V3_GROUP: &str = "projectcalico.org";
+pub const V3_VERSION: &str = "v3";
+
+/// Which API group holds Calico's objects (libcalico-go's `BackingAPIGroup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ApiGroup {
+    /// `crd.projectcalico.org/v1` (the default).
+    #[default]
+    CrdV1,
+    /// `projectcalico.org/v3`.
+    V3,
+}
+
+impl ApiGroup {
+    fn group_version(self) -> (&'static str, &'static str) {
+        match self {
+            ApiGroup::CrdV1 => (CRD_GROUP, CRD_VERSION),
+            ApiGroup::V3 => (V3_GROUP, V3_VERSION),
+        }
+    }
+}
 /// Annotation where Calico keeps v3 metadata on v1 CRD objects.
 const V3_METADATA_ANNOTATION: &str = "projectcalico.org/metadata";
 
@@ -61,13 +86,18 @@ impl Kind {
         }
     }
 
-    pub fn api_resource(self) -> ApiResource {
+    /// The collection in `api` (Nodes are always core `v1`).
+    pub fn api_resource(self, api: ApiGroup) -> ApiResource {
+        let (g, v) = api.group_version();
         let (group, version, kind, plural) = match self {
-            Kind::Block => (CRD_GROUP, CRD_VERSION, "IPAMBlock", "ipamblocks"),
-            Kind::Affinity => (CRD_GROUP, CRD_VERSION, "BlockAffinity", "blockaffinities"),
-            Kind::Handle => (CRD_GROUP, CRD_VERSION, "IPAMHandle", "ipamhandles"),
-            Kind::IpamConfig => (CRD_GROUP, CRD_VERSION, "IPAMConfig", "ipamconfigs"),
-            Kind::Resource(k) => (CRD_GROUP, CRD_VERSION, k.kind_name(), k.plural()),
+            Kind::Block => (g, v, "IPAMBlock", "ipamblocks"),
+            Kind::Affinity => (g, v, "BlockAffinity", "blockaffinities"),
+            Kind::Handle => (g, v, "IPAMHandle", "ipamhandles"),
+            Kind::IpamConfig if api == ApiGroup::V3 => {
+                (g, v, "IPAMConfiguration", "ipamconfigurations")
+            }
+            Kind::IpamConfig => (g, v, "IPAMConfig", "ipamconfigs"),
+            Kind::Resource(k) => (g, v, k.kind_name(), k.plural()),
             Kind::Node => ("", "v1", "Node", "nodes"),
         };
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
@@ -129,10 +159,10 @@ pub fn affinity_labels(affinity_type: &str, host: &str, cidr: &IpNetwork) -> Map
     l
 }
 
-/// The Kubernetes object (without resourceVersion) that stores `value` under `key`.
-pub fn to_object(key: &Key, value: &str) -> Result<Value, StoreError> {
+/// The Kubernetes object in `api` (without resourceVersion) that stores `value` under `key`.
+pub fn to_object(key: &Key, value: &str, api: ApiGroup) -> Result<Value, StoreError> {
     let kind = Kind::of(key)?;
-    let ar = kind.api_resource();
+    let ar = kind.api_resource(api);
     let mut metadata = json!({"name": object_name(key)});
     let spec: Value = match key {
         Key::Block { .. } => {
@@ -148,7 +178,12 @@ pub fn to_object(key: &Key, value: &str) -> Result<Value, StoreError> {
         } => {
             let mut s = value_object(key, value)?;
             let deleted = s.get("deleted").and_then(Value::as_bool).unwrap_or(false);
-            s.insert("deleted".into(), json!(deleted.to_string()));
+            // A string in the v1 CRD, a bool in v3.
+            let deleted = match api {
+                ApiGroup::CrdV1 => json!(deleted.to_string()),
+                ApiGroup::V3 => json!(deleted),
+            };
+            s.insert("deleted".into(), deleted);
             s.insert("node".into(), json!(host));
             s.insert("type".into(), json!(affinity_type));
             s.insert("cidr".into(), json!(cidr.to_string()));
@@ -371,7 +406,11 @@ mod tests {
     }
 
     fn round_trip(key: &Key, value: &str) -> (Value, Decoded) {
-        let obj = to_object(key, value).unwrap();
+        round_trip_in(key, value, ApiGroup::CrdV1)
+    }
+
+    fn round_trip_in(key: &Key, value: &str, api: ApiGroup) -> (Value, Decoded) {
+        let obj = to_object(key, value, api).unwrap();
         let d = from_object(Kind::of(key).unwrap(), &obj).unwrap();
         assert_eq!(&d.key, key);
         (obj, d)
@@ -442,5 +481,44 @@ mod tests {
         assert_eq!(back["apiVersion"], "projectcalico.org/v3");
         assert_eq!(back["spec"]["blockSize"], 26);
         assert!(Kind::of(&Key::resource(ResourceKind::Profile, "x")).is_err());
+    }
+
+    #[test]
+    fn v3_group_shapes() {
+        let v3 = ApiGroup::V3;
+        let key = Key::host_affinity("node1", net("10.244.1.0/26"));
+        let (obj, d) = round_trip_in(&key, r#"{"state":"confirmed","deleted":false}"#, v3);
+        assert_eq!(obj["apiVersion"], "projectcalico.org/v3");
+        assert_eq!(obj["kind"], "BlockAffinity");
+        assert_eq!(obj["metadata"]["name"], "node1-10-244-1-0-26");
+        assert_eq!(obj["spec"]["deleted"], json!(false), "a bool in v3");
+        assert_eq!(d.value, r#"{"deleted":false,"state":"confirmed"}"#);
+        let mut gone = obj.clone();
+        gone["spec"]["deleted"] = json!(true);
+        assert!(from_object(Kind::Affinity, &gone).unwrap().soft_deleted);
+
+        let (obj, _) = round_trip_in(&Key::IpamConfig, r#"{"strict_affinity":true}"#, v3);
+        assert_eq!(obj["kind"], "IPAMConfiguration");
+        assert_eq!(obj["apiVersion"], "projectcalico.org/v3");
+        assert_eq!(obj["metadata"]["name"], "default");
+        let ar = Kind::IpamConfig.api_resource(v3);
+        assert_eq!(
+            (ar.group.as_str(), ar.plural.as_str()),
+            ("projectcalico.org", "ipamconfigurations")
+        );
+        let ar = Kind::Block.api_resource(v3);
+        assert_eq!(ar.api_version, "projectcalico.org/v3");
+        assert_eq!(Kind::Node.api_resource(v3).api_version, "v1");
+
+        let (obj, _) = round_trip_in(
+            &Key::block(net("10.0.0.0/30")),
+            r#"{"cidr":"10.0.0.0/30","allocations":[null,null,null,null],"unallocated":[0,1,2,3],"attributes":[]}"#,
+            v3,
+        );
+        assert_eq!(obj["kind"], "IPAMBlock");
+        assert_eq!(obj["metadata"]["name"], "10-0-0-0-30");
+        let pool = r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"p"},"spec":{"cidr":"10.0.0.0/16"}}"#;
+        let (obj, _) = round_trip_in(&Key::resource(ResourceKind::IpPool, "p"), pool, v3);
+        assert_eq!(obj["apiVersion"], "projectcalico.org/v3");
     }
 }

@@ -1,7 +1,9 @@
 //! Calico's Kubernetes datastore (KDD) for the IPAM: [`KddStore`] implements [`ipam::Store`]
 //! over Calico's CRDs in `crd.projectcalico.org/v1` (ipamblocks, blockaffinities, ipamhandles,
-//! ipamconfigs, ippools, clusterinformations, ipreservations) with Calico's object names and
-//! spec shapes, and reads Calico Nodes from Kubernetes Nodes.
+//! ipamconfigs, ippools, clusterinformations, ipreservations) or, with
+//! [`KddStore::with_api_group`], in `projectcalico.org/v3` (the same collections, with
+//! `ipamconfigurations` for the IPAM config), with Calico's object names and spec shapes, and
+//! reads Calico Nodes from Kubernetes Nodes.
 //!
 //! Revisions are `metadata.resourceVersion`; `update` is a PUT carrying it (409 → `Conflict`),
 //! `create` is a POST (409 AlreadyExists → `AlreadyExists`), `delete` with a revision sends
@@ -17,8 +19,8 @@
 //! query; when it finds nothing, all affinities are listed and this host's unlabelled rows
 //! (written by older Calico) are labelled, as Calico's own upgrade step does.
 //!
-//! Not supported: the `projectcalico.org/v3` API group (`calico_api_group`), pagination of
-//! very large listings, and WorkloadEndpoints/Profiles (KDD derives them from Pods and
+//! Not supported: auto-discovery of the API group (callers choose it), pagination of very
+//! large listings, and WorkloadEndpoints/Profiles (KDD derives them from Pods and
 //! Namespaces: reads find nothing, writes fail).
 
 mod client;
@@ -33,11 +35,13 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, Precon
 use serde_json::Value;
 
 pub use client::Timeouts;
+pub use convert::ApiGroup;
 use convert::{from_object, object_name, to_object, Decoded, Kind};
 
 /// See the crate docs.
 pub struct KddStore {
     kube: client::Kube,
+    group: ApiGroup,
 }
 
 fn to_dynamic(key: &Key, v: Value) -> StoreResult<DynamicObject> {
@@ -66,18 +70,46 @@ impl KddStore {
     pub fn open_with(kubeconfig: &Path, timeouts: Timeouts) -> StoreResult<Self> {
         Ok(KddStore {
             kube: client::Kube::from_kubeconfig(kubeconfig, timeouts)?,
+            group: ApiGroup::default(),
         })
+    }
+
+    /// From a kubeconfig in memory (e.g. a file's with Calico's overrides applied, or the
+    /// in-cluster service account); `origin` names it in errors.
+    pub fn from_kubeconfig(
+        kc: kube::config::Kubeconfig,
+        origin: &str,
+        timeouts: Timeouts,
+    ) -> StoreResult<Self> {
+        Ok(KddStore {
+            kube: client::Kube::from_kubeconfig_value(kc, origin, timeouts)?,
+            group: ApiGroup::default(),
+        })
+    }
+
+    /// Use Calico's objects in `group` (`calico_api_group`; default `crd.projectcalico.org/v1`).
+    pub fn with_api_group(mut self, group: ApiGroup) -> Self {
+        self.group = group;
+        self
+    }
+
+    /// Bounds every later API call by `deadline` (the plugin call's overall budget): calls
+    /// get at most the time left, and none starts after it.
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.kube.deadline = Some(deadline);
+        self
     }
 
     /// From a ready kube client configuration (e.g. built from `k8s_api_root`/token settings).
     pub fn from_config(config: kube::Config, timeouts: Timeouts) -> StoreResult<Self> {
         Ok(KddStore {
             kube: client::Kube::from_config(config, timeouts)?,
+            group: ApiGroup::default(),
         })
     }
 
     fn api(&self, kind: Kind) -> Api<DynamicObject> {
-        Api::all_with(self.kube.client.clone(), &kind.api_resource())
+        Api::all_with(self.kube.client.clone(), &kind.api_resource(self.group))
     }
 
     /// Decode a fetched object into a KV pair (`None` if not a valid object of this kind).
@@ -244,7 +276,7 @@ impl Store for KddStore {
         if kind == Kind::Node {
             return self.create_node(key);
         }
-        let obj = to_dynamic(key, to_object(key, value)?)?;
+        let obj = to_dynamic(key, to_object(key, value, self.group)?)?;
         let api = self.api(kind);
         let created = self.kube.run(&format!("create {key}"), async {
             api.create(&PostParams::default(), &obj).await
@@ -254,7 +286,7 @@ impl Store for KddStore {
 
     fn update(&self, key: &Key, value: &str, revision: &Revision) -> StoreResult<Revision> {
         let kind = Kind::of(key)?;
-        let mut v = to_object(key, value)?;
+        let mut v = to_object(key, value, self.group)?;
         v["metadata"]["resourceVersion"] = Value::String(revision.as_str().to_string());
         let obj = to_dynamic(key, v)?;
         let name = object_name(key);

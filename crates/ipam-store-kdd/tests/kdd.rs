@@ -336,3 +336,71 @@ fn finds_and_labels_affinities_written_before_calico_3_31() {
     };
     assert!(s.list(&other).unwrap().is_empty());
 }
+
+const V3: &str = "/apis/projectcalico.org/v3";
+
+fn v3_store(api: &TestApiServer) -> KddStore {
+    store(api).with_api_group(ipam_store_kdd::ApiGroup::V3)
+}
+
+#[test]
+fn conforms_to_the_store_contract_in_projectcalico_org_v3() {
+    let api = TestApiServer::start().unwrap();
+    ipam::conformance::run_all(&v3_store(&api));
+}
+
+#[test]
+fn v3_group_writes_projectcalico_org_v3_objects_only() {
+    let api = TestApiServer::start().unwrap();
+    api.put(
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "metadata": {"name": "default-ipv4-ippool"},
+        "spec": {"cidr": "10.245.0.0/16", "blockSize": 26, "ipipMode": "Never",
+                 "vxlanMode": "Never", "natOutgoing": true, "nodeSelector": "all()"}}),
+    )
+    .unwrap();
+    api.put(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node1"}}))
+        .unwrap();
+    let s = v3_store(&api);
+    let ipam = Ipam::new(&s);
+    let handle = "k8s-pod-network.V3";
+    let ips = assign(&ipam, "node1", handle).unwrap();
+    let net = ipnetwork::IpNetwork::new(ips[0], 26).unwrap();
+    let cidr = ipnetwork::IpNetwork::new(net.network(), 26).unwrap();
+    let bname = ipam_store_kdd::names::block_name(&cidr);
+    let block = api
+        .get(&format!("{V3}/ipamblocks/{bname}"))
+        .expect("v3 IPAMBlock");
+    assert_eq!(block["apiVersion"], "projectcalico.org/v3");
+    assert_eq!(block["spec"]["affinity"], "host:node1");
+    let aff = api
+        .get(&format!("{V3}/blockaffinities/node1-{bname}"))
+        .expect("v3 BlockAffinity");
+    assert_eq!(aff["spec"]["deleted"], json!(false), "a bool in v3");
+    assert_eq!(aff["spec"]["state"], "confirmed");
+    let h = api
+        .get(&format!("{V3}/ipamhandles/k8s-pod-network.v3"))
+        .expect("v3 IPAMHandle");
+    assert_eq!(h["spec"]["handleID"], handle);
+    // The IPAM config singleton is an IPAMConfiguration in v3.
+    s.create(&Key::IpamConfig, r#"{"strict_affinity":true}"#)
+        .unwrap();
+    let cfg = api
+        .get(&format!("{V3}/ipamconfigurations/default"))
+        .expect("v3 IPAMConfiguration");
+    assert_eq!(cfg["kind"], "IPAMConfiguration");
+    assert_eq!(cfg["spec"]["strictAffinity"], true);
+    // Nothing in the v1 group.
+    for path in [
+        format!("ipamblocks/{bname}"),
+        format!("blockaffinities/node1-{bname}"),
+        "ipamhandles/k8s-pod-network.v3".to_string(),
+        "ipamconfigs/default".to_string(),
+    ] {
+        assert!(api.get(&format!("{CRD}/{path}")).is_none(), "{path} in v1");
+    }
+    assert_eq!(ipam.release_by_handle(handle).unwrap(), ips);
+    assert!(api
+        .get(&format!("{V3}/ipamhandles/k8s-pod-network.v3"))
+        .is_none());
+}

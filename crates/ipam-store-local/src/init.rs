@@ -1,8 +1,10 @@
 //! First-use initialisation of an empty local datastore (there is no calico-node to do it).
 //!
-//! Per IP family: when the store holds no IPPool of that family and a default CIDR is
-//! configured, create Calico's default pool for it (`default-ipv4-ippool` /
-//! `default-ipv6-ippool`, natOutgoing, no encapsulation, `nodeSelector: all()`). Also create
+//! Per IP family, when the store holds no IPPool of that family: if the config names pools of
+//! that family by CIDR (`ipv4_pools` / `ipv6_pools`), create exactly those
+//! (`ippool-<cidr with dashes>`); else, when a default CIDR is configured, create the default
+//! pool (`default-ipv4-ippool` / `default-ipv6-ippool`). Either way natOutgoing, no
+//! encapsulation, `nodeSelector: all()`. Also create
 //! ClusterInformation `default` with `datastoreReady: true` if absent, so tools and the
 //! `calico` plugin's readiness check see a ready datastore. Safe to run concurrently from many
 //! processes: every write is create-if-absent. Note: deleting every pool of a family while a
@@ -25,6 +27,9 @@ pub struct LocalDefaults {
     /// `None` (default) = never create an IPv6 pool.
     pub ipv6_pool: Option<IpNetwork>,
     pub ipv6_block_size: u8,
+    /// Pools the network config names by CIDR: created instead of the default of their
+    /// family, so a config that names its pool works on an empty store.
+    pub named_pools: Vec<IpNetwork>,
 }
 
 impl Default for LocalDefaults {
@@ -34,8 +39,14 @@ impl Default for LocalDefaults {
             ipv4_block_size: 26,
             ipv6_pool: None,
             ipv6_block_size: 122,
+            named_pools: Vec::new(),
         }
     }
+}
+
+/// Name of a pool created for a CIDR the config names: `10.77.0.0/16` → `ippool-10-77-0-0-16`.
+pub fn named_pool_name(cidr: &IpNetwork) -> String {
+    format!("ippool-{}", cidr.to_string().replace(['.', ':', '/'], "-"))
 }
 
 fn default_pool(name: &str, cidr: IpNetwork, block: u8) -> IpPool {
@@ -85,20 +96,35 @@ pub fn ensure_initialised(store: &dyn Store, d: &LocalDefaults) -> Result<Vec<St
         ),
     ];
     for (v, name, cidr, block) in wanted {
-        let Some(cidr) = cidr.filter(|c| IpVersion::of_net(c) == v) else {
-            continue;
-        };
         if has(v) {
             continue;
         }
-        match ipam.create_pool(&default_pool(name, cidr, block)) {
-            Ok(()) => {
-                log::info!("initialised local datastore with pool {name} ({cidr})");
-                created.push(name.to_string());
+        let named: Vec<(String, IpNetwork)> = d
+            .named_pools
+            .iter()
+            .filter(|c| IpVersion::of_net(c) == v)
+            .map(|c| (named_pool_name(c), *c))
+            .collect();
+        let pools = if named.is_empty() {
+            cidr.filter(|c| IpVersion::of_net(c) == v)
+                .map(|c| (name.to_string(), c))
+                .into_iter()
+                .collect()
+        } else {
+            named
+        };
+        for (name, cidr) in pools {
+            // A block cannot be larger than its pool.
+            let block = block.max(cidr.prefix());
+            match ipam.create_pool(&default_pool(&name, cidr, block)) {
+                Ok(()) => {
+                    log::info!("initialised local datastore with pool {name} ({cidr})");
+                    created.push(name);
+                }
+                // A concurrent first use created it.
+                Err(IpamError::Store(StoreError::AlreadyExists(_))) => {}
+                Err(e) => return Err(e),
             }
-            // A concurrent first use created it.
-            Err(IpamError::Store(StoreError::AlreadyExists(_))) => {}
-            Err(e) => return Err(e),
         }
     }
     let key = Key::resource(ResourceKind::ClusterInformation, "default");
@@ -149,6 +175,34 @@ mod tests {
             vec!["default-ipv6-ippool"]
         );
         assert!(ensure_initialised(&s, &d).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pools_named_by_cidr_replace_the_default() {
+        let s = MemoryStore::new();
+        let d = LocalDefaults {
+            named_pools: vec![
+                "10.77.0.0/16".parse().unwrap(),
+                "10.78.0.0/28".parse().unwrap(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            ensure_initialised(&s, &d).unwrap(),
+            vec!["ippool-10-77-0-0-16", "ippool-10-78-0-0-28"]
+        );
+        let pools = Ipam::new(&s).list_pools().unwrap();
+        let cidrs: Vec<_> = pools.iter().map(|p| p.spec.cidr.as_str()).collect();
+        assert_eq!(
+            cidrs,
+            vec!["10.77.0.0/16", "10.78.0.0/28"],
+            "no default pool"
+        );
+        assert_eq!(pools[1].spec.block_size, Some(28), "block fits the pool");
+        // Once the family has pools, nothing more is created.
+        assert!(ensure_initialised(&s, &LocalDefaults::default())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

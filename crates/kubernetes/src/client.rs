@@ -31,6 +31,11 @@ pub struct ClientOptions {
     pub client_key: Option<PathBuf>,
     /// `policy.k8s_certificate_authority` (path).
     pub certificate_authority: Option<PathBuf>,
+    /// `K8S_INSECURE_SKIP_TLS_VERIFY`.
+    pub insecure_skip_tls_verify: bool,
+    /// The pod's own service account, used when neither a kubeconfig nor an API root is given
+    /// (client-go's in-cluster fallback).
+    pub in_cluster: Option<InCluster>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -44,10 +49,21 @@ impl Default for ClientOptions {
             client_certificate: None,
             client_key: None,
             certificate_authority: None,
+            insecure_skip_tls_verify: false,
+            in_cluster: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
+}
+
+/// In-cluster configuration: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`
+/// with the service account's `token` and `ca.crt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InCluster {
+    pub server: String,
+    /// Normally `/var/run/secrets/kubernetes.io/serviceaccount`.
+    pub service_account_dir: PathBuf,
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -57,12 +73,15 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 impl ClientOptions {
     /// True when there is something to build a client from.
     pub fn is_configured(&self) -> bool {
-        self.kubeconfig.is_some() || non_empty(&self.api_root).is_some()
+        self.kubeconfig.is_some()
+            || non_empty(&self.api_root).is_some()
+            || self.in_cluster.is_some()
     }
 
     /// The kubeconfig with the overrides applied to its current context's cluster and user,
-    /// or a one-context kubeconfig made of the overrides alone.
-    fn kubeconfig(&self) -> Result<Kubeconfig, Error> {
+    /// or a one-context kubeconfig made of the overrides alone (or of the in-cluster service
+    /// account when nothing else names a server).
+    pub fn to_kubeconfig(&self) -> Result<Kubeconfig, Error> {
         let mut kc = match &self.kubeconfig {
             Some(path) => Kubeconfig::read_from(path).map_err(|e| {
                 Error::Config(format!("kubeconfig {}: {}", path.display(), chain(&e)))
@@ -118,10 +137,24 @@ impl ClientOptions {
             .expect("inserted above")
             .cluster
             .get_or_insert_with(Cluster::default);
+        let in_cluster = match &self.in_cluster {
+            Some(ic) if self.kubeconfig.is_none() && non_empty(&self.api_root).is_none() => {
+                Some(ic)
+            }
+            _ => None,
+        };
         if let Some(root) = non_empty(&self.api_root) {
             // Old configs carried the full `https://host:6443/api/v1/` URL.
             let root = root.split("/api/").next().unwrap_or(root);
             cluster.server = Some(root.trim_end_matches('/').to_string());
+        }
+        if let Some(ic) = in_cluster {
+            cluster.server = Some(ic.server.clone());
+            cluster.certificate_authority =
+                Some(ic.service_account_dir.join("ca.crt").display().to_string());
+        }
+        if self.insecure_skip_tls_verify {
+            cluster.insecure_skip_tls_verify = Some(true);
         }
         if let Some(ca) = &self.certificate_authority {
             cluster.certificate_authority = Some(ca.display().to_string());
@@ -142,6 +175,10 @@ impl ClientOptions {
             .expect("inserted above")
             .auth_info
             .get_or_insert_with(AuthInfo::default);
+        if let Some(ic) = in_cluster {
+            // A file, not its contents: kube-rs re-reads projected tokens when they rotate.
+            user.token_file = Some(ic.service_account_dir.join("token").display().to_string());
+        }
         if let Some(token) = non_empty(&self.token) {
             user.token = Some(token.to_string().into());
             user.token_file = None;
@@ -178,10 +215,10 @@ impl Client {
     pub fn connect(opts: &ClientOptions) -> Result<Client, Error> {
         if !opts.is_configured() {
             return Err(Error::Config(
-                "neither kubernetes.kubeconfig nor a k8s_api_root is configured".into(),
+                "neither kubernetes.kubeconfig nor a k8s_api_root is configured, and not running in a cluster".into(),
             ));
         }
-        let kubeconfig = opts.kubeconfig()?;
+        let kubeconfig = opts.to_kubeconfig()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -280,7 +317,7 @@ current-context: calico-context
             certificate_authority: Some("/etc/ca.pem".into()),
             ..Default::default()
         };
-        let kc = opts.kubeconfig().unwrap();
+        let kc = opts.to_kubeconfig().unwrap();
         let cluster = kc.clusters[0].cluster.as_ref().unwrap();
         assert_eq!(cluster.server.as_deref(), Some("https://10.0.0.1:443"));
         assert_eq!(
@@ -302,7 +339,7 @@ current-context: calico-context
             kubeconfig: Some(write(&dir)),
             ..Default::default()
         };
-        let kc = opts.kubeconfig().unwrap();
+        let kc = opts.to_kubeconfig().unwrap();
         assert_eq!(
             kc.clusters[0].cluster.as_ref().unwrap().server.as_deref(),
             Some("https://127.0.0.1:6443")
@@ -316,13 +353,42 @@ current-context: calico-context
             token: Some("t".into()),
             ..Default::default()
         };
-        let kc = opts.kubeconfig().unwrap();
+        let kc = opts.to_kubeconfig().unwrap();
         assert_eq!(kc.current_context.as_deref(), Some("cni"));
         assert_eq!(
             kc.clusters[0].cluster.as_ref().unwrap().server.as_deref(),
             Some("http://127.0.0.1:8080")
         );
         Client::connect(&opts).unwrap();
+    }
+
+    #[test]
+    fn in_cluster_service_account_when_nothing_else_is_given() {
+        let ic = InCluster {
+            server: "https://10.96.0.1:443".into(),
+            service_account_dir: "/sa".into(),
+        };
+        let opts = ClientOptions {
+            in_cluster: Some(ic.clone()),
+            ..Default::default()
+        };
+        assert!(opts.is_configured());
+        let kc = opts.to_kubeconfig().unwrap();
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://10.96.0.1:443"));
+        assert_eq!(cluster.certificate_authority.as_deref(), Some("/sa/ca.crt"));
+        let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(user.token_file.as_deref(), Some("/sa/token"));
+        // An explicit API root wins over the in-cluster fallback.
+        let opts = ClientOptions {
+            api_root: Some("http://127.0.0.1:8080".into()),
+            in_cluster: Some(ic),
+            ..Default::default()
+        };
+        let kc = opts.to_kubeconfig().unwrap();
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(cluster.certificate_authority, None);
     }
 
     #[test]

@@ -17,6 +17,6 @@ pub mod objects;
 pub mod podip;
 
 pub use annotations::{Annotations, IpFamilies};
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, InCluster};
 pub use error::Error;
 pub use objects::{ContainerPort, Namespace, Node, Pod};

@@ -169,8 +169,14 @@ impl Client {
     /// GET `clusterinformations.crd.projectcalico.org/default` and read `spec.datastoreReady`
     /// (absent counts as not ready, as in Calico: calico-node sets it once the datastore is
     /// initialised, and an operator clears it to pause pod networking during upgrades).
-    pub fn datastore_ready(&self) -> Result<bool, Error> {
-        let gvk = GroupVersionKind::gvk("crd.projectcalico.org", "v1", "ClusterInformation");
+    ///
+    /// `api_group` is Calico's `calico_api_group`: `crd.projectcalico.org/v1` or
+    /// `projectcalico.org/v3` (`group/version`).
+    pub fn datastore_ready(&self, api_group: &str) -> Result<bool, Error> {
+        let (group, version) = api_group
+            .split_once('/')
+            .ok_or_else(|| Error::Config(format!("invalid Calico API group {api_group:?}")))?;
+        let gvk = GroupVersionKind::gvk(group, version, "ClusterInformation");
         let ar = ApiResource::from_gvk_with_plural(&gvk, "clusterinformations");
         let api: Api<DynamicObject> = Api::all_with(self.kube().clone(), &ar);
         let o = self.call("clusterinformation", "default", api.get("default"))?;
