@@ -73,7 +73,7 @@ impl FromStr for DatastoreKind {
             "etcdv3" => Ok(DatastoreKind::Etcdv3),
             "kubernetes" => Ok(DatastoreKind::Kubernetes),
             _ => Err(DatastoreError::Config(format!(
-                "invalid datastore_type {s:?} (expected etcdv3, kubernetes or local)"
+                "unknown datastore_type {s:?} (expected etcdv3, kubernetes or local)"
             ))),
         }
     }

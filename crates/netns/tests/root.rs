@@ -55,6 +55,9 @@ fn sysctl_writes_land_in_the_thread_netns() {
     let host_before = sysctl::read("net/ipv4/ip_forward").unwrap();
     let wrote = tmp
         .run(|| {
+            // A new namespace inherits IPv4 settings from the root one (forwarding is on on
+            // most nodes): start from a known value so the first write is a change.
+            sysctl::write("net/ipv4/ip_forward", "0").unwrap();
             let first = sysctl::write("net/ipv4/ip_forward", "1").unwrap();
             let second = sysctl::write("net/ipv4/ip_forward", "1").unwrap();
             (first, second, sysctl::read("net/ipv4/ip_forward").unwrap())
