@@ -156,6 +156,7 @@ fn assign_auto(ctx: &Ctx, inv: &Invocation) -> Result<Vec<IpNetwork>, CniError> 
         attrs: attributes(inv, &ctx.node),
         max_blocks_per_host: 0,
         intended_use: IntendedUse::Workload,
+        namespace_labels: None,
     };
     match ctx.with_node(|| ipam.auto_assign(&req))? {
         Ok(r) => Ok(r.ipv4.into_iter().chain(r.ipv6).collect()),

@@ -392,3 +392,10 @@ fn zero_cooldown_frees_at_once_and_fifo() {
         .iter()
         .all(|a| a.released_at.is_none()));
 }
+
+// ---- datastore compatibility: Calico's exact JSON in, Calico's shapes out ----
+
+#[test]
+fn calico_fixtures_on_the_memory_store() {
+    ipam::conformance::calico_fixtures(&MemoryStore::new());
+}
