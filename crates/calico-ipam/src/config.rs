@@ -39,6 +39,57 @@ pub struct IpamConf {
     pub ipv6_pools: Vec<String>,
     /// `ipam.default_ipv4_pool` etc.: what an empty local datastore is seeded with.
     pub local_defaults: LocalDefaults,
+    /// How to reach the Kubernetes API for the pod's namespace labels.
+    pub k8s: K8sAccess,
+}
+
+/// Calico's ipam plugin reads the pod's namespace (for IPPool `namespaceSelector`) when
+/// `kubernetes.kubeconfig` is set or `policy.type` is `k8s`, with the client settings of the
+/// `kubernetes` and `policy` sections.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct K8sAccess {
+    pub kubeconfig: Option<String>,
+    /// `kubernetes.k8s_api_root`, else `policy.k8s_api_root`.
+    pub api_root: Option<String>,
+    pub policy_k8s: bool,
+    pub token: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+    pub certificate_authority: Option<String>,
+}
+
+impl K8sAccess {
+    /// Whether Calico would look the namespace up.
+    pub fn enabled(&self) -> bool {
+        self.kubeconfig.is_some() || self.policy_k8s
+    }
+
+    fn from_top(top: &CiObject) -> Result<Self, CniError> {
+        let section = |key: &str| -> Result<CiObject, CniError> {
+            match top.get(key) {
+                None | Some(Value::Null) => Ok(CiObject::default()),
+                Some(v) => CiObject::from_value(v).ok_or_else(|| {
+                    invalid(format!(
+                        "failed to load netconf: \"{key}\" is not an object"
+                    ))
+                }),
+            }
+        };
+        let k = section("kubernetes")?;
+        let p = section("policy")?;
+        let s = |o: &CiObject, key: &str| -> Result<Option<String>, CniError> {
+            Ok(non_empty(field::<String>(o, key)?))
+        };
+        Ok(K8sAccess {
+            kubeconfig: s(&k, "kubeconfig")?,
+            api_root: s(&k, "k8s_api_root")?.or(s(&p, "k8s_api_root")?),
+            policy_k8s: s(&p, "type")?.as_deref() == Some("k8s"),
+            token: s(&p, "k8s_auth_token")?,
+            client_certificate: s(&p, "k8s_client_certificate")?,
+            client_key: s(&p, "k8s_client_key")?,
+            certificate_authority: s(&p, "k8s_certificate_authority")?,
+        })
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> CniError {
@@ -130,6 +181,7 @@ impl IpamConf {
             ipv4_pools: pools("ipv4_pools")?,
             ipv6_pools: pools("ipv6_pools")?,
             local_defaults,
+            k8s: K8sAccess::from_top(&top)?,
         })
     }
 }

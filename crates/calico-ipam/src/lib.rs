@@ -11,6 +11,7 @@
 pub mod config;
 pub mod datastore;
 pub mod lock;
+mod namespace;
 pub mod node;
 mod plugin;
 

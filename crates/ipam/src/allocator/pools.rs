@@ -118,6 +118,18 @@ impl Ipam<'_> {
             .collect())
     }
 
+    /// Whether any stored pool has a namespaceSelector (only then do callers need to look up
+    /// the pod's namespace labels).
+    pub fn uses_namespace_selectors(&self) -> IpamResult<bool> {
+        Ok(self.all_pools()?.iter().any(|p| {
+            p.pool
+                .spec
+                .namespace_selector
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty())
+        }))
+    }
+
     /// The stored IPPool resources (for admin tools).
     pub fn list_pools(&self) -> IpamResult<Vec<IpPool>> {
         Ok(self.all_pools()?.into_iter().map(|p| p.pool).collect())
