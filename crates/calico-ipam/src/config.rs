@@ -222,6 +222,21 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_access_for_namespace_labels() {
+        let c = conf(json!({"name":"n","kubernetes":{"kubeconfig":"/k"},
+            "policy":{"type":"k8s","k8s_api_root":"https://a","K8s_Auth_Token":"t"}}))
+        .unwrap();
+        assert!(c.k8s.enabled() && c.k8s.policy_k8s);
+        assert_eq!(c.k8s.kubeconfig.as_deref(), Some("/k"));
+        assert_eq!(c.k8s.api_root.as_deref(), Some("https://a"));
+        assert_eq!(c.k8s.token.as_deref(), Some("t"));
+        let plain = conf(json!({"name":"n","policy":{"type":""}})).unwrap();
+        assert!(!plain.k8s.enabled(), "Calico looks only with a kubeconfig or policy k8s");
+        let e = conf(json!({"name":"n","kubernetes":"x"})).unwrap_err();
+        assert!(e.msg.contains("kubernetes"), "{}", e.msg);
+    }
+
+    #[test]
     fn assign_flags_strings_and_bools() {
         let f = |a4: Value, a6: Value| {
             let c = conf(json!({"name":"n","ipam":{"assign_ipv4":a4,"assign_ipv6":a6}})).unwrap();
