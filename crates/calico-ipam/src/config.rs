@@ -231,7 +231,10 @@ mod tests {
         assert_eq!(c.k8s.api_root.as_deref(), Some("https://a"));
         assert_eq!(c.k8s.token.as_deref(), Some("t"));
         let plain = conf(json!({"name":"n","policy":{"type":""}})).unwrap();
-        assert!(!plain.k8s.enabled(), "Calico looks only with a kubeconfig or policy k8s");
+        assert!(
+            !plain.k8s.enabled(),
+            "Calico looks only with a kubeconfig or policy k8s"
+        );
         let e = conf(json!({"name":"n","kubernetes":"x"})).unwrap_err();
         assert!(e.msg.contains("kubernetes"), "{}", e.msg);
     }
