@@ -108,11 +108,8 @@ fn seed_conflist(k: &Cluster, etcd: &HostEtcd) -> Value {
     conf
 }
 
-#[test]
-fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
-    let k = Cluster::start("etcd-seed", NODE);
-    let etcd = HostEtcd::start(&k.env.host);
-    // What `calicoctl datastore init` / calico-node leave in etcd: a pool, a ready datastore.
+/// What `calicoctl datastore init` / calico-node leave in etcd: a pool, a ready datastore.
+fn seed_etcd(k: &Cluster, etcd: &HostEtcd) {
     let pool = json!({"kind": "IPPool", "apiVersion": "projectcalico.org/v3",
         "metadata": {"name": "default-ipv4-ippool"},
         "spec": {"cidr": POOL, "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never",
@@ -137,6 +134,13 @@ fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
                 .unwrap()
         })
         .unwrap();
+}
+
+#[test]
+fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
+    let k = Cluster::start("etcd-seed", NODE);
+    let etcd = HostEtcd::start(&k.env.host);
+    seed_etcd(&k, &etcd);
     k.api()
         .put(json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web-0", "namespace": "default", "labels": {"app": "web"},
@@ -198,4 +202,44 @@ fn seed_etcd_tls_conflist_writes_the_pods_workload_endpoint() {
     assert!(etcd.get(&k.env.host, HANDLE).is_none(), "address released");
     assert!(k.env.host.link(veth).unwrap().is_none());
     chain.del(&att).unwrap();
+}
+
+/// issue #13 item 7 in etcd mode: the pod's WorkloadEndpoint from a sandbox whose DEL never ran
+/// (node reboot) still holds the `ipAddrs` address; the new sandbox's ADD releases it first,
+/// as Calico does, and gets it again.
+#[test]
+fn ip_addrs_pod_restarts_after_its_del_never_ran_on_etcd() {
+    let k = Cluster::start("etcd-ipaddrs", NODE);
+    let etcd = HostEtcd::start(&k.env.host);
+    seed_etcd(&k, &etcd);
+    k.api()
+        .put(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "default",
+                "annotations": {"cni.projectcalico.org/ipAddrs": "[\"10.48.3.3\"]"}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}}))
+        .unwrap();
+    let chain = k.env.chain(&seed_conflist(&k, &etcd)).unwrap();
+    let old = k.env.container("old").unwrap();
+    let r = chain.add(&pod_att("sandbox-1", &old, "web-0")).unwrap();
+    assert_eq!(r["ips"][0]["address"], "10.48.3.3/32", "{r}");
+    drop(old); // the reboot: no DEL
+
+    let new = k.env.container("new").unwrap();
+    let att = pod_att("sandbox-2", &new, "web-0");
+    let r = chain.add(&att).unwrap();
+    assert_eq!(r["ips"][0]["address"], "10.48.3.3/32", "{r}");
+    let wep = etcd.get(&k.env.host, WEP).expect("WorkloadEndpoint");
+    assert_eq!(wep["spec"]["containerID"], "sandbox-2");
+    assert!(
+        etcd.get(&k.env.host, HANDLE).is_none(),
+        "old handle released"
+    );
+    assert!(etcd
+        .get(
+            &k.env.host,
+            "/calico/ipam/v2/handle/k8s-pod-network.sandbox-2"
+        )
+        .is_some());
+    chain.del(&att).unwrap();
+    assert!(etcd.get(&k.env.host, WEP).is_none());
 }

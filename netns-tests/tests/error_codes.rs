@@ -24,6 +24,17 @@ fn every_error_type_maps_to_its_cni_code() {
             code(StoreError::Conflict("k".into())),
             999,
         ),
+        // a local store that cannot write (disk full, read-only) is an I/O error
+        (
+            "store storage",
+            code(StoreError::Storage("disk full".into())),
+            5,
+        ),
+        (
+            "ipam: storage",
+            code(IpamError::Store(StoreError::Storage("read-only".into()))),
+            5,
+        ),
         (
             "ipam: store unavailable",
             code(IpamError::Store(StoreError::Unavailable("x".into()))),

@@ -115,6 +115,9 @@ struct Cluster {
     tmp: tempfile::TempDir,
     ipam: PathBuf,
     ctl: PathBuf,
+    /// The namespace every invocation names as CNI_NETNS: plugins refuse one that does not
+    /// exist, and calico-ipam never enters it.
+    ctr: netns_tests::Netns,
 }
 
 impl Cluster {
@@ -126,6 +129,7 @@ impl Cluster {
             tmp: tempfile::tempdir().unwrap(),
             ipam: binary("calico-ipam"),
             ctl: binary("calicoctl"),
+            ctr: netns_tests::Netns::new("failover-ctr").expect("container namespace"),
         };
         let init = c.calicoctl(&["datastore", "init", &format!("--ipv4-pool={POOL}")]);
         assert_eq!(init.code, Some(0), "datastore init: {init:?}");
@@ -164,8 +168,7 @@ impl Cluster {
         let env = [
             ("CNI_COMMAND", command.to_string()),
             ("CNI_CONTAINERID", container(i)),
-            // Never opened by an IPAM plugin; a path that is not our own netns.
-            ("CNI_NETNS", format!("/var/run/netns/{}", container(i))),
+            ("CNI_NETNS", self.ctr.path().display().to_string()),
             ("CNI_IFNAME", "eth0".to_string()),
             (
                 "CNI_PATH",

@@ -596,3 +596,87 @@ fn failed_add_releases_its_crd_allocation() {
     assert_released("pod update failure");
     assert!(ctr.link("eth0").unwrap().is_none(), "pod interface left");
 }
+
+/// issue #13 item 7: a pod with `ipAddrs` whose old sandbox was never DELeted (node reboot)
+/// starts again: the ADD of the new sandbox releases the addresses the pod (its KDD
+/// WorkloadEndpoint: the podIP annotations) still has, as Calico does, then takes them anew.
+#[test]
+fn ip_addrs_pod_restarts_after_its_del_never_ran() {
+    let k = Cluster::new("kdd-ipaddrs-reboot");
+    let chain = k.env.chain(&k.conflist()).unwrap();
+    k.pod(
+        "fixed",
+        json!({"cni.projectcalico.org/ipAddrs": "[\"10.77.9.9\"]"}),
+    );
+    let fixed: IpAddr = "10.77.9.9".parse().unwrap();
+    let old = k.env.container("old").unwrap();
+    let r = chain
+        .add(&pod_att("sb-before-reboot", &old, "fixed"))
+        .unwrap();
+    assert_eq!(only_ip(&r).ip(), fixed);
+    assert_eq!(k.pod_annotations("fixed")[POD_IP], "10.77.9.9/32");
+    // The node reboots: the sandbox and its interfaces vanish, no DEL ever runs.
+    drop(old);
+
+    let new = k.env.container("new").unwrap();
+    let att = pod_att("sb-after-reboot", &new, "fixed");
+    let r = chain.add(&att).unwrap();
+    assert_eq!(only_ip(&r).ip(), fixed);
+    let block = k.crd("ipamblocks", &block_name(block_of(fixed)));
+    assert_eq!(
+        block_allocations(&block),
+        vec![(fixed, format!("{NETWORK}.sb-after-reboot"))],
+        "{block}"
+    );
+    assert_eq!(
+        k.names("ipamhandles"),
+        vec![handle_name("sb-after-reboot")],
+        "the old sandbox's handle went with its address"
+    );
+    // And the new sandbox answers on it.
+    k.pod("peer", json!({}));
+    let peer = k.env.container("peer").unwrap();
+    let peer_att = pod_att("sb-peer", &peer, "peer");
+    chain.add(&peer_att).unwrap();
+    assert!(traffic::ping_eventually(&peer, fixed, 3).unwrap());
+    for a in [&att, &peer_att] {
+        chain.del(a).unwrap();
+    }
+    assert!(k.names("ipamhandles").is_empty());
+}
+
+/// issue #13 item 6: an IPPool's namespaceSelector is matched against the labels of the pod's
+/// namespace, which calico-ipam reads from the API itself (as Calico's ipam plugin does).
+#[test]
+fn namespace_selector_picks_the_pool_from_namespace_labels() {
+    let k = Cluster::new("kdd-ns-selector");
+    k.api()
+        .put(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default", "labels": {"team": "x"}}}))
+        .unwrap();
+    // The default pool now serves other teams only; team x has its own pool.
+    for (name, cidr, selector) in [
+        ("default-ipv4-ippool", POOL, "team != 'x'"),
+        ("team-x", "10.78.0.0/16", "team == 'x'"),
+    ] {
+        k.api()
+            .put(
+                json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+                "metadata": {"name": name},
+                "spec": {"cidr": cidr, "blockSize": BLOCK_SIZE, "ipipMode": "Never",
+                    "vxlanMode": "Never", "natOutgoing": true, "nodeSelector": "all()",
+                    "namespaceSelector": selector}}),
+            )
+            .unwrap();
+    }
+    let chain = k.env.chain(&k.conflist()).unwrap();
+    k.pod("p", json!({}));
+    let ctr = k.env.container("p").unwrap();
+    let att = pod_att("sb-ns", &ctr, "p");
+    let ip = only_ip(&chain.add(&att).unwrap()).ip();
+    assert!(
+        "10.78.0.0/16".parse::<IpNetwork>().unwrap().contains(ip),
+        "{ip} is not from team-x's pool"
+    );
+    chain.del(&att).unwrap();
+}

@@ -38,6 +38,46 @@ pub struct IpamConf {
     pub ipv6_pools: Vec<String>,
     /// `ipam.default_ipv4_pool` etc.: what an empty local datastore is seeded with.
     pub local_defaults: LocalDefaults,
+    /// How to reach the Kubernetes API for the pod's namespace labels.
+    pub k8s: K8sAccess,
+}
+
+/// Calico's ipam plugin reads the pod's namespace (for IPPool `namespaceSelector`) when
+/// `kubernetes.kubeconfig` is set or `policy.type` is `k8s`; the client itself comes from the
+/// datastore settings (`datastore::kube_client_options`), as every other API client here.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct K8sAccess {
+    pub kubeconfig: Option<String>,
+    pub policy_k8s: bool,
+}
+
+impl K8sAccess {
+    /// Whether Calico would look the namespace up.
+    pub fn enabled(&self) -> bool {
+        self.kubeconfig.is_some() || self.policy_k8s
+    }
+
+    fn from_top(top: &CiObject) -> Result<Self, CniError> {
+        let section = |key: &str| -> Result<CiObject, CniError> {
+            match top.get(key) {
+                None | Some(Value::Null) => Ok(CiObject::default()),
+                Some(v) => CiObject::from_value(v).ok_or_else(|| {
+                    invalid(format!(
+                        "failed to load netconf: \"{key}\" is not an object"
+                    ))
+                }),
+            }
+        };
+        let k = section("kubernetes")?;
+        let p = section("policy")?;
+        let s = |o: &CiObject, key: &str| -> Result<Option<String>, CniError> {
+            Ok(non_empty(field::<String>(o, key)?))
+        };
+        Ok(K8sAccess {
+            kubeconfig: s(&k, "kubeconfig")?,
+            policy_k8s: s(&p, "type")?.as_deref() == Some("k8s"),
+        })
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> CniError {
@@ -142,6 +182,7 @@ impl IpamConf {
             ipv4_pools,
             ipv6_pools,
             local_defaults,
+            k8s: K8sAccess::from_top(&top)?,
         })
     }
 }
@@ -183,6 +224,22 @@ mod tests {
         );
         assert_eq!(c.local_defaults, LocalDefaults::default());
         assert!(c.host_lock);
+    }
+
+    #[test]
+    fn kubernetes_access_for_namespace_labels() {
+        let c = conf(json!({"name":"n","kubernetes":{"kubeconfig":"/k"},
+            "policy":{"type":"k8s","k8s_api_root":"https://a","K8s_Auth_Token":"t"}}))
+        .unwrap();
+        assert!(c.k8s.enabled() && c.k8s.policy_k8s);
+        assert_eq!(c.k8s.kubeconfig.as_deref(), Some("/k"));
+        let plain = conf(json!({"name":"n","policy":{"type":""}})).unwrap();
+        assert!(
+            !plain.k8s.enabled(),
+            "Calico looks only with a kubeconfig or policy k8s"
+        );
+        let e = conf(json!({"name":"n","kubernetes":"x"})).unwrap_err();
+        assert!(e.msg.contains("kubernetes"), "{}", e.msg);
     }
 
     #[test]

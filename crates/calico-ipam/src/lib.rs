@@ -2,7 +2,8 @@
 //!
 //! Owns: reading calico-ipam's network config (Calico's keys and quirks), node-name
 //! resolution, choosing and opening the datastore, the host-wide lock, the handle/attribute
-//! conventions (`<network>.<containerID>`, `node`/`timestamp`/`pod`/`namespace`) and the
+//! conventions (`<network>.<containerID>`, `node`/`timestamp`/`pod`/`namespace`), reading the
+//! pod's namespace labels from the Kubernetes API for IPPool `namespaceSelector`, and the
 //! mapping of allocator outcomes to CNI results and error codes, for ADD, DEL, CHECK, GC and
 //! STATUS.
 //! Must NOT: implement allocation logic (that is `ipam`), talk to a datastore directly (only
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod datastore;
 pub mod lock;
+mod namespace;
 pub mod node;
 mod plugin;
 

@@ -14,7 +14,7 @@ use ipnetwork::IpNetwork;
 
 use crate::config::IpamConf;
 use crate::datastore as ds;
-use crate::{lock, node};
+use crate::{lock, namespace, node};
 
 /// The calico-ipam plugin.
 #[derive(Debug, Default)]
@@ -157,6 +157,7 @@ fn assign_auto(ctx: &Ctx, inv: &Invocation) -> Result<Vec<IpNetwork>, CniError> 
         attrs: attributes(inv, &ctx.node),
         max_blocks_per_host: 0,
         intended_use: IntendedUse::Workload,
+        namespace_labels: namespace::labels(&ctx.conf, inv, &ipam)?,
     };
     match ctx.with_node(|| ipam.auto_assign(&req))? {
         Ok(r) => Ok(r.ipv4.into_iter().chain(r.ipv6).collect()),

@@ -2,7 +2,8 @@
 //!
 //! * `policy.type: k8s` and a pod in `CNI_ARGS`: GET the namespace and the pod and apply
 //!   Calico's annotations (pools/families rewrite calico-ipam's config, `ipAddrs` asks IPAM for
-//!   specific addresses, `ipAddrsNoIpam` bypasses IPAM, `hwAddr` sets the pod MAC,
+//!   specific addresses — after releasing those of the pod's existing WorkloadEndpoint, as
+//!   Calico does —, `ipAddrsNoIpam` bypasses IPAM, `hwAddr` sets the pod MAC,
 //!   `floatingIPs` is validated — Felix reads it from the pod itself in KDD mode).
 //! * host-local `usePodCidr`: the Node's `spec.podCIDRs`.
 //! * `datastore_type: kubernetes`: publish the pod's IPs on the pod after ADD, clear them on
@@ -225,29 +226,14 @@ mod api {
 mod api {
     use super::*;
     use cni::Context;
-    use kubernetes::{annotations, podip, Annotations, ClientOptions, InCluster};
+    use kubernetes::{annotations, podip, Annotations, ClientOptions};
 
     /// Calico's client sources, resolved by the datastore rule calico-ipam uses too: the
     /// kubeconfig (`kubernetes.kubeconfig`, `KUBECONFIG`, `$HOME/.kube/config`), the
     /// `kubernetes`/`policy` overrides and their `K8S_*` variables, else the in-cluster
     /// service account.
     pub(crate) fn client_options(conf: &CalicoConfig) -> ClientOptions {
-        let s = &conf.datastore_settings;
-        let k = &s.kubernetes;
-        ClientOptions {
-            kubeconfig: s.kubeconfig.clone(),
-            api_root: k.api_endpoint.clone(),
-            token: k.token.clone(),
-            client_certificate: k.cert_file.clone(),
-            client_key: k.key_file.clone(),
-            certificate_authority: k.ca_file.clone(),
-            insecure_skip_tls_verify: k.insecure_skip_tls_verify,
-            in_cluster: k.in_cluster_server.clone().map(|server| InCluster {
-                server,
-                service_account_dir: k.service_account_dir.clone(),
-            }),
-            ..Default::default()
-        }
+        datastore::kube_client_options(&conf.datastore_settings)
     }
 
     impl Kube<'_> {
@@ -298,6 +284,13 @@ mod api {
             let a = Annotations::parse(&pod.annotations, &namespace.annotations, calico_ipam)
                 .context("pod annotations")?;
             let mut settings = self.settings(a)?;
+            if !settings.ip_addrs.is_empty() {
+                // Calico: when the endpoint already exists (a new sandbox of the pod, e.g.
+                // after a node reboot where the old DEL never ran), release its addresses
+                // first, or asking IPAM for the same ones would fail.
+                let previous = self.workload_endpoint_ips(&pod)?;
+                release_ip_addrs(self.inv, &previous)?;
+            }
             settings.labels = pod.labels;
             settings.service_account = pod.service_account;
             settings.ports = pod
@@ -358,6 +351,45 @@ mod api {
             })
         }
 
+        /// The `ipNetworks` of the pod's existing WorkloadEndpoint, if it has one: in the
+        /// Kubernetes datastore the endpoint is the pod itself (any scheduled pod that is not
+        /// host-networked, as Calico's conversion), in etcd the stored WorkloadEndpoint.
+        fn workload_endpoint_ips(&self, pod: &kubernetes::Pod) -> Result<Vec<IpAddr>, CniError> {
+            match self.conf.datastore() {
+                "kubernetes" if pod.host_network => Ok(Vec::new()),
+                "kubernetes" => kdd_endpoint_ips(&pod.status_pod_ips, &pod.annotations),
+                _ => self.etcd_endpoint_ips(),
+            }
+        }
+
+        fn etcd_endpoint_ips(&self) -> Result<Vec<IpAddr>, CniError> {
+            let Some(store) = crate::endpoint::open_store(self.conf)? else {
+                return Ok(Vec::new());
+            };
+            let workload =
+                crate::identity::Workload::from_args(&self.inv.args, &self.inv.container_id);
+            let key = crate::endpoint::key_of(&workload, self.node, &self.inv.ifname)?;
+            let wep = store
+                .get_opt(&key)
+                .context("error reading WorkloadEndpoint")?;
+            let Some(kv) = wep else {
+                return Ok(Vec::new());
+            };
+            let v: Value = serde_json::from_str(&kv.value)
+                .map_err(|e| generic(format!("unreadable WorkloadEndpoint {}: {e}", key.path())))?;
+            let nets: Vec<String> = v
+                .pointer("/spec/ipNetworks")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            nets.iter().map(|n| parse_cidr_or_ip(n)).collect()
+        }
+
         /// After ADD (Kubernetes datastore): podIP/podIPs/containerID on the pod.
         pub fn record_pod_ips(&self, addresses: &[IpNetwork]) -> Result<(), CniError> {
             let Some((ns, pod)) = pod_ref(self.inv).filter(|_| self.publishes_pod_ips()) else {
@@ -385,6 +417,70 @@ mod api {
             }
             Ok(())
         }
+    }
+
+    /// Calico's `getPodIPs`, the `ipNetworks` of a pod's KDD WorkloadEndpoint: the status
+    /// (`podIPs`, else `podIP`), else the `podIPs` / `podIP` annotations, else AWS's
+    /// `vpc.amazonaws.com/pod-ips`. An entry that does not parse fails, as Calico's conversion.
+    fn kdd_endpoint_ips(
+        status: &[String],
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<IpAddr>, CniError> {
+        let annotation = |k: &str| annotations.get(k).filter(|v| !v.is_empty());
+        let listed: Vec<&str> = if !status.is_empty() {
+            status.iter().map(String::as_str).collect()
+        } else if let Some(ips) = annotation(annotations::POD_IPS) {
+            ips.split(',').collect()
+        } else if let Some(ip) = annotation(annotations::POD_IP) {
+            vec![ip.as_str()]
+        } else if let Some(ips) = annotation(AWS_POD_IPS) {
+            ips.split(',').collect()
+        } else {
+            Vec::new()
+        };
+        listed.into_iter().map(parse_cidr_or_ip).collect()
+    }
+
+    /// AWS VPC CNI's pod IP annotation, which Calico's conversion also reads.
+    const AWS_POD_IPS: &str = "vpc.amazonaws.com/pod-ips";
+
+    /// An address written as `10.0.0.5` or `10.0.0.5/32`.
+    fn parse_cidr_or_ip(s: &str) -> Result<IpAddr, CniError> {
+        let s = s.trim();
+        s.parse::<IpNetwork>()
+            .map(|n| n.ip())
+            .map_err(|e| generic(format!("failed to parse pod IP {s:?}: {e}")))
+    }
+
+    /// Calico's `releaseIPAddrs`: release each address straight in Calico IPAM (no handle
+    /// check; `ipAddrs` implies calico-ipam). An address that is not allocated only warns.
+    fn release_ip_addrs(inv: &Invocation, ips: &[IpAddr]) -> Result<(), CniError> {
+        if ips.is_empty() {
+            return Ok(());
+        }
+        log::info!("Endpoint already exists and ipAddrs is set. Release any old IPs: {ips:?}");
+        let fail = |e: &dyn std::fmt::Display, unavailable: bool| {
+            let code = if unavailable {
+                ErrorCode::TryAgainLater
+            } else {
+                ErrorCode::Other(999)
+            };
+            CniError::new(code, format!("failed to release ipAddrs: {e}"))
+        };
+        let settings = datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
+            std::env::var(k).ok()
+        })
+        .map_err(|e| CniError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        let store = datastore::open(&settings).map_err(|e| fail(&e, e.is_unavailable()))?;
+        let reqs: Vec<ipam::ReleaseRequest> =
+            ips.iter().map(|ip| ipam::ReleaseRequest::ip(*ip)).collect();
+        let unallocated = ipam::Ipam::new(&*store)
+            .release_ips(&reqs)
+            .map_err(|e| fail(&e, e.is_unavailable()))?;
+        for ip in unallocated {
+            log::warn!("Asked to release address {ip} but it doesn't exist.");
+        }
+        Ok(())
     }
 
     /// calico-ipam's netconf with `ipv4_pools`/`ipv6_pools`/`assign_ipv4`/`assign_ipv6` set from
@@ -444,6 +540,45 @@ mod api {
             assert_eq!(c["ipam"]["assign_ipv6"], "false");
             assert_eq!(c["ipam"]["x"], 1, "other keys kept");
             assert!(ipam_config(&raw, &Annotations::default()).is_none());
+        }
+
+        #[test]
+        fn kdd_endpoint_ips_follow_calicos_conversion() {
+            let ann = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            };
+            let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+            let both = ann(&[
+                (annotations::POD_IPS, "10.0.0.1/32,fd00::1/128"),
+                (annotations::POD_IP, "10.0.0.1/32"),
+            ]);
+            // The status wins over the annotations.
+            let status = vec!["10.9.9.9".to_string()];
+            assert_eq!(
+                kdd_endpoint_ips(&status, &both).unwrap(),
+                vec![ip("10.9.9.9")]
+            );
+            assert_eq!(
+                kdd_endpoint_ips(&[], &both).unwrap(),
+                vec![ip("10.0.0.1"), ip("fd00::1")]
+            );
+            let single = ann(&[
+                (annotations::POD_IPS, ""),
+                (annotations::POD_IP, "10.0.0.2"),
+            ]);
+            assert_eq!(
+                kdd_endpoint_ips(&[], &single).unwrap(),
+                vec![ip("10.0.0.2")]
+            );
+            let aws = ann(&[(AWS_POD_IPS, "10.0.0.3")]);
+            assert_eq!(kdd_endpoint_ips(&[], &aws).unwrap(), vec![ip("10.0.0.3")]);
+            // Cleared by a DEL (podIP set to ""): no endpoint addresses.
+            let cleared = ann(&[(annotations::POD_IP, ""), (annotations::POD_IPS, "")]);
+            assert!(kdd_endpoint_ips(&[], &cleared).unwrap().is_empty());
+            let bad = ann(&[(annotations::POD_IP, "10.0.0.300")]);
+            assert!(kdd_endpoint_ips(&[], &bad).is_err());
         }
 
         #[test]

@@ -11,9 +11,10 @@ use kubernetes::{ClientOptions, InCluster};
 use crate::error::DatastoreError;
 use crate::settings::{ApiGroup, DatastoreSettings};
 
-/// The kubernetes crate's client options for `settings` (the same builder the `calico`
-/// plugin's pod lookups use, so both binaries reach the API server the same way).
-fn client_options(settings: &DatastoreSettings) -> ClientOptions {
+/// The kubernetes crate's client options for `settings`: the one builder behind the IPAM
+/// store, the `calico` plugin's pod lookups and calico-ipam's namespace lookups, so every
+/// binary reaches the API server the same way.
+pub fn client_options(settings: &DatastoreSettings) -> ClientOptions {
     let k = &settings.kubernetes;
     ClientOptions {
         kubeconfig: settings.kubeconfig.clone(),

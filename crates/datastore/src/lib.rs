@@ -17,6 +17,8 @@
 mod error;
 #[cfg(feature = "kubernetes")]
 mod kdd;
+#[cfg(feature = "kubernetes")]
+pub use kdd::client_options as kube_client_options;
 mod node;
 mod open;
 mod settings;

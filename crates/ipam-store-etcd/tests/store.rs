@@ -18,6 +18,12 @@ fn conformance() {
 }
 
 #[test]
+fn keeps_calicos_json_field_by_field() {
+    let (_etcd, store) = start();
+    ipam::conformance::calico_fixtures(&store);
+}
+
+#[test]
 fn objects_live_at_calico_paths_verbatim() {
     let (etcd, store) = start();
     let cidr = "10.244.1.0/26".parse().unwrap();

@@ -164,6 +164,7 @@ pub fn to_object(key: &Key, value: &str, api: ApiGroup) -> Result<Value, StoreEr
     let kind = Kind::of(key)?;
     let ar = kind.api_resource(api);
     let mut metadata = json!({"name": object_name(key)});
+    let mut status = None;
     let spec: Value = match key {
         Key::Block { .. } => {
             let mut s = value_object(key, value)?;
@@ -218,15 +219,22 @@ pub fn to_object(key: &Key, value: &str, api: ApiGroup) -> Result<Value, StoreEr
                     metadata[f] = x.clone();
                 }
             }
+            status = v.get("status").filter(|s| s.is_object()).cloned();
             v.get("spec").cloned().unwrap_or(json!({}))
         }
     };
-    Ok(json!({
+    let mut obj = json!({
         "apiVersion": ar.api_version,
         "kind": ar.kind,
         "metadata": metadata,
         "spec": spec,
-    }))
+    });
+    // Resources keep their status (IPPool conditions such as Allocatable); an API server with
+    // the status subresource ignores it on create/update, so this only matters for reading.
+    if let Some(st) = status {
+        obj["status"] = st;
+    }
+    Ok(obj)
 }
 
 /// A KDD object read back: its key, the etcdv3-shaped value, and whether Calico marked it
@@ -356,12 +364,17 @@ fn v3_metadata(obj: &Value) -> Value {
 }
 
 fn v3_object(kind: &str, obj: &Value, spec: Value) -> Value {
-    json!({
+    let mut v = json!({
         "kind": kind,
         "apiVersion": ipam::model::API_VERSION,
         "metadata": v3_metadata(obj),
         "spec": spec,
-    })
+    });
+    // IPPool status conditions (Allocatable=False) decide whether Calico allocates from it.
+    if let Some(st) = obj.get("status").filter(|s| s.is_object()) {
+        v["status"] = st.clone();
+    }
+    v
 }
 
 /// Calico's view of a Kubernetes Node: labels from the Node, BGP addresses from Calico's

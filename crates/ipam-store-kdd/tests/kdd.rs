@@ -63,6 +63,12 @@ fn conforms_to_the_store_contract() {
 }
 
 #[test]
+fn keeps_calicos_json_field_by_field() {
+    let api = TestApiServer::start().unwrap();
+    ipam::conformance::calico_fixtures(&store(&api));
+}
+
+#[test]
 fn writes_calico_kdd_objects() {
     let api = TestApiServer::start().unwrap();
     seed_cluster(&api, "10.244.0.0/16", 26, &["node1"]);

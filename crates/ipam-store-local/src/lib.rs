@@ -276,6 +276,13 @@ mod tests {
     }
 
     #[test]
+    fn keeps_calicos_json_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path().join("ipam.db")).unwrap();
+        ipam::conformance::calico_fixtures(&s);
+    }
+
+    #[test]
     fn data_and_revisions_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ipam.db");

@@ -138,3 +138,189 @@ pub fn listing(store: &dyn Store) {
         store.delete(k, None).expect("cleanup");
     }
 }
+
+/// Calico's exact JSON — a block with cooling-down (`releasedAt`) entries, affinities in every
+/// state, a handle, an IPAM config with `maxBlocksPerHost`/`ipCooldownSeconds`, a pool with a
+/// status — must read back field by field as written, and the allocator must work on it as
+/// Calico would: cooled addresses freed, cooling ones kept (with their entry untouched), the
+/// block limit enforced, a `pending` claim finished, a `pendingDeletion` affinity confirmed
+/// again. Keys under `10.96.0.0/28`; the store must not hold them yet. Node objects are not
+/// needed (the allocator runs with `require_node: false`), so KDD stores can run it too.
+pub fn calico_fixtures(store: &dyn Store) {
+    use serde_json::{json, Value};
+    use std::time::{Duration, SystemTime};
+
+    use crate::allocator::{AutoAssignRequest, Ipam, IpamOptions};
+    use crate::clock::rfc3339;
+    use crate::error::IpamError;
+
+    let now = SystemTime::now();
+    let cooled = rfc3339(now - Duration::from_secs(7200));
+    let cooling = rfc3339(now - Duration::from_secs(5));
+    let block_a = net("10.96.0.0/30");
+    let block_b = net("10.96.0.4/30");
+    let block_c = net("10.96.0.8/30");
+    let attr_c0 = json!({"handle_id": "k8s-pod-network.c0", "secondary": {"namespace": "default",
+        "node": "node-a", "pod": "p0", "timestamp": "2026-08-01 10:00:00.000000001 +0000 UTC"}});
+    let fixtures: Vec<(Key, Value)> = vec![
+        (
+            Key::IpamConfig,
+            json!({"strict_affinity": true, "auto_allocate_blocks": true,
+                "maxBlocksPerHost": 1, "ipCooldownSeconds": 600}),
+        ),
+        (
+            Key::resource(ResourceKind::IpPool, "fixture-pool"),
+            json!({"kind": "IPPool", "apiVersion": "projectcalico.org/v3",
+                "metadata": {"name": "fixture-pool"},
+                "spec": {"cidr": "10.96.0.0/28", "blockSize": 30, "ipipMode": "Never",
+                    "vxlanMode": "Never", "natOutgoing": true, "nodeSelector": "all()",
+                    "allowedUses": ["Workload", "Tunnel"]},
+                "status": {"conditions": [{"type": "Allocatable", "status": "True",
+                    "reason": "OK", "message": "", "lastTransitionTime": "2026-08-01T10:00:00Z"}]}}),
+        ),
+        (
+            Key::block(block_a),
+            json!({"cidr": "10.96.0.0/30", "affinity": "host:node-a",
+                "affinity_claim_time": "2026-08-01T10:00:00Z",
+                "allocations": [0, 1, null, 2], "unallocated": [2],
+                "attributes": [attr_c0, {"releasedAt": cooled}, {"releasedAt": cooling}],
+                "sequenceNumber": 1754042400000000005_u64,
+                "sequenceNumberForAllocation": {"0": 1754042400000000000_u64,
+                    "1": 1754042400000000003_u64, "3": 1754042400000000004_u64},
+                "deleted": false}),
+        ),
+        (
+            Key::block(block_c),
+            json!({"cidr": "10.96.0.8/30", "affinity": "host:node-c",
+                "affinity_claim_time": "2026-08-01T10:00:00Z",
+                "allocations": [null, null, null, null], "unallocated": [0, 1, 2, 3],
+                "attributes": [], "sequenceNumber": 7, "sequenceNumberForAllocation": {},
+                "deleted": false}),
+        ),
+        (
+            Key::host_affinity("node-a", block_a),
+            json!({"state": "confirmed", "deleted": false}),
+        ),
+        (
+            Key::host_affinity("node-b", block_b),
+            json!({"state": "pending", "deleted": false}),
+        ),
+        (
+            Key::host_affinity("node-c", block_c),
+            json!({"state": "pendingDeletion", "deleted": false}),
+        ),
+        (
+            Key::handle("k8s-pod-network.c0"),
+            json!({"block": {"10.96.0.0/30": 1}, "deleted": false}),
+        ),
+    ];
+    let read = |k: &Key| -> Value {
+        let kv = store.get(k).unwrap_or_else(|e| panic!("read {k}: {e}"));
+        let mut v: Value =
+            serde_json::from_str(&kv.value).unwrap_or_else(|e| panic!("{k} is not JSON: {e}"));
+        // Fields an API server assigns to every object it stores (KDD) are not Calico's data.
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for f in ["uid", "creationTimestamp", "resourceVersion"] {
+                m.remove(f);
+            }
+        }
+        v
+    };
+    for (k, v) in &fixtures {
+        store
+            .create(k, &v.to_string())
+            .unwrap_or_else(|e| panic!("create {k}: {e}"));
+    }
+    for (k, v) in &fixtures {
+        assert_eq!(&read(k), v, "{k} reads back as Calico wrote it");
+    }
+
+    let ipam = Ipam::with_options(
+        store,
+        IpamOptions {
+            require_node: false,
+            ..Default::default()
+        },
+    );
+    let req = |host: &str, handle: &str, n: usize| AutoAssignRequest {
+        num_v4: n,
+        handle_id: handle.into(),
+        hostname: host.into(),
+        ..Default::default()
+    };
+    let ips = |r: crate::AutoAssignResult| -> Vec<String> {
+        r.ipv4.iter().map(|n| n.ip().to_string()).collect()
+    };
+
+    // node-a: ordinal 2 was free, ordinal 1 has cooled (freed behind it), 3 still cools.
+    let got = ipam
+        .auto_assign(&req("node-a", "k8s-pod-network.c1", 2))
+        .expect("assign from the fixture block");
+    assert_eq!(ips(got), vec!["10.96.0.2", "10.96.0.1"]);
+    let e = ipam
+        .auto_assign(&req("node-a", "k8s-pod-network.c2", 1))
+        .expect_err("only a cooling address left and maxBlocksPerHost 1");
+    assert!(matches!(e, IpamError::BlockLimit { limit: 1, .. }), "{e:?}");
+    let b = read(&Key::block(block_a));
+    assert_eq!(b["allocations"][0], json!(0), "{b}");
+    assert_eq!(b["attributes"][0], attr_c0, "{b}");
+    let cooling_idx = b["allocations"][3]
+        .as_u64()
+        .expect("ordinal 3 still cooling") as usize;
+    assert_eq!(
+        b["attributes"][cooling_idx],
+        json!({"releasedAt": cooling}),
+        "the cooling entry is kept verbatim: {b}"
+    );
+    assert_eq!(b["unallocated"], json!([]), "{b}");
+    assert_eq!(
+        b["sequenceNumberForAllocation"]["3"],
+        json!(1754042400000000004_u64),
+        "{b}"
+    );
+    assert_eq!(b["affinity_claim_time"], json!("2026-08-01T10:00:00Z"));
+
+    // Releasing c1 puts both addresses into one new cooling entry holding only releasedAt.
+    ipam.release_by_handle("k8s-pod-network.c1")
+        .expect("release c1");
+    let b = read(&Key::block(block_a));
+    let idx1 = b["allocations"][1].as_u64().expect("cooling") as usize;
+    assert_eq!(
+        b["allocations"][2],
+        json!(idx1),
+        "one entry per release: {b}"
+    );
+    let entry = b["attributes"][idx1].as_object().expect("attribute object");
+    assert_eq!(entry.keys().collect::<Vec<_>>(), vec!["releasedAt"], "{b}");
+    assert!(store
+        .get_opt(&Key::handle("k8s-pod-network.c1"))
+        .unwrap()
+        .is_none());
+
+    // node-b: a pending affinity without a block (crashed claim) is finished.
+    let got = ipam
+        .auto_assign(&req("node-b", "k8s-pod-network.c3", 1))
+        .expect("node-b assign");
+    assert_eq!(ips(got), vec!["10.96.0.4"]);
+    assert_eq!(
+        read(&Key::host_affinity("node-b", block_b)),
+        json!({"state": "confirmed", "deleted": false})
+    );
+    // node-c: its pendingDeletion affinity is confirmed again and its block used.
+    let got = ipam
+        .auto_assign(&req("node-c", "k8s-pod-network.c4", 1))
+        .expect("node-c assign");
+    assert_eq!(ips(got), vec!["10.96.0.8"]);
+    assert_eq!(
+        read(&Key::host_affinity("node-c", block_c)),
+        json!({"state": "confirmed", "deleted": false})
+    );
+    assert_eq!(
+        read(&Key::handle("k8s-pod-network.c4")),
+        json!({"block": {"10.96.0.8/30": 1}, "deleted": false})
+    );
+    // The pool (with its status) and the config are untouched.
+    for (k, v) in &fixtures[..2] {
+        assert_eq!(&read(k), v, "{k}");
+    }
+}

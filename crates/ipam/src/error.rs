@@ -45,6 +45,22 @@ pub enum IpamError {
     /// A release was refused because the address now belongs to another handle / generation.
     #[error("release of {ip} refused: {reason}")]
     ReleaseRefused { ip: IpAddr, reason: String },
+    /// A pool's selector does not parse: the request fails (as Calico's) instead of silently
+    /// leaving the pool out.
+    #[error("IPPool {pool} has an invalid {field} {selector:?}: {reason}")]
+    InvalidPoolSelector {
+        pool: String,
+        field: &'static str,
+        selector: String,
+        reason: String,
+    },
+    /// The host owns `maxBlocksPerHost` blocks, all full, and needs another: Calico fails the
+    /// request here (no borrowing from other hosts' blocks).
+    #[error("cannot allocate new block due to per host block limit")]
+    BlockLimit {
+        version: crate::keys::IpVersion,
+        limit: u32,
+    },
     /// CAS retry budget exhausted.
     #[error("Max retries hit - excessive concurrent IPAM requests")]
     MaxRetries,

@@ -163,11 +163,11 @@ fn block_limit_per_host() {
     .unwrap();
     ipam.auto_assign(&req("a", "h1", 8, 0)).unwrap();
     let e = ipam.auto_assign(&req("a", "h2", 1, 0)).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("limit of 2 blocks reached for this node"),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        "cannot allocate new block due to per host block limit"
     );
+    assert!(matches!(e, IpamError::BlockLimit { limit: 2, .. }), "{e:?}");
     check_invariants(&s, true);
 }
 

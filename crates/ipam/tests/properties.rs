@@ -50,7 +50,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
+/// `cooldown`: `ipCooldownSeconds` of an hour, so every released address must stay unused for
+/// the rest of the run.
+fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool, cooldown: bool) {
     let s = MemoryStore::new();
     // Small pools so blocks run out and borrowing / reclaiming / exhaustion all happen:
     // v4 = 4 blocks of 8 addresses, v6 = 2 blocks of 4.
@@ -68,16 +70,21 @@ fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
         ..Default::default()
     };
     let ipam = Ipam::with_options(&s, opts);
-    if strict {
+    if strict || cooldown {
         ipam.set_config(&IpamConfig {
-            strict_affinity: true,
+            strict_affinity: strict,
             auto_allocate_blocks: true,
+            ip_cooldown_seconds: if cooldown { 3600 } else { 0 },
             ..Default::default()
         })
         .unwrap();
     }
-    // Model: handle → addresses it holds.
+    // Model: handle → addresses it holds; addresses released while cooldown is on.
     let mut model: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    // With cooldown: what is cooling in the store (released, or rolled back by a failed
+    // request); nothing may leave it within the run.
+    let mut cooling: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut released: BTreeSet<IpAddr> = BTreeSet::new();
     for op in ops {
         match op {
             Op::Assign {
@@ -101,6 +108,7 @@ fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
                         for n in r.ipv4.iter().chain(&r.ipv6) {
                             let fresh = model.values().all(|ips| !ips.contains(&n.ip()));
                             assert!(fresh, "{} handed out twice", n.ip());
+                            assert!(!cooling.contains(&n.ip()), "{} still cooling", n.ip());
                             model.entry(h.clone()).or_default().insert(n.ip());
                         }
                     }
@@ -129,9 +137,12 @@ fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
                 match r {
                     Ok(_) => {
                         assert!(!held, "{ip} assigned twice");
+                        assert!(!cooling.contains(&ip), "{ip} still cooling");
                         model.entry(h).or_default().insert(ip);
                     }
-                    Err(IpamError::AlreadyAssigned(_)) => assert!(held, "{ip} refused but free"),
+                    Err(IpamError::AlreadyAssigned(_)) => {
+                        assert!(held || cooling.contains(&ip), "{ip} refused but free")
+                    }
                     Err(IpamError::NotInPool(_)) => assert!(offset % 40 >= 32),
                     Err(IpamError::NotAffine(_)) => assert!(strict),
                     Err(e) => panic!("unexpected error {e}"),
@@ -140,6 +151,7 @@ fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
             Op::ReleaseHandle { handle } => {
                 let h = format!("h{handle}");
                 let want = model.remove(&h).unwrap_or_default();
+                released.extend(want.iter().copied());
                 match ipam.release_by_handle(&h) {
                     Ok(freed) => assert_eq!(freed.into_iter().collect::<BTreeSet<_>>(), want),
                     Err(IpamError::HandleNotFound(_)) => assert!(want.is_empty()),
@@ -163,6 +175,7 @@ fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
                     }])
                     .unwrap();
                 assert!(unalloc.is_empty());
+                released.insert(ip);
                 let set = model.get_mut(&h).unwrap();
                 set.remove(&ip);
                 if set.is_empty() {
@@ -181,6 +194,18 @@ fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
             .collect();
         assert_eq!(got, want);
         check_invariants(&s, strict);
+        let now_cooling = cooling_addresses(&s);
+        if cooldown {
+            assert!(now_cooling.is_superset(&cooling), "left cooldown early");
+            assert!(
+                now_cooling.is_superset(&released),
+                "released but not cooling"
+            );
+        } else {
+            assert!(now_cooling.is_empty(), "cooling without ipCooldownSeconds");
+        }
+        cooling = now_cooling;
+        released.clear();
     }
     // Releasing every handle leaves nothing allocated and no handle behind.
     for h in model.keys() {
@@ -191,21 +216,38 @@ fn run(ops: Vec<Op>, strict: bool, reclaim_zero: bool) {
     check_invariants(&s, strict);
 }
 
+/// Addresses of the store's blocks that are cooling down.
+fn cooling_addresses(s: &MemoryStore) -> BTreeSet<IpAddr> {
+    blocks(s)
+        .iter()
+        .flat_map(|b| {
+            (0..b.allocations.len())
+                .filter(|&o| b.is_cooling(o))
+                .map(|o| b.ordinal_to_ip(o))
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_sequences_non_strict(ops in prop::collection::vec(op(), 1..60)) {
-        run(ops, false, false);
+        run(ops, false, false, false);
     }
 
     #[test]
     fn random_sequences_strict(ops in prop::collection::vec(op(), 1..60)) {
-        run(ops, true, false);
+        run(ops, true, false, false);
     }
 
     #[test]
     fn random_sequences_with_reclaim(ops in prop::collection::vec(op(), 1..60)) {
-        run(ops, false, true);
+        run(ops, false, true, false);
+    }
+
+    #[test]
+    fn random_sequences_with_cooldown(ops in prop::collection::vec(op(), 1..60)) {
+        run(ops, false, true, true);
     }
 }

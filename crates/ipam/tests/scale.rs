@@ -77,6 +77,7 @@ fn first_add(store: &dyn Store, node: &str) {
         attrs: attrs(node, "pod"),
         max_blocks_per_host: 0,
         intended_use: IntendedUse::Workload,
+        ..Default::default()
     };
     let r = Ipam::with_options(store, opts()).auto_assign(&req).unwrap();
     assert_eq!(r.ipv4.len(), 1, "{node} got an address");
@@ -158,6 +159,7 @@ fn claim_at_once(nodes: usize, pods: usize, block: u8) {
                         attrs: attrs(&node, &format!("pod{p}")),
                         max_blocks_per_host: 0,
                         intended_use: IntendedUse::Workload,
+                        ..Default::default()
                     };
                     Ipam::with_options(&*store, opts())
                         .auto_assign(&req)

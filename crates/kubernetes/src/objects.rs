@@ -23,6 +23,8 @@ pub struct Pod {
     /// Ports of containers and init containers that Calico lists on the endpoint: a container
     /// port with a name or a host port.
     pub ports: Vec<ContainerPort>,
+    /// `status.podIPs[].ip`, else `status.podIP` (what the kubelet last reported).
+    pub status_pod_ips: Vec<String>,
 }
 
 /// One entry of a container's `ports`, as Calico's WorkloadEndpoint carries it.
@@ -64,10 +66,11 @@ fn container_ports(spec: &Value) -> Vec<ContainerPort> {
         .collect()
 }
 
-/// A namespace: only its annotations matter to Calico's CNI.
+/// A namespace: its annotations (pool/family settings) and labels (IPPool `namespaceSelector`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Namespace {
     pub name: String,
+    pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -106,8 +109,21 @@ impl Pod {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             ports: o.data.get("spec").map(container_ports).unwrap_or_default(),
+            status_pod_ips: status_pod_ips(&o.data),
         }
     }
+}
+
+fn status_pod_ips(data: &Value) -> Vec<String> {
+    let plural: Vec<String> = data
+        .pointer("/status/podIPs")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|ip| str_at(ip, "/ip")).collect())
+        .unwrap_or_default();
+    if !plural.is_empty() {
+        return plural;
+    }
+    str_at(data, "/status/podIP").into_iter().collect()
 }
 
 impl Node {
@@ -156,6 +172,7 @@ impl Client {
         let o = self.call("namespace", name, api.get(name))?;
         Ok(Namespace {
             name: name.to_string(),
+            labels: o.metadata.labels.unwrap_or_default(),
             annotations: o.metadata.annotations.unwrap_or_default(),
         })
     }

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::claim::Claim;
-use super::pools::Pool;
+use super::pools::{Pool, PoolChoice};
 use super::release::ReleaseRequest;
 use super::typed::with_block_prefix;
+use super::typed::AffinityKv;
 use super::{check_handle, check_host, IntendedUse, Ipam};
 use crate::blockgen;
 use crate::error::{IpamError, IpamResult};
@@ -34,6 +35,9 @@ pub struct AutoAssignRequest {
     /// Per-request cap on affine blocks (0 = use the config / default 20).
     pub max_blocks_per_host: u32,
     pub intended_use: IntendedUse,
+    /// Labels of the pod's namespace, for pools' `namespaceSelector` (`None`: no namespace,
+    /// selectors see no labels, as Calico's).
+    pub namespace_labels: Option<BTreeMap<String, String>>,
 }
 
 /// Assigned addresses, each carrying its block's prefix length (e.g. `10.244.1.5/26`).
@@ -110,7 +114,8 @@ impl Ipam<'_> {
         }
     }
 
-    /// Assign `num` addresses of one family into `out`; `Err(Exhausted)` on shortfall.
+    /// Assign `num` addresses of one family into `out`; `Err(Exhausted)` on shortfall,
+    /// `Err(BlockLimit)` when the host would need a block beyond its limit.
     fn assign_family(
         &self,
         version: IpVersion,
@@ -121,33 +126,37 @@ impl Ipam<'_> {
         out: &mut Vec<IpNetwork>,
     ) -> IpamResult<()> {
         let host = req.hostname.as_str();
-        let pools = self.determine_pools(version, requested, host, req.intended_use)?;
-        let in_pools = |c: &IpNetwork| pools.iter().any(|p| p.cidr.contains(c.ip()));
-        let cap = config.effective_block_cap(req.max_blocks_per_host) as usize;
+        let choice = self.determine_pools(
+            version,
+            requested,
+            host,
+            req.namespace_labels.as_ref(),
+            req.intended_use,
+        )?;
+        let pools = &choice.usable;
+        let cap = config.effective_block_cap(req.max_blocks_per_host);
         let mut msgs: Vec<String> = Vec::new();
 
-        // 1. Blocks this host already owns.
-        let affine: Vec<_> = self
-            .list_affinities(Some(host), Some(version))?
-            .into_iter()
-            .filter(|a| in_pools(&a.cidr))
-            .collect();
+        // 1. Blocks this host already owns. Calico counts every affinity in a usable pool
+        // towards the block limit, whatever its state.
+        let affine = self.prepare_affine_blocks(version, host, &choice)?;
         let mut owned = affine.len();
-        // Finish (or drop) claims a crashed process left pending before anything else, so the
-        // datastore converges on every request rather than only when that block is needed.
+        // Finish (or drop) claims a crashed process left pending, and take back blocks a
+        // release left pendingDeletion, before anything else, so the datastore converges on
+        // every request rather than only when that block is needed.
         let mut usable = Vec::with_capacity(affine.len());
         for a in affine {
-            if a.affinity.state.is_confirmed() || self.block_from_affinity(&a)? {
-                usable.push(a);
-            } else {
-                owned -= 1;
+            if a.affinity.state.is_confirmed() {
+                usable.push((a, false));
+            } else if self.block_from_affinity(&a)? {
+                usable.push((a, true));
             }
         }
-        for a in &usable {
+        for (a, verified) in &usable {
             if out.len() >= num {
                 return Ok(());
             }
-            if self.block_from_affinity(a)? {
+            if *verified || self.block_from_affinity(a)? {
                 let ips = self.assign_from_block(a.cidr, num - out.len(), req, Some(host))?;
                 out.extend(ips);
             }
@@ -156,21 +165,23 @@ impl Ipam<'_> {
         // 2. Claim new blocks.
         let mut attempts = 0;
         while out.len() < num {
+            if owned >= cap as usize {
+                // Calico fails the request here: no borrowing from other hosts' blocks.
+                warn!("host {host} already has {owned} blocks, the per-host limit is {cap}");
+                return Err(IpamError::BlockLimit {
+                    version,
+                    limit: cap,
+                });
+            }
             if !config.auto_allocate_blocks {
                 msgs.push("automatic block allocation is disabled".into());
-                break;
-            }
-            if owned >= cap {
-                msgs.push(format!(
-                    "Need to allocate an IPAM block but could not - limit of {cap} blocks reached for this node"
-                ));
                 break;
             }
             attempts += 1;
             if attempts > self.opts.max_retries {
                 return Err(IpamError::MaxRetries);
             }
-            let Some(cidr) = self.claim_new_block(host, &pools, version)? else {
+            let Some(cidr) = self.claim_new_block(host, pools, version)? else {
                 msgs.push("No more free blocks in pools".into());
                 break;
             };
@@ -184,7 +195,7 @@ impl Ipam<'_> {
             if config.strict_affinity {
                 msgs.push("No more free affine blocks and strict affinity enabled".into());
             } else {
-                self.borrow(version, num, &pools, req, out)?;
+                self.borrow(version, num, pools, req, out)?;
                 if out.len() < num {
                     let names: Vec<String> = pools.iter().map(|p| p.cidr.to_string()).collect();
                     msgs.push(format!("No IPs available in pools: [{}]", names.join(" ")));
@@ -203,6 +214,48 @@ impl Ipam<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Calico's `prepareAffinityBlocksForHost`: the host's affinities in pools this request
+    /// may use; on the way, the affinity of an empty block whose (enabled) pool no longer
+    /// selects the node is released so other hosts can have the block.
+    fn prepare_affine_blocks(
+        &self,
+        version: IpVersion,
+        host: &str,
+        choice: &PoolChoice,
+    ) -> IpamResult<Vec<AffinityKv>> {
+        let within = |pools: &[Pool], c: &IpNetwork| pools.iter().any(|p| p.cidr.contains(c.ip()));
+        let mut allowed = Vec::new();
+        for a in self.list_affinities(Some(host), Some(version))? {
+            if within(&choice.usable, &a.cidr) {
+                allowed.push(a);
+                continue;
+            }
+            if within(&choice.selecting, &a.cidr) {
+                continue;
+            }
+            let Some(pool) = choice.enabled.iter().find(|p| p.cidr.contains(a.cidr.ip())) else {
+                continue;
+            };
+            match pool.selects_node(&choice.node_labels) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    warn!("not releasing {} of {host}: {e}", a.cidr);
+                    continue;
+                }
+            }
+            match self.release_affinity(host, a.cidr, true, None) {
+                Ok(true) => info!(
+                    "released block {} of {host}: pool {} no longer selects the node",
+                    a.cidr, pool.name
+                ),
+                Ok(false) => debug!("block {} of {host} is not empty, keeping it", a.cidr),
+                Err(e) => warn!("releasing block {} of {host} failed: {e}", a.cidr),
+            }
+        }
+        Ok(allowed)
     }
 
     /// Allocate from any existing block with room (not requiring affinity), walking each pool

@@ -145,14 +145,30 @@ impl Ipam<'_> {
     }
 
     /// Calico's `getBlockFromAffinity`: make sure the block behind one of our affinities exists,
-    /// is ours and the affinity is confirmed. `false` if the affinity was stale (removed).
+    /// is ours and the affinity is confirmed — a `pending` or `pendingDeletion` affinity whose
+    /// block still names us is confirmed again (a release that marked it has not got to the
+    /// block yet, and our block write below makes that release's CAS fail). `false` if the
+    /// affinity was stale (removed) or is gone.
     pub(crate) fn block_from_affinity(&self, a: &AffinityKv) -> IpamResult<bool> {
-        if a.affinity.state == AffinityState::PendingDeletion {
-            return Ok(false);
-        }
+        let mut given = Some(a);
+        let mut reread = None;
+        self.retry(|| {
+            let a = match given.take() {
+                Some(a) => a,
+                None => match self.get_affinity(&a.host, a.cidr)? {
+                    Some(fresh) => reread.insert(fresh),
+                    None => return Ok(Some(false)),
+                },
+            };
+            self.block_from_affinity_once(a)
+        })
+    }
+
+    /// One attempt of [`Self::block_from_affinity`]; `None` = lost a race, re-read and retry.
+    fn block_from_affinity_once(&self, a: &AffinityKv) -> IpamResult<Option<bool>> {
         let Some(mut b) = self.get_block(a.cidr)? else {
             // Crash between claim steps (or block deleted): finish the claim.
-            return Ok(self.claim_block(&a.host, a.cidr)? == Claim::Claimed);
+            return Ok(Some(self.claim_block(&a.host, a.cidr)? == Claim::Claimed));
         };
         if !b.block.is_affine_to(&a.host) {
             warn!("removing stale affinity of {} for {}", a.host, a.cidr);
@@ -161,18 +177,34 @@ impl Ipam<'_> {
                 Ok(()) | Err(StoreError::NotFound(_) | StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            return Ok(false);
+            return Ok(Some(false));
         }
-        if !a.affinity.state.is_confirmed() {
-            // Rewrite the block first so any writer working from an older read of it must
-            // re-read (fences a concurrent claim in flight), then confirm.
-            match self.update_block(&mut b) {
-                Ok(_) | Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            return Ok(self.confirm_affinity(&a.host, a.cidr)? == super::claim::Claim::Claimed);
+        if a.affinity.state.is_confirmed() {
+            return Ok(Some(true));
         }
-        Ok(true)
+        info!(
+            "confirming {:?} affinity of {} for {}",
+            a.affinity.state, a.host, a.cidr
+        );
+        // Pending first, then rewrite the block so any writer working from an older read of
+        // it (a claim in flight, a release that marked the affinity) must re-read, then
+        // confirm. A lost race at any step starts over from a fresh read.
+        if lost_race(
+            self.set_affinity_state(a, AffinityState::Pending)
+                .map(|_| ()),
+        )?
+        .is_none()
+        {
+            return Ok(None);
+        }
+        match self.update_block(&mut b) {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Some(
+            self.confirm_affinity(&a.host, a.cidr)? == Claim::Claimed,
+        ))
     }
 
     /// Find a block for `host` to claim in `pools` and claim it. `None` when every pool is full.
@@ -210,7 +242,7 @@ impl Ipam<'_> {
                 }),
                 Some(Candidate::Reclaim { cidr, owner, seq }) => {
                     info!("host {host} reclaiming empty block {cidr} from {owner}");
-                    self.release_block_affinity(&owner, cidr, Some(seq))?;
+                    self.release_affinity(&owner, cidr, true, Some(seq))?;
                     Ok(None)
                 }
             }
@@ -319,50 +351,70 @@ impl Ipam<'_> {
         cidr: IpNetwork,
         only_if_seq: Option<u64>,
     ) -> IpamResult<bool> {
+        self.release_affinity(host, cidr, only_if_seq.is_some(), only_if_seq)
+    }
+
+    /// Calico's `releaseBlockAffinity`: read the block; refuse (`false`) when `require_empty`
+    /// and it holds addresses (cooling ones count) or when its sequence number moved on from
+    /// `only_if_seq`; mark the affinity `pendingDeletion`; delete (empty) or unaffine the block
+    /// *as read before the mark*, so an owner that used or re-confirmed it meanwhile makes the
+    /// CAS fail and we start over; then delete the affinity.
+    pub(crate) fn release_affinity(
+        &self,
+        host: &str,
+        cidr: IpNetwork,
+        require_empty: bool,
+        only_if_seq: Option<u64>,
+    ) -> IpamResult<bool> {
         let aff_key = Key::host_affinity(host, cidr);
-        // Mark pendingDeletion so the owner stops using the block while we work.
-        self.retry(|| match self.get_affinity(host, cidr)? {
-            None => Ok(Some(())),
-            Some(a) if a.affinity.state == AffinityState::PendingDeletion => Ok(Some(())),
-            Some(a) => lost_race(
-                self.set_affinity_state(&a, AffinityState::PendingDeletion)
-                    .map(|_| ()),
-            ),
-        })?;
-        let done = self.retry(|| {
+        let delete_affinity = |rev: Option<&crate::store::Revision>| -> IpamResult<Option<bool>> {
+            match self.store.delete(&aff_key, rev) {
+                Ok(()) | Err(StoreError::NotFound(_)) => Ok(Some(true)),
+                Err(StoreError::Conflict(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        self.retry(|| {
+            let aff = self.get_affinity(host, cidr)?;
             let Some(mut b) = self.get_block(cidr)? else {
-                return Ok(Some(true));
+                return delete_affinity(aff.as_ref().map(|a| &a.rev));
             };
             if !b.block.is_affine_to(host) {
-                return Ok(Some(true));
+                // Stale affinity: the block belongs to someone else (or no one).
+                return delete_affinity(aff.as_ref().map(|a| &a.rev));
             }
-            if let Some(seq) = only_if_seq {
-                if !b.block.is_empty() || b.block.sequence_number != seq {
-                    return Ok(Some(false));
+            let moved_on = only_if_seq.is_some_and(|s| s != b.block.sequence_number);
+            if moved_on || (require_empty && !b.block.is_empty()) {
+                return Ok(Some(false));
+            }
+            let aff_rev = match &aff {
+                Some(a) if a.affinity.state == AffinityState::PendingDeletion => {
+                    Some(a.rev.clone())
                 }
-            }
+                Some(a) => match self.set_affinity_state(a, AffinityState::PendingDeletion) {
+                    Ok(rev) => Some(rev),
+                    Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                },
+                None => None,
+            };
             let r = if b.block.is_empty() {
                 self.store.delete(&b.key(), Some(&b.rev))
             } else {
                 b.block.affinity = None;
                 b.block.host_affinity = None;
+                b.block.affinity_claim_time = None;
                 self.update_block(&mut b).map(|_| ())
             };
-            Ok(lost_race(r)?.map(|_| true))
-        })?;
-        if !done {
-            // Block changed under us: give the affinity back to its owner.
-            if let Some(a) = self.get_affinity(host, cidr)? {
-                if a.affinity.state == AffinityState::PendingDeletion {
-                    let _ = self.set_affinity_state(&a, AffinityState::Confirmed);
-                }
+            match r {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                // The owner wrote the block since we read it; the affinity stays
+                // pendingDeletion until the owner re-confirms it or we succeed next round.
+                Err(StoreError::Conflict(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
             }
-            return Ok(false);
-        }
-        match self.store.delete(&aff_key, None) {
-            Ok(()) | Err(StoreError::NotFound(_)) => Ok(true),
-            Err(e) => Err(e.into()),
-        }
+            delete_affinity(aff_rev.as_ref())
+        })
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Ipam<'a> {
     opts: IpamOptions,
     /// Lost CAS races so far (for logs and contention measurements).
     conflicts: Cell<usize>,
+    /// `ipCooldownSeconds` from the last config read (see [`Ipam::cooldown_secs`]).
+    cooldown: Cell<Option<i64>>,
 }
 
 impl<'a> Ipam<'a> {
@@ -91,6 +93,7 @@ impl<'a> Ipam<'a> {
             store,
             opts,
             conflicts: Cell::new(0),
+            cooldown: Cell::new(None),
         }
     }
 

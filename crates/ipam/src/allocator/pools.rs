@@ -1,5 +1,6 @@
 //! Pool selection: which IPPools a request may allocate from.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
@@ -26,6 +27,52 @@ impl Pool {
     pub(crate) fn block_of(&self, ip: IpAddr) -> Option<IpNetwork> {
         crate::blockgen::block_of(ip, self.block_prefix)
     }
+
+    /// Calico's `SelectsNode`. A selector that does not parse is an error naming the pool
+    /// (Calico fails the request rather than silently skipping the pool).
+    pub(crate) fn selects_node(&self, labels: &BTreeMap<String, String>) -> IpamResult<bool> {
+        self.selects(
+            "nodeSelector",
+            self.pool.spec.node_selector.as_deref(),
+            labels,
+        )
+    }
+
+    /// Calico's `SelectsNamespace` (same rules over the namespace's labels).
+    pub(crate) fn selects_namespace(&self, labels: &BTreeMap<String, String>) -> IpamResult<bool> {
+        let sel = self.pool.spec.namespace_selector.as_deref();
+        self.selects("namespaceSelector", sel, labels)
+    }
+
+    fn selects(
+        &self,
+        field: &'static str,
+        selector: Option<&str>,
+        labels: &BTreeMap<String, String>,
+    ) -> IpamResult<bool> {
+        let Some(sel) = selector.filter(|s| !s.is_empty()) else {
+            return Ok(true);
+        };
+        let parsed = Selector::parse(sel).map_err(|e| IpamError::InvalidPoolSelector {
+            pool: self.name.clone(),
+            field,
+            selector: sel.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(parsed.matches(labels))
+    }
+}
+
+/// What [`Ipam::determine_pools`] found.
+pub(crate) struct PoolChoice {
+    /// Pools this request may allocate from (selected and allowing the intended use).
+    pub usable: Vec<Pool>,
+    /// Pools selecting the node (and namespace), or the requested ones, before the use filter.
+    pub selecting: Vec<Pool>,
+    /// Every enabled pool of the family.
+    pub enabled: Vec<Pool>,
+    /// The host's node labels.
+    pub node_labels: BTreeMap<String, String>,
 }
 
 fn parse_pool(p: IpPool) -> Option<Pool> {
@@ -71,12 +118,25 @@ impl Ipam<'_> {
             .collect())
     }
 
+    /// Whether any stored pool has a namespaceSelector (only then do callers need to look up
+    /// the pod's namespace labels).
+    pub fn uses_namespace_selectors(&self) -> IpamResult<bool> {
+        Ok(self.all_pools()?.iter().any(|p| {
+            p.pool
+                .spec
+                .namespace_selector
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty())
+        }))
+    }
+
     /// The stored IPPool resources (for admin tools).
     pub fn list_pools(&self) -> IpamResult<Vec<IpPool>> {
         Ok(self.all_pools()?.into_iter().map(|p| p.pool).collect())
     }
 
-    /// Enabled pools of a family (not disabled, not being deleted).
+    /// Enabled pools of a family, as Calico's `GetEnabledPools`: not disabled, not being
+    /// deleted, not marked `Allocatable=False` by the pool controller.
     pub(crate) fn enabled_pools(&self, version: IpVersion) -> IpamResult<Vec<Pool>> {
         Ok(self
             .all_pools()?
@@ -84,6 +144,7 @@ impl Ipam<'_> {
             .filter(|p| {
                 !p.pool.spec.disabled
                     && p.pool.metadata.deletion_timestamp.is_none()
+                    && p.pool.is_allocatable()
                     && IpVersion::of_net(&p.cidr) == version
             })
             .collect())
@@ -91,10 +152,7 @@ impl Ipam<'_> {
 
     /// Labels of the host's Calico Node (empty, or `NodeNotFound`, when it does not exist —
     /// see `IpamOptions::require_node`).
-    pub(crate) fn node_labels(
-        &self,
-        host: &str,
-    ) -> IpamResult<std::collections::BTreeMap<String, String>> {
+    pub(crate) fn node_labels(&self, host: &str) -> IpamResult<BTreeMap<String, String>> {
         let key = Key::resource(ResourceKind::Node, host);
         match self.store.get_opt(&key)? {
             Some(kv) => Ok(Node::from_json(&kv.value)
@@ -106,20 +164,23 @@ impl Ipam<'_> {
         }
     }
 
-    /// Calico's `determinePools`: explicitly requested pools (exact CIDR of an enabled pool,
-    /// selectors ignored) or else every automatic pool whose nodeSelector matches the host;
-    /// then filtered by intended use.
+    /// Calico's `determinePools` + `filterPoolsByUse`: explicitly requested pools (exact CIDR
+    /// of an enabled pool, selectors ignored) or else every automatic pool whose nodeSelector
+    /// matches the host and whose namespaceSelector matches `namespace` (its labels; `None`
+    /// evaluates the selector on no labels); then filtered by intended use.
     pub(crate) fn determine_pools(
         &self,
         version: IpVersion,
         requested: &[IpNetwork],
         host: &str,
+        namespace: Option<&BTreeMap<String, String>>,
         use_: IntendedUse,
-    ) -> IpamResult<Vec<Pool>> {
+    ) -> IpamResult<PoolChoice> {
         let enabled = self.enabled_pools(version)?;
         if enabled.is_empty() {
             return Err(IpamError::NoPools("cannot find a qualified ippool".into()));
         }
+        let node_labels = self.node_labels(host)?;
         let chosen: Vec<Pool> = if !requested.is_empty() {
             requested
                 .iter()
@@ -136,21 +197,17 @@ impl Ipam<'_> {
                 })
                 .collect::<IpamResult<_>>()?
         } else {
-            let labels = self.node_labels(host)?;
-            let selected: Vec<Pool> = enabled
-                .into_iter()
-                .filter(|p| {
-                    let sel = p.pool.spec.effective_node_selector();
-                    p.pool.spec.is_automatic()
-                        && match Selector::parse(sel) {
-                            Ok(s) => s.matches(&labels),
-                            Err(e) => {
-                                warn!("pool {}: ignoring pool with {e}", p.name);
-                                false
-                            }
-                        }
-                })
-                .collect();
+            let no_labels = BTreeMap::new();
+            let ns_labels = namespace.unwrap_or(&no_labels);
+            let mut selected = Vec::new();
+            for p in &enabled {
+                if p.pool.spec.is_automatic()
+                    && p.selects_node(&node_labels)?
+                    && p.selects_namespace(ns_labels)?
+                {
+                    selected.push(p.clone());
+                }
+            }
             if selected.is_empty() {
                 return Err(IpamError::NoPools(format!(
                     "no configured Calico pools for node {host}"
@@ -159,8 +216,9 @@ impl Ipam<'_> {
             selected
         };
         let usable: Vec<Pool> = chosen
-            .into_iter()
+            .iter()
             .filter(|p| p.pool.spec.allows_use(use_.as_str()))
+            .cloned()
             .collect();
         if usable.is_empty() {
             return Err(IpamError::NoPools(format!(
@@ -168,7 +226,12 @@ impl Ipam<'_> {
                 use_.as_str()
             )));
         }
-        Ok(usable)
+        Ok(PoolChoice {
+            usable,
+            selecting: chosen,
+            enabled,
+            node_labels,
+        })
     }
 
     /// Resolve `ipv4_pools`/`ipv6_pools` entries (pool names or CIDRs) to pool CIDRs, checking

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use ipnetwork::IpNetwork;
 use log::{debug, warn};
@@ -9,8 +10,8 @@ use log::{debug, warn};
 use super::typed::{lost_race, BlockKv};
 use super::{check_handle, Ipam};
 use crate::error::{IpamError, IpamResult};
-use crate::keys::{IpVersion, Key};
-use crate::model::IpamHandle;
+use crate::keys::{IpVersion, Key, ResourceKind};
+use crate::model::{AllocationBlock, IpamHandle, Node, AFFINITY_HOST_PREFIX};
 use crate::store::StoreError;
 
 /// One address to release, optionally guarded.
@@ -41,6 +42,8 @@ impl Ipam<'_> {
     /// addresses freed.
     pub fn release_by_handle(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
         check_handle(handle)?;
+        // Fresh `ipCooldownSeconds` for this release (Calico reads the config here too).
+        self.get_config()?;
         let key = Key::handle(handle);
         let mut freed = Vec::new();
         let mut seen = false;
@@ -78,10 +81,60 @@ impl Ipam<'_> {
             if ords.is_empty() {
                 return Ok(Some(Vec::new()));
             }
-            b.block.release_ordinals(&ords);
+            b.block
+                .release_ordinals(&ords, SystemTime::now(), self.cooldown_secs()?, false);
             let ips = ords.iter().map(|&o| b.block.ordinal_to_ip(o)).collect();
-            Ok(self.write_released(&mut b)?.map(|_| ips))
+            let written = self.write_released(&mut b)?;
+            if written.is_some() {
+                self.ensure_consistent_affinity(&b.block);
+            }
+            Ok(written.map(|_| ips))
         })
+    }
+
+    /// Calico's `ensureConsistentAffinity`, run after a release: if the enabled pool holding
+    /// the block no longer selects the block's host, release that host's affinity when the
+    /// block is empty. Failures are only logged (the release itself succeeded).
+    fn ensure_consistent_affinity(&self, block: &AllocationBlock) {
+        if let Err(e) = self.try_ensure_consistent_affinity(block) {
+            warn!(
+                "could not check the affinity of block {} after a release: {e}",
+                block.cidr
+            );
+        }
+    }
+
+    fn try_ensure_consistent_affinity(&self, block: &AllocationBlock) -> IpamResult<()> {
+        let Some(host) = block
+            .affinity
+            .as_deref()
+            .and_then(|a| a.strip_prefix(AFFINITY_HOST_PREFIX))
+        else {
+            return Ok(());
+        };
+        let key = Key::resource(ResourceKind::Node, host);
+        let Some(kv) = self.store.get_opt(&key)? else {
+            return Ok(());
+        };
+        let labels = Node::from_json(&kv.value)
+            .map_err(|e| IpamError::corrupt(&key, e))?
+            .metadata
+            .labels;
+        let version = IpVersion::of_net(&block.cidr);
+        let pools = self.enabled_pools(version)?;
+        let Some(pool) = pools.iter().find(|p| p.cidr.contains(block.cidr.ip())) else {
+            return Ok(());
+        };
+        if pool.selects_node(&labels)? {
+            return Ok(());
+        }
+        if self.release_affinity(host, block.cidr, true, None)? {
+            debug!(
+                "released block {} of {host}: pool {} no longer selects the node",
+                block.cidr, pool.name
+            );
+        }
+        Ok(())
     }
 
     /// Write a block after releases: delete it when it is empty and unaffine, else CAS update.
@@ -102,6 +155,7 @@ impl Ipam<'_> {
     /// error, as Calico). Guard violations fail the whole call for that block before anything
     /// in it is written.
     pub fn release_ips(&self, reqs: &[ReleaseRequest]) -> IpamResult<Vec<IpAddr>> {
+        self.get_config()?;
         let mut unallocated = Vec::new();
         let mut by_block: BTreeMap<IpNetwork, Vec<&ReleaseRequest>> = BTreeMap::new();
         let pools = self.all_pools()?;
@@ -148,7 +202,8 @@ impl Ipam<'_> {
             let mut ords = Vec::new();
             for r in reqs {
                 let ord = b.block.ip_to_ordinal(r.ip);
-                let Some(ord) = ord.filter(|&o| b.block.allocations[o].is_some()) else {
+                // A cooling-down address is not allocated any more (Calico: skipped).
+                let Some(ord) = ord.filter(|&o| b.block.is_held(o)) else {
                     unallocated.push(r.ip);
                     continue;
                 };
@@ -175,10 +230,14 @@ impl Ipam<'_> {
             if ords.is_empty() {
                 return Ok(Some((unallocated, Vec::new())));
             }
-            let freed = b.block.release_ordinals(&ords);
-            Ok(self
-                .write_released(&mut b)?
-                .map(|_| (unallocated.clone(), freed)))
+            let freed =
+                b.block
+                    .release_ordinals(&ords, SystemTime::now(), self.cooldown_secs()?, true);
+            let written = self.write_released(&mut b)?;
+            if written.is_some() {
+                self.ensure_consistent_affinity(&b.block);
+            }
+            Ok(written.map(|_| (unallocated.clone(), freed)))
         })?;
         // Block written: now shrink the handle index (after, never before — see module docs).
         let mut per_handle: BTreeMap<String, usize> = BTreeMap::new();

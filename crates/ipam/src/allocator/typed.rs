@@ -3,6 +3,7 @@
 //! not understand.
 
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use ipnetwork::IpNetwork;
 use log::warn;
@@ -52,20 +53,43 @@ impl Ipam<'_> {
         let Some(kv) = self.store.get_opt(&key)? else {
             return Ok(None);
         };
+        let mut block = parse_block(&key, &kv.value)?;
+        self.collect_cooled(&mut block)?;
         Ok(Some(BlockKv {
-            block: parse_block(&key, &kv.value)?,
+            block,
             rev: kv.revision,
         }))
+    }
+
+    /// Calico's `blockFromBackend`: every block read for IPAM first frees the addresses whose
+    /// cooldown is over (in memory; the next write of the block stores it).
+    fn collect_cooled(&self, block: &mut AllocationBlock) -> IpamResult<()> {
+        if block.attributes.iter().any(|a| a.released_at.is_some()) {
+            block.garbage_collect(SystemTime::now(), self.cooldown_secs()?);
+        }
+        Ok(())
+    }
+
+    /// `ipCooldownSeconds`, read with the config once per allocator unless [`Self::get_config`]
+    /// re-read it since.
+    pub(crate) fn cooldown_secs(&self) -> IpamResult<i64> {
+        match self.cooldown.get() {
+            Some(c) => Ok(c),
+            None => Ok(self.get_config()?.ip_cooldown_seconds),
+        }
     }
 
     pub(crate) fn list_blocks(&self, version: Option<IpVersion>) -> IpamResult<Vec<BlockKv>> {
         let mut out = Vec::new();
         for kv in self.store.list(&ListPrefix::Blocks { version })? {
             match parse_block(&kv.key, &kv.value) {
-                Ok(block) => out.push(BlockKv {
-                    block,
-                    rev: kv.revision,
-                }),
+                Ok(mut block) => {
+                    self.collect_cooled(&mut block)?;
+                    out.push(BlockKv {
+                        block,
+                        rev: kv.revision,
+                    })
+                }
                 // One unreadable block must not stop allocation elsewhere; it is never written.
                 Err(e) => warn!("skipping block: {e}"),
             }
@@ -152,12 +176,13 @@ impl Ipam<'_> {
 
     /// The IPAM config, or Calico's defaults when none is stored.
     pub fn get_config(&self) -> IpamResult<IpamConfig> {
-        match self.store.get_opt(&Key::IpamConfig)? {
-            None => Ok(IpamConfig::default_when_absent()),
-            Some(kv) => {
-                serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&Key::IpamConfig, e))
-            }
-        }
+        let config: IpamConfig = match self.store.get_opt(&Key::IpamConfig)? {
+            None => IpamConfig::default_when_absent(),
+            Some(kv) => serde_json::from_str(&kv.value)
+                .map_err(|e| IpamError::corrupt(&Key::IpamConfig, e))?,
+        };
+        self.cooldown.set(Some(config.ip_cooldown_seconds));
+        Ok(config)
     }
 
     /// Validate and store the IPAM config (CAS; creates it when absent).

@@ -8,21 +8,36 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{null_default, AFFINITY_HOST_PREFIX};
+use crate::clock;
 
-/// Per-allocation metadata (`handle_id` + the `secondary` attribute map).
+/// Per-allocation metadata (`handle_id` + the `secondary` attribute map). Empty fields are
+/// left out as Calico's `omitempty` tags do, so a cooling-down entry reads `{"releasedAt":…}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AllocationAttribute {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle_id: Option<String>,
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub secondary: BTreeMap<String, String>,
-    /// Fields written by newer Calico versions (`alternate`, `releasedAt`, ...), kept verbatim.
+    /// Set while the ordinals pointing here cool down after a release (`ipCooldownSeconds`):
+    /// RFC 3339, second precision, as Go's `metav1.Time`.
+    #[serde(
+        rename = "releasedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub released_at: Option<String>,
+    /// Fields written by newer Calico versions (`alternateOwnerAttrs`, ...), kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -180,14 +195,30 @@ impl AllocationBlock {
         self.unallocated.len()
     }
 
-    /// Number of allocated addresses.
+    /// Number of allocated addresses (cooling-down ones included: they are not free yet).
     pub fn allocated_count(&self) -> usize {
         self.allocations.iter().filter(|a| a.is_some()).count()
     }
 
-    /// Whether nothing is allocated.
+    /// Whether nothing is allocated. A cooling-down address counts as allocated, as in
+    /// Calico's `empty()`: the block (and the address's cooldown) must survive.
     pub fn is_empty(&self) -> bool {
         self.allocations.iter().all(|a| a.is_none())
+    }
+
+    /// Whether `ordinal` is cooling down after a release (neither held nor free).
+    pub fn is_cooling(&self, ordinal: usize) -> bool {
+        self.cooling_attribute(ordinal).is_some()
+    }
+
+    fn cooling_attribute(&self, ordinal: usize) -> Option<&AllocationAttribute> {
+        let idx = (*self.allocations.get(ordinal)?)?;
+        self.attributes.get(idx).filter(|a| a.released_at.is_some())
+    }
+
+    /// Whether `ordinal` is held by an allocation (allocated and not cooling down).
+    pub fn is_held(&self, ordinal: usize) -> bool {
+        self.allocations.get(ordinal).is_some_and(Option::is_some) && !self.is_cooling(ordinal)
     }
 
     /// Verify the structural invariants (see module docs).
@@ -285,16 +316,17 @@ impl AllocationBlock {
             self.attributes.push(AllocationAttribute {
                 handle_id: Some(handle.to_string()),
                 secondary: attrs.clone(),
+                released_at: None,
                 extra: Map::new(),
             });
             self.attributes.len() - 1
         })
     }
 
-    /// Attribute of an allocated ordinal.
+    /// Attribute of a held ordinal (`None` when free or cooling down).
     pub fn attribute_of(&self, ordinal: usize) -> Option<&AllocationAttribute> {
         let idx = (*self.allocations.get(ordinal)?)?;
-        self.attributes.get(idx)
+        self.attributes.get(idx).filter(|a| a.released_at.is_none())
     }
 
     /// Handle of an allocated ordinal.
@@ -316,22 +348,64 @@ impl AllocationBlock {
             .copied()
     }
 
-    /// Free the given (allocated) ordinals: null the allocation, append to the free-list tail
-    /// (so the address is reused last), drop its sequence number, compact attributes.
-    /// Returns, per freed ordinal, the handle it had.
-    pub fn release_ordinals(&mut self, ordinals: &[usize]) -> Vec<(usize, Option<String>)> {
+    /// Release the given held ordinals as Calico does: each points at one new attribute
+    /// `{releasedAt: now}` (cooling down), then [`Self::garbage_collect`] frees whatever has
+    /// cooled for `cooldown_secs` (≤ 0: at once). With `stamp_sequence`, the per-ordinal
+    /// sequence number is set to the block's (Calico's release by address does, by handle does
+    /// not). Returns, per released ordinal, the handle it had.
+    pub fn release_ordinals(
+        &mut self,
+        ordinals: &[usize],
+        now: SystemTime,
+        cooldown_secs: i64,
+        stamp_sequence: bool,
+    ) -> Vec<(usize, Option<String>)> {
         let mut out = Vec::new();
         for &o in ordinals {
-            let Some(Some(_)) = self.allocations.get(o) else {
+            if !self.is_held(o) || out.iter().any(|(p, _)| *p == o) {
+                continue;
+            }
+            out.push((o, self.handle_of(o).map(str::to_string)));
+        }
+        if out.is_empty() {
+            return out;
+        }
+        self.attributes.push(AllocationAttribute {
+            released_at: Some(clock::rfc3339(now)),
+            ..Default::default()
+        });
+        let cooling = self.attributes.len() - 1;
+        for (o, _) in &out {
+            self.allocations[*o] = Some(cooling);
+            if stamp_sequence {
+                self.sequence_number_for_allocation
+                    .insert(o.to_string(), self.sequence_number);
+            }
+        }
+        self.garbage_collect(now, cooldown_secs);
+        out
+    }
+
+    /// Calico's `garbageCollect`: every cooling ordinal released more than `cooldown_secs`
+    /// before `now` (any, when ≤ 0) goes to the free-list tail in ordinal order, loses its
+    /// sequence number; unreferenced attributes are dropped. Returns whether anything changed.
+    pub fn garbage_collect(&mut self, now: SystemTime, cooldown_secs: i64) -> bool {
+        let before_attrs = self.attributes.len();
+        let mut freed = false;
+        for o in 0..self.allocations.len() {
+            let Some(a) = self.cooling_attribute(o) else {
                 continue;
             };
-            out.push((o, self.handle_of(o).map(str::to_string)));
+            if !cooled(a.released_at.as_deref(), now, cooldown_secs) {
+                continue;
+            }
             self.allocations[o] = None;
             self.unallocated.push(o);
             self.sequence_number_for_allocation.remove(&o.to_string());
+            freed = true;
         }
         self.compact_attributes();
-        out
+        freed || self.attributes.len() != before_attrs
     }
 
     /// Remove attribute entries no allocation references and re-index the rest.
@@ -352,6 +426,19 @@ impl AllocationBlock {
             }
         }
     }
+}
+
+/// Whether an address released at `released_at` has finished a `cooldown_secs` cooldown.
+/// An unreadable time cannot be waited out, so it counts as cooled (the address is not lost).
+fn cooled(released_at: Option<&str>, now: SystemTime, cooldown_secs: i64) -> bool {
+    if cooldown_secs <= 0 {
+        return true;
+    }
+    let Some(t) = released_at.and_then(clock::parse_rfc3339) else {
+        log::warn!("unreadable releasedAt {released_at:?}: treating the address as cooled down");
+        return true;
+    };
+    t + Duration::from_secs(cooldown_secs.unsigned_abs()) < now
 }
 
 #[cfg(test)]
@@ -419,7 +506,7 @@ mod tests {
         assert_eq!(b.free_count(), 0);
         assert!(b.auto_assign(1, "h3", &attrs("c")).is_empty());
 
-        let freed = b.release_ordinals(&b.ordinals_of_handle("h1"));
+        let freed = b.release_ordinals(&b.ordinals_of_handle("h1"), SystemTime::now(), 0, false);
         assert_eq!(freed.len(), 3);
         assert_eq!(b.unallocated, vec![0, 1, 3]);
         assert_eq!(b.attributes.len(), 1);

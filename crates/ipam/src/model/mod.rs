@@ -103,11 +103,23 @@ pub struct IpamConfig {
     pub auto_allocate_blocks: bool,
     #[serde(rename = "maxBlocksPerHost", default, skip_serializing_if = "is_zero")]
     pub max_blocks_per_host: u32,
+    /// Seconds a released address cools down before it is free again (Calico's
+    /// `ipCooldownSeconds`; 0 = at once, still FIFO).
+    #[serde(
+        rename = "ipCooldownSeconds",
+        default,
+        skip_serializing_if = "is_zero_i64"
+    )]
+    pub ip_cooldown_seconds: i64,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 
@@ -121,6 +133,7 @@ impl IpamConfig {
             strict_affinity: false,
             auto_allocate_blocks: true,
             max_blocks_per_host: 0,
+            ip_cooldown_seconds: 0,
             extra: Map::new(),
         }
     }

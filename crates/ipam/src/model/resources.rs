@@ -123,6 +123,13 @@ pub struct IpPoolSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub node_selector: Option<String>,
+    /// Selector over the labels of the pod's namespace (absent = every namespace).
+    #[serde(
+        rename = "namespaceSelector",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub namespace_selector: Option<String>,
     #[serde(
         rename = "allowedUses",
         default,
@@ -141,6 +148,24 @@ pub struct IpPoolSpec {
 
 /// `IPPool` resource.
 pub type IpPool = Resource<IpPoolSpec>;
+
+impl Resource<IpPoolSpec> {
+    /// False when the pool controller (kube-controllers) set the status condition
+    /// `Allocatable=False` (overlapping CIDR, terminating, ...): Calico allocates nothing from it.
+    pub fn is_allocatable(&self) -> bool {
+        let conditions = self
+            .extra
+            .get("status")
+            .and_then(|s| s.get("conditions"))
+            .and_then(Value::as_array);
+        !conditions.is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Allocatable")
+                    && c.get("status").and_then(Value::as_str) == Some("False")
+            })
+        })
+    }
+}
 
 impl IpPoolSpec {
     /// Block size with Calico's default (26 for IPv4, 122 for IPv6).
