@@ -83,9 +83,10 @@ struct Proc {
     container: Option<String>,
 }
 
-/// Processes whose executable is one of [`VICTIMS`] in this build's binary directory (so
-/// nothing else on the machine can ever be signalled).
-fn our_plugins(bin_dir: &Path) -> Vec<Proc> {
+/// Processes whose executable is one of [`VICTIMS`] in this build's binary directory and whose
+/// `CNI_CONTAINERID` starts with `ids` (this test's containers: nothing else on the machine, nor
+/// another test of this file, is ever signalled).
+fn our_plugins(bin_dir: &Path, ids: &str) -> Vec<Proc> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -117,6 +118,9 @@ fn our_plugins(bin_dir: &Path) -> Vec<Proc> {
             .filter_map(|kv| std::str::from_utf8(kv).ok())
             .find_map(|kv| kv.strip_prefix("CNI_CONTAINERID="))
             .map(str::to_string);
+        if !container.as_deref().is_some_and(|c| c.starts_with(ids)) {
+            continue;
+        }
         out.push(Proc {
             pid,
             name,
@@ -135,11 +139,11 @@ struct KillLog {
     orphaned_ipam: BTreeSet<String>,
 }
 
-fn killer(bin_dir: &Path, stop: &AtomicBool, log: &Mutex<KillLog>) {
+fn killer(bin_dir: &Path, ids: &str, stop: &AtomicBool, log: &Mutex<KillLog>) {
     let mut rng = Rng::new(0x5eed ^ u64::from(std::process::id()));
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(5 + rng.below(40)));
-        let procs = our_plugins(bin_dir);
+        let procs = our_plugins(bin_dir, ids);
         if procs.is_empty() || rng.below(3) != 0 {
             continue;
         }
@@ -197,8 +201,16 @@ struct Pod {
     ip: Option<IpAddr>,
 }
 
-fn worker(env: &TestEnv, conf: &Value, w: usize, deadline: Instant, ledger: &Mutex<Ledger>) {
-    let mut chain = env.chain(conf).expect("chain");
+/// Where one worker runs: the test env, the conflist and the container id prefix.
+struct Site<'a> {
+    env: &'a TestEnv,
+    conf: &'a Value,
+    ids: &'a str,
+}
+
+fn worker(site: &Site<'_>, w: usize, deadline: Instant, ledger: &Mutex<Ledger>) {
+    let env = site.env;
+    let mut chain = env.chain(site.conf).expect("chain");
     let mut rng = Rng::new(0xc0ffee + w as u64);
     let mut pods: Vec<Pod> = Vec::new();
     let mut n = 0u16;
@@ -208,7 +220,7 @@ fn worker(env: &TestEnv, conf: &Value, w: usize, deadline: Instant, ledger: &Mut
             n += 1;
             let name = format!("cc{w}-{n}");
             let ns = env.container(&name).expect("netns");
-            let id = format!("crash-{w}-{n}");
+            let id = format!("{}{w}-{n}", site.ids);
             let port = 20000 + (w as u16) * 1000 + n;
             let att = Attachment::new(&id, &ns)
                 .arg("K8S_POD_NAMESPACE", "crash")
@@ -349,9 +361,9 @@ impl Drop for HostEtcd {
     }
 }
 
-fn wait_for_quiet(bin_dir: &Path) {
+fn wait_for_quiet(bin_dir: &Path, ids: &str) {
     let until = Instant::now() + Duration::from_secs(15);
-    while !our_plugins(bin_dir).is_empty() && Instant::now() < until {
+    while !our_plugins(bin_dir, ids).is_empty() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -462,6 +474,13 @@ impl Store {
     }
 }
 
+/// Whether IPAM handle `handle` (`<network>.<container id>`) is container `id`'s.
+fn owned_by(handle: &str, id: &str) -> bool {
+    handle
+        .rsplit_once('.')
+        .is_some_and(|(_, container)| container == id)
+}
+
 /// The chaos run and every check afterwards (see the module docs).
 fn chaos(env: &TestEnv, name: &str, store: &Store, duration: Duration) {
     let started = Instant::now();
@@ -478,12 +497,18 @@ fn chaos(env: &TestEnv, name: &str, store: &Store, duration: Duration) {
     let kills = Mutex::new(KillLog::default());
     let ledger = Mutex::new(Ledger::default());
     let deadline = Instant::now() + duration;
+    let ids = format!("{name}-");
+    let site = Site {
+        env,
+        conf: &conf,
+        ids: &ids,
+    };
     std::thread::scope(|s| {
-        let k = s.spawn(|| killer(&bin_dir, &stop, &kills));
+        let k = s.spawn(|| killer(&bin_dir, &ids, &stop, &kills));
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| {
-                let (conf, ledger) = (&conf, &ledger);
-                s.spawn(move || worker(env, conf, w, deadline, ledger))
+                let (site, ledger) = (&site, &ledger);
+                s.spawn(move || worker(site, w, deadline, ledger))
             })
             .collect();
         for w in workers {
@@ -493,7 +518,7 @@ fn chaos(env: &TestEnv, name: &str, store: &Store, duration: Duration) {
         k.join().expect("killer");
     });
     // Orphaned children (a plugin's iptables, a killed calico's calico-ipam) finish first.
-    wait_for_quiet(&bin_dir);
+    wait_for_quiet(&bin_dir, &ids);
     let mut ledger = ledger.into_inner().unwrap();
     let kills = kills.into_inner().unwrap();
     let mut chain = env.chain(&conf).unwrap();
@@ -522,7 +547,7 @@ fn chaos(env: &TestEnv, name: &str, store: &Store, duration: Duration) {
         // an allocation after the runtime's DEL (fixed separately with PR_SET_PDEATHSIG).
         let orphaned: Vec<&String> = handles
             .iter()
-            .filter(|h| kills.orphaned_ipam.iter().any(|c| h.contains(c.as_str())))
+            .filter(|h| kills.orphaned_ipam.iter().any(|c| owned_by(h, c)))
             .collect();
         eprintln!(
             "{name}: handles left after every DEL succeeded: {handles:?}; from orphaned \
@@ -538,7 +563,7 @@ fn chaos(env: &TestEnv, name: &str, store: &Store, duration: Duration) {
             let id = kills
                 .orphaned_ipam
                 .iter()
-                .find(|c| h.contains(c.as_str()))
+                .find(|c| owned_by(&h, c))
                 .cloned()
                 .unwrap_or_default();
             del_until_ok(&mut chain, &Attachment::without_netns(&id), 1).unwrap();
@@ -570,9 +595,9 @@ fn chaos(env: &TestEnv, name: &str, store: &Store, duration: Duration) {
 #[test]
 fn sigkill_during_parallel_add_del_leaves_a_consistent_node() {
     let started = Instant::now();
-    let env = TestEnv::calico_node("crash").unwrap();
+    let env = TestEnv::calico_node("crash-local").unwrap();
     let db = env.tmp().join("calico.db");
-    chaos(&env, "crash", &Store::Local(db), CHAOS);
+    chaos(&env, "crash-local", &Store::Local(db), CHAOS);
     assert!(
         started.elapsed() < Duration::from_secs(90),
         "took {:?}",
