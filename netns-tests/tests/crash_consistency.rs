@@ -530,10 +530,12 @@ fn chaos(env: &TestEnv, name: &str, store: &Store, duration: Duration) {
         }
     }
     eprintln!(
-        "{name}: {} ADDs ok, {} failed, kills {:?}, {} addresses used, {:.1} s",
+        "{name}: {} ADDs ok, {} failed, kills {:?} ({} calico-ipam orphaned), {} addresses \
+         used, {:.1} s",
         ledger.adds_ok,
         ledger.adds_failed,
         kills.kills,
+        kills.orphaned_ipam.len(),
         ledger.ips.len(),
         started.elapsed().as_secs_f64()
     );
