@@ -68,6 +68,22 @@ fn flag(o: &CiObject, key: &str, default: bool) -> Result<bool, CniError> {
     }
 }
 
+/// A block size within the range Calico allows for IP pools of that family.
+fn block_size(
+    o: &CiObject,
+    key: &str,
+    range: std::ops::RangeInclusive<u8>,
+) -> Result<Option<u8>, CniError> {
+    match field::<u8>(o, key)? {
+        Some(n) if !range.contains(&n) => Err(invalid(format!(
+            "failed to load netconf: field {key:?}: {n} is outside {}-{}",
+            range.start(),
+            range.end()
+        ))),
+        n => Ok(n),
+    }
+}
+
 fn cidr(
     o: &CiObject,
     key: &str,
@@ -114,9 +130,11 @@ impl IpamConf {
         let d = LocalDefaults::default();
         let local_defaults = LocalDefaults {
             ipv4_pool: cidr(&ipam, "default_ipv4_pool", d.ipv4_pool)?,
-            ipv4_block_size: field(&ipam, "default_ipv4_block_size")?.unwrap_or(d.ipv4_block_size),
+            ipv4_block_size: block_size(&ipam, "default_ipv4_block_size", 20..=32)?
+                .unwrap_or(d.ipv4_block_size),
             ipv6_pool: cidr(&ipam, "default_ipv6_pool", d.ipv6_pool)?,
-            ipv6_block_size: field(&ipam, "default_ipv6_block_size")?.unwrap_or(d.ipv6_block_size),
+            ipv6_block_size: block_size(&ipam, "default_ipv6_block_size", 116..=128)?
+                .unwrap_or(d.ipv6_block_size),
         };
         let pools = |key: &str| -> Result<Vec<String>, CniError> {
             Ok(field::<Vec<String>>(&ipam, key)?.unwrap_or_default())

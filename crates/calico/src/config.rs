@@ -165,10 +165,11 @@ impl CalicoConfig {
     }
 
     fn validate(&self) -> Result<(), CniError> {
-        if self.mtu < 0 || self.mtu > 65535 {
+        // 0 means "from the MTU file or the default"; below 68 the kernel refuses the veth.
+        if self.mtu < 0 || self.mtu > 65535 || (1..68).contains(&self.mtu) {
             return Err(invalid(
                 "mtu",
-                format!("{} is out of range 0-65535", self.mtu),
+                format!("{} is out of range (0, or 68-65535)", self.mtu),
             ));
         }
         if self.num_queues > 1024 {

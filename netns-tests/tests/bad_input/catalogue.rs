@@ -315,6 +315,14 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
             CONFIG,
             "default_ipv4_pool",
         ));
+        for (n, v) in [
+            ("block-size-300", json!(300)),
+            ("block-size-negative", json!(-1)),
+            ("block-size-33", json!(33)),
+            ("block-size-0", json!(0)),
+        ] {
+            out.push((n, e("/ipam/default_ipv4_block_size", v), CONFIG, "block"));
+        }
         out.push((
             "ipv4-pools-string",
             e("/ipam/ipv4_pools", json!("x")),
@@ -345,8 +353,16 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
                 ("mtu-negative", json!(-1)),
                 ("mtu-string", json!("x")),
                 ("mtu-2^32", json!(1u64 << 32)),
+                ("mtu-below-ipv4-minimum", json!(67)),
             ] {
                 out.push((n, e("/mtu", v), CONFIG, "mtu"));
+            }
+            for (n, v) in [
+                ("num-queues-2000", json!(2000)),
+                ("num-queues-u64max", json!(u64::MAX)),
+                ("num-queues-string", json!("4")),
+            ] {
+                out.push((n, e("/num_queues", v), CONFIG, "num_queues"));
             }
             out.push((
                 "ipam-missing",
