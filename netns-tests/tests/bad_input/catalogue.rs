@@ -534,6 +534,13 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
                 CONFIG,
                 "prevResult",
             ));
+            // Contradictory: the "host" interface claims to be in the container.
+            out.push((
+                "prevresult-host-iface-in-sandbox",
+                e("/prevResult/interfaces/0/sandbox", json!("@CTR@")),
+                CONFIG,
+                "prevResult",
+            ));
             out.push((
                 "prevresult-hostile-host-name",
                 e(
@@ -618,6 +625,16 @@ pub fn cases() -> Vec<Case> {
                 env: Vec::new(),
                 stdin: Stdin::Base(edits.clone()),
                 expect: err(codes, field),
+            });
+            // DEL with the same config: it may clean up (nothing was added) or refuse, naming
+            // the field, but never hang, panic or leave anything.
+            out.push(Case {
+                name: format!("{plugin}/DEL/{n}"),
+                plugin,
+                command: "DEL",
+                env: Vec::new(),
+                stdin: Stdin::Base(edits),
+                expect: Expect::CleanOrError { field },
             });
         }
     }
