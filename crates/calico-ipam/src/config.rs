@@ -119,6 +119,13 @@ impl IpamConf {
         };
         let datastore = DatastoreSettings::from_calico_config(&nc.raw, env)
             .map_err(|e| invalid(e.to_string()))?;
+        // Files kube and the etcd client open themselves: a FIFO there would block them.
+        cni::file::check_files([
+            ("kubernetes.kubeconfig", datastore.kubeconfig.as_deref()),
+            ("etcd_ca_cert_file", datastore.etcd.ca_cert_file.as_deref()),
+            ("etcd_cert_file", datastore.etcd.cert_file.as_deref()),
+            ("etcd_key_file", datastore.etcd.key_file.as_deref()),
+        ])?;
         if datastore.kind == DatastoreKind::Local {
             // SQLite would open a device or FIFO and create `<path>-journal` beside it.
             cni::file::check_regular_or_absent(&datastore.local_path, "datastore_path")?;

@@ -134,10 +134,17 @@ impl Calico {
     fn prologue(inv: &Invocation) -> Result<CalicoConfig, CniError> {
         let conf = CalicoConfig::from_value(&inv.config.raw)?;
         // An unknown datastore_type must be reported as such, not as a missing nodename file.
-        datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
+        let ds = datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
             std::env::var(k).ok()
         })
         .map_err(|e| CniError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        // Files kube and the etcd client open themselves: a FIFO there would block them.
+        cni::file::check_files([
+            ("kubernetes.kubeconfig", ds.kubeconfig.as_deref()),
+            ("etcd_ca_cert_file", ds.etcd.ca_cert_file.as_deref()),
+            ("etcd_cert_file", ds.etcd.cert_file.as_deref()),
+            ("etcd_key_file", ds.etcd.key_file.as_deref()),
+        ])?;
         node::require_nodename_file(&conf)?;
         Ok(conf)
     }

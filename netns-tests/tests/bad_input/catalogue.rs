@@ -289,10 +289,18 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
             ("datastore-fifo", "datastore_path", json!("@FIFO@")),
             ("datastore-dir", "datastore_path", json!("@DIR@")),
             ("datastore-type-bogus", "datastore_type", json!("bogus")),
+            ("etcd-key-fifo", "etcd_key_file", json!("@FIFO@")),
+            ("etcd-ca-dev-zero", "etcd_ca_cert_file", json!("/dev/zero")),
             ("datastore-type-number", "datastore_type", json!(3)),
         ] {
             out.push((n, e(&format!("/{f}"), v), CONFIG, f));
         }
+        let mut kubeconfig_fifo = e("/kubernetes/kubeconfig", json!("@FIFO@"));
+        kubeconfig_fifo.push(Edit::Set("/datastore_type".into(), json!("kubernetes")));
+        out.push(("kubeconfig-fifo", kubeconfig_fifo, &[7][..], "kubeconfig"));
+        let mut kubeconfig_dir = e("/kubernetes/kubeconfig", json!("@DIR@"));
+        kubeconfig_dir.push(Edit::Set("/datastore_type".into(), json!("kubernetes")));
+        out.push(("kubeconfig-dir", kubeconfig_dir, &[7][..], "kubeconfig"));
         let mut nodename_fifo = e("/nodename_file", json!("@FIFO@"));
         nodename_fifo.push(Edit::Remove("/nodename".into()));
         out.push((
