@@ -378,6 +378,23 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
                 &[7][..],
                 "ipam",
             ));
+            // A real IPAM plugin handing out addresses no pod can use: calico must refuse them
+            // before wiring anything and release them (host-local shares the host-local
+            // plugin's data directory here, so its files are already there).
+            for (n, subnet, why) in [
+                ("ipam-returns-loopback", "127.0.0.0/8", "loopback"),
+                ("ipam-returns-multicast", "224.1.0.0/24", "multicast"),
+            ] {
+                out.push((
+                    n,
+                    e(
+                        "/ipam",
+                        json!({"type": "host-local", "subnet": subnet, "dataDir": "@TMP@/hl"}),
+                    ),
+                    &[][..],
+                    why,
+                ));
+            }
         }
         "host-local" => {
             for (n, v) in [
