@@ -144,8 +144,12 @@ fn raw_stdins() -> Vec<(&'static str, Vec<u8>, &'static [u64], &'static str)> {
     let mut huge = br#"{"cniVersion":"1.0.0","name":"n","type":"x","pad":""#.to_vec();
     huge.extend(std::iter::repeat_n(b'a', 8 << 20));
     huge.extend(br#"""#);
+    let mut oversized = br#"{"cniVersion":"1.0.0","name":"n","pad":""#.to_vec();
+    oversized.extend(std::iter::repeat_n(b'a', 17 << 20));
+    oversized.extend(br#""}"#);
     vec![
         ("empty", Vec::new(), &[6][..], "config"),
+        ("oversized-17MiB", oversized, &[6], "config"),
         (
             "truncated",
             br#"{"cniVersion":"1.0.0","name":"#.to_vec(),
@@ -631,6 +635,17 @@ pub fn cases() -> Vec<Case> {
                     expect: err(&[4], var),
                 });
             }
+        }
+        if plugin == "calico" {
+            // A delegation chain already at its limit (what a loop reaches): refused at once.
+            out.push(Case {
+                name: "calico/ADD/delegation-depth-at-limit".into(),
+                plugin,
+                command: "ADD",
+                env: vec![("CNI_RS_DELEGATION_DEPTH", set("3"))],
+                stdin: Stdin::Base(Vec::new()),
+                expect: err(&[7], "delegation depth"),
+            });
         }
         for (n, bytes, codes, field) in raw_stdins() {
             out.push(Case {
