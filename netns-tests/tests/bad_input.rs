@@ -192,7 +192,10 @@ impl Worker {
                     .output()
                     .unwrap();
                 out.push_str("datastore:\n");
-                out.push_str(&String::from_utf8_lossy(&rows.stdout));
+                for row in String::from_utf8_lossy(&rows.stdout).lines() {
+                    out.push_str(&datastore_row(row));
+                    out.push('\n');
+                }
             }
         }
         out
@@ -242,6 +245,30 @@ fn one_per_line(text: &str) -> String {
         }
     }
     out
+}
+
+/// A datastore row as compared: blocks by what they hold (addresses in use and the set of free
+/// ordinals), since a rolled-back allocation legitimately bumps sequence numbers and reorders
+/// the free list; every other row as stored.
+fn datastore_row(row: &str) -> String {
+    let Some((key, value)) = row.split_once('|') else {
+        return row.to_string();
+    };
+    if !key.contains("/assignment/") {
+        return row.to_string();
+    }
+    let Ok(v) = serde_json::from_str::<Value>(value) else {
+        return row.to_string();
+    };
+    let used = v["allocations"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|x| !x.is_null()).count());
+    let mut free: Vec<u64> = v["unallocated"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    free.sort_unstable();
+    format!("{key} affinity={} used={used} free={free:?}", v["affinity"])
 }
 
 /// Relative path, kind and size of every file under `dir`, except logs (they grow with every

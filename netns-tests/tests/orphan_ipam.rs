@@ -186,3 +186,28 @@ fn delegated_ipam_commits_nothing_once_its_delegator_is_gone() {
         .iter()
         .all(|(_, n)| *n == 0));
 }
+
+#[test]
+fn delegated_host_local_keeps_nothing_once_its_delegator_is_gone() {
+    let env = TestEnv::new("orphan-hl").unwrap();
+    let ctr = env.container("orphan-hl-ctr").unwrap();
+    let data = env.tmp().join("hl");
+    let stdin = json!({"cniVersion": "1.0.0", "name": "orphan-net",
+        "ipam": {"type": "host-local", "subnet": "10.94.0.0/24", "dataDir": data}})
+    .to_string();
+    let netns = ctr.path().to_string_lossy().into_owned();
+    let mut vars = vars("ADD", &netns, "/nonexistent");
+    vars.push(("CNI_RS_DELEGATOR_PID", "1"));
+    let bin = bins::binary("host-local").unwrap();
+    let out = exec_plugin(&env.host, &bin, &vars, stdin.as_bytes()).unwrap();
+    assert!(!out.success(), "ADD succeeded: {}", out.stdout_str());
+    assert!(ipam_state::host_local_reservations(&data, "orphan-net").is_empty());
+    // The same ADD run by the runtime itself allocates.
+    vars.pop();
+    let out = exec_plugin(&env.host, &bin, &vars, stdin.as_bytes()).unwrap();
+    assert!(out.success(), "{}", out.stdout_str());
+    assert_eq!(
+        ipam_state::host_local_reservations(&data, "orphan-net").len(),
+        1
+    );
+}

@@ -107,6 +107,22 @@ fn flag(o: &CiObject, key: &str, default: bool) -> Result<bool, CniError> {
     }
 }
 
+/// A block size within the range Calico allows for IP pools of that family.
+fn block_size(
+    o: &CiObject,
+    key: &str,
+    range: std::ops::RangeInclusive<u8>,
+) -> Result<Option<u8>, CniError> {
+    match field::<u8>(o, key)? {
+        Some(n) if !range.contains(&n) => Err(invalid(format!(
+            "failed to load netconf: field {key:?}: {n} is outside {}-{}",
+            range.start(),
+            range.end()
+        ))),
+        n => Ok(n),
+    }
+}
+
 fn cidr(
     o: &CiObject,
     key: &str,
@@ -141,6 +157,13 @@ impl IpamConf {
             Ok(non_empty(field::<String>(o, key)?))
         };
         let datastore = DatastoreSettings::from_calico_config(&nc.raw, env)?;
+        // Files kube and the etcd client open themselves: a FIFO there would block them.
+        cni::file::check_files([
+            ("kubernetes.kubeconfig", datastore.kubeconfig.as_deref()),
+            ("etcd_ca_cert_file", datastore.etcd.ca_cert_file.as_deref()),
+            ("etcd_cert_file", datastore.etcd.cert_file.as_deref()),
+            ("etcd_key_file", datastore.etcd.key_file.as_deref()),
+        ])?;
         if datastore.kind == DatastoreKind::Local {
             // SQLite would open a device or FIFO and create `<path>-journal` beside it.
             cni::file::check_regular_or_absent(&datastore.local_path, "datastore_path")?;
@@ -156,9 +179,11 @@ impl IpamConf {
         let d = LocalDefaults::default();
         let local_defaults = LocalDefaults {
             ipv4_pool: cidr(&ipam, "default_ipv4_pool", d.ipv4_pool)?,
-            ipv4_block_size: field(&ipam, "default_ipv4_block_size")?.unwrap_or(d.ipv4_block_size),
+            ipv4_block_size: block_size(&ipam, "default_ipv4_block_size", 20..=32)?
+                .unwrap_or(d.ipv4_block_size),
             ipv6_pool: cidr(&ipam, "default_ipv6_pool", d.ipv6_pool)?,
-            ipv6_block_size: field(&ipam, "default_ipv6_block_size")?.unwrap_or(d.ipv6_block_size),
+            ipv6_block_size: block_size(&ipam, "default_ipv6_block_size", 116..=128)?
+                .unwrap_or(d.ipv6_block_size),
             // Entries that are network CIDRs (others are pool names).
             named_pools: ipv4_pools
                 .iter()

@@ -188,10 +188,11 @@ impl CalicoConfig {
     /// Checks of the keys only ADD uses (MTU, queues, device, dataplane, readiness gates, policy
     /// wait). Called at the start of ADD, before anything is allocated or created.
     pub fn validate_for_add(&self) -> Result<(), CniError> {
-        if self.mtu < 0 || self.mtu > 65535 {
+        // 0 means "from the MTU file or the default"; below 68 the kernel refuses the veth.
+        if self.mtu < 0 || self.mtu > 65535 || (1..68).contains(&self.mtu) {
             return Err(invalid(
                 "mtu",
-                format!("{} is out of range 0-65535", self.mtu),
+                format!("{} is out of range (0, or 68-65535)", self.mtu),
             ));
         }
         if self.num_queues > 1024 {

@@ -180,6 +180,14 @@ impl Calico {
         // Resolves the datastore settings too: an unknown datastore_type is reported as such,
         // before the nodename file check could hide it.
         let conf = CalicoConfig::from_value(&inv.config.raw)?;
+        // Files kube and the etcd client open themselves: a FIFO there would block them.
+        let ds = &conf.datastore_settings;
+        cni::file::check_files([
+            ("kubernetes.kubeconfig", ds.kubeconfig.as_deref()),
+            ("etcd_ca_cert_file", ds.etcd.ca_cert_file.as_deref()),
+            ("etcd_cert_file", ds.etcd.cert_file.as_deref()),
+            ("etcd_key_file", ds.etcd.key_file.as_deref()),
+        ])?;
         node::require_nodename_file(&conf)?;
         Ok(conf)
     }

@@ -118,6 +118,20 @@ pub fn check_regular_or_absent(path: &Path, field: &str) -> Result<bool, FileErr
     }
 }
 
+/// For files a library will open itself later (a kubeconfig, TLS keys): each named path must
+/// be a regular file or absent (the library then reports it missing), so none of them can
+/// block that library's open or read.
+pub fn check_files<'a>(
+    paths: impl IntoIterator<Item = (&'a str, Option<&'a Path>)>,
+) -> Result<(), FileError> {
+    for (field, path) in paths {
+        if let Some(p) = path {
+            check_regular_or_absent(p, field)?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens `path` with `options`, refusing anything but a regular file. The open is
 /// non-blocking (a FIFO swapped in after the check cannot hang us) and the kind is checked
 /// again on the opened fd; the returned file is switched back to blocking mode.

@@ -80,12 +80,23 @@ fn install_panic_hook() {
     }));
 }
 
+/// Largest config accepted on stdin; real ones are kilobytes. Reading is bounded so a runaway
+/// writer cannot exhaust memory.
+pub const MAX_STDIN: u64 = 16 << 20;
+
 /// Runs a plugin as a process: reads the real environment and stdin, exits with its code.
 pub fn run<P: Plugin>(plugin: &P, about: &str) -> ! {
     install_panic_hook();
     let mut stdin = Vec::new();
-    let read = std::io::stdin().read_to_end(&mut stdin);
+    let read = std::io::stdin().take(MAX_STDIN + 1).read_to_end(&mut stdin);
     let code = match read {
+        Ok(n) if n as u64 > MAX_STDIN => {
+            let err = CniError::new(
+                ErrorCode::Decode,
+                format!("network config on stdin is larger than {MAX_STDIN} bytes"),
+            );
+            emit_error(&err, version::LATEST, &mut std::io::stdout())
+        }
         Ok(_) => run_with(
             plugin,
             about,

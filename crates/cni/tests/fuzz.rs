@@ -173,3 +173,12 @@ proptest! {
         }
     }
 }
+
+/// The mutated documents start from valid ones, or the properties above would be vacuous.
+#[test]
+fn base_documents_parse() {
+    let c = NetConf::parse(base_conf().to_string().as_bytes()).unwrap();
+    assert!(c.prev_result.is_some());
+    CniResult::from_value(&base_result(), "1.0.0").unwrap();
+    CniResult::from_value(&legacy_result(), "0.2.0").unwrap();
+}

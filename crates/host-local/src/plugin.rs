@@ -30,6 +30,11 @@ impl Plugin for HostLocal {
         let conf = load(inv)?;
         let routes = routes(&conf)?;
         let out = ops::add(&conf, &inv.container_id, &inv.ifname).map_err(CniError::from)?;
+        // Run by calico that has died meanwhile (its DEL may have run): keep nothing.
+        if let Err(e) = cni::delegate::ensure_delegator_alive() {
+            let _ = ops::del(&conf, &inv.container_id, &inv.ifname);
+            return Err(e);
+        }
         let dns = out.dns.map_or_else(Dns::default, |d| Dns {
             nameservers: d.nameservers,
             domain: d.domain.unwrap_or_default(),

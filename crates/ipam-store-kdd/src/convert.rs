@@ -535,3 +535,71 @@ mod tests {
         assert_eq!(obj["apiVersion"], "projectcalico.org/v3");
     }
 }
+
+/// Fuzzing of the KDD object decoder (what an API server hands back, possibly written by
+/// something else): never a panic, and what decodes converts back into an object.
+/// Bounded here; `PROPTEST_CASES` raises it (netns-tests/bench/fuzz.sh).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use cni::strategies::{any_json, cases, mutated};
+    use proptest::prelude::*;
+
+    const FIELDS: &[&str] = &[
+        "/metadata",
+        "/metadata/name",
+        "/metadata/annotations",
+        "/spec",
+        "/spec/cidr",
+        "/spec/node",
+        "/spec/type",
+        "/spec/deleted",
+        "/spec/handleID",
+        "/spec/block",
+        "/spec/allocations",
+        "/spec/unallocated",
+        "/spec/attributes",
+        "/spec/affinityClaimTime",
+        "/spec/strictAffinity",
+    ];
+
+    fn base() -> Value {
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMBlock",
+            "metadata": {"name": "10-244-1-0-26"},
+            "spec": {"cidr": "10.244.1.0/26", "affinity": "host:node-1", "node": "node-1",
+                "type": "host", "deleted": "false", "handleID": "net.ctr",
+                "allocations": [0, null], "unallocated": [1], "attributes": [],
+                "strictAffinity": false}})
+    }
+
+    fn kinds() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::Block),
+            Just(Kind::Affinity),
+            Just(Kind::Handle),
+            Just(Kind::IpamConfig),
+            Just(Kind::Node),
+            proptest::sample::select(&ResourceKind::ALL[..]).prop_map(Kind::Resource),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
+
+        #[test]
+        fn kdd_objects(kind in kinds(), obj in prop_oneof![mutated(base(), FIELDS), any_json(FIELDS)]) {
+            for api in [ApiGroup::CrdV1, ApiGroup::V3] {
+                if let Some(d) = from_object(kind, &obj) {
+                    let _ = to_object(&d.key, &d.value, api);
+                }
+            }
+        }
+
+        #[test]
+        fn block_names(name in "[0-9a-f:-]{0,40}") {
+            if let Some(cidr) = names::parse_block_name(&name) {
+                prop_assert_eq!(names::parse_block_name(&names::block_name(&cidr)), Some(cidr));
+            }
+        }
+    }
+}

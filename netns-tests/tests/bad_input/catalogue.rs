@@ -144,8 +144,12 @@ fn raw_stdins() -> Vec<(&'static str, Vec<u8>, &'static [u64], &'static str)> {
     let mut huge = br#"{"cniVersion":"1.0.0","name":"n","type":"x","pad":""#.to_vec();
     huge.extend(std::iter::repeat_n(b'a', 8 << 20));
     huge.extend(br#"""#);
+    let mut oversized = br#"{"cniVersion":"1.0.0","name":"n","pad":""#.to_vec();
+    oversized.extend(std::iter::repeat_n(b'a', 17 << 20));
+    oversized.extend(br#""}"#);
     vec![
         ("empty", Vec::new(), &[6][..], "config"),
+        ("oversized-17MiB", oversized, &[6], "config"),
         (
             "truncated",
             br#"{"cniVersion":"1.0.0","name":"#.to_vec(),
@@ -289,10 +293,18 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
             ("datastore-fifo", "datastore_path", json!("@FIFO@")),
             ("datastore-dir", "datastore_path", json!("@DIR@")),
             ("datastore-type-bogus", "datastore_type", json!("bogus")),
+            ("etcd-key-fifo", "etcd_key_file", json!("@FIFO@")),
+            ("etcd-ca-dev-zero", "etcd_ca_cert_file", json!("/dev/zero")),
             ("datastore-type-number", "datastore_type", json!(3)),
         ] {
             out.push((n, e(&format!("/{f}"), v), CONFIG, f));
         }
+        let mut kubeconfig_fifo = e("/kubernetes/kubeconfig", json!("@FIFO@"));
+        kubeconfig_fifo.push(Edit::Set("/datastore_type".into(), json!("kubernetes")));
+        out.push(("kubeconfig-fifo", kubeconfig_fifo, &[7][..], "kubeconfig"));
+        let mut kubeconfig_dir = e("/kubernetes/kubeconfig", json!("@DIR@"));
+        kubeconfig_dir.push(Edit::Set("/datastore_type".into(), json!("kubernetes")));
+        out.push(("kubeconfig-dir", kubeconfig_dir, &[7][..], "kubeconfig"));
         let mut nodename_fifo = e("/nodename_file", json!("@FIFO@"));
         nodename_fifo.push(Edit::Remove("/nodename".into()));
         out.push((
@@ -315,6 +327,14 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
             CONFIG,
             "default_ipv4_pool",
         ));
+        for (n, v) in [
+            ("block-size-300", json!(300)),
+            ("block-size-negative", json!(-1)),
+            ("block-size-33", json!(33)),
+            ("block-size-0", json!(0)),
+        ] {
+            out.push((n, e("/ipam/default_ipv4_block_size", v), CONFIG, "block"));
+        }
         out.push((
             "ipv4-pools-string",
             e("/ipam/ipv4_pools", json!("x")),
@@ -345,8 +365,16 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
                 ("mtu-negative", json!(-1)),
                 ("mtu-string", json!("x")),
                 ("mtu-2^32", json!(1u64 << 32)),
+                ("mtu-below-ipv4-minimum", json!(67)),
             ] {
                 out.push((n, e("/mtu", v), CONFIG, "mtu"));
+            }
+            for (n, v) in [
+                ("num-queues-2000", json!(2000)),
+                ("num-queues-u64max", json!(u64::MAX)),
+                ("num-queues-string", json!("4")),
+            ] {
+                out.push((n, e("/num_queues", v), CONFIG, "num_queues"));
             }
             out.push((
                 "ipam-missing",
@@ -354,6 +382,23 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
                 &[7][..],
                 "ipam",
             ));
+            // A real IPAM plugin handing out addresses no pod can use: calico must refuse them
+            // before wiring anything and release them (host-local shares the host-local
+            // plugin's data directory here, so its files are already there).
+            for (n, subnet, why) in [
+                ("ipam-returns-loopback", "127.0.0.0/8", "loopback"),
+                ("ipam-returns-multicast", "224.1.0.0/24", "multicast"),
+            ] {
+                out.push((
+                    n,
+                    e(
+                        "/ipam",
+                        json!({"type": "host-local", "subnet": subnet, "dataDir": "@TMP@/hl"}),
+                    ),
+                    &[][..],
+                    why,
+                ));
+            }
         }
         "host-local" => {
             for (n, v) in [
@@ -518,6 +563,13 @@ fn field_edits(plugin: &str) -> Vec<(&'static str, Vec<Edit>, &'static [u64], &'
                 CONFIG,
                 "prevResult",
             ));
+            // Contradictory: the "host" interface claims to be in the container.
+            out.push((
+                "prevresult-host-iface-in-sandbox",
+                e("/prevResult/interfaces/0/sandbox", json!("@CTR@")),
+                CONFIG,
+                "prevResult",
+            ));
             out.push((
                 "prevresult-hostile-host-name",
                 e(
@@ -584,6 +636,17 @@ pub fn cases() -> Vec<Case> {
                 });
             }
         }
+        if plugin == "calico" {
+            // A delegation chain already at its limit (what a loop reaches): refused at once.
+            out.push(Case {
+                name: "calico/ADD/delegation-depth-at-limit".into(),
+                plugin,
+                command: "ADD",
+                env: vec![("CNI_RS_DELEGATION_DEPTH", set("3"))],
+                stdin: Stdin::Base(Vec::new()),
+                expect: err(&[7], "delegation depth"),
+            });
+        }
         for (n, bytes, codes, field) in raw_stdins() {
             out.push(Case {
                 name: format!("{plugin}/ADD/stdin-{n}"),
@@ -602,6 +665,16 @@ pub fn cases() -> Vec<Case> {
                 env: Vec::new(),
                 stdin: Stdin::Base(edits.clone()),
                 expect: err(codes, field),
+            });
+            // DEL with the same config: it may clean up (nothing was added) or refuse, naming
+            // the field, but never hang, panic or leave anything.
+            out.push(Case {
+                name: format!("{plugin}/DEL/{n}"),
+                plugin,
+                command: "DEL",
+                env: Vec::new(),
+                stdin: Stdin::Base(edits),
+                expect: Expect::CleanOrError { field },
             });
         }
     }
