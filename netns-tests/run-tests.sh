@@ -24,6 +24,9 @@ have_cmd sqlite3 || need+=(sqlite3)
 have_cmd go || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] || need+=(golang-github-appc-cni-dev)
 have_cmd xz || need+=(xz-utils)
+have_cmd podman || need+=(podman)
+have_cmd buildah || need+=(buildah)
+have_cmd kubectl || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -42,6 +45,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (all plugin binaries, used by the netns tests)"
 cargo build --workspace --bins
+echo "== static binaries for the image test (dev profile, crt-static; README \"Deploy\")"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --target x86_64-unknown-linux-gnu \
+  -p bin-calico -p bin-calico-ipam -p bin-portmap -p bin-bandwidth -p bin-host-local -p bin-loopback -p bin-install-cni
 echo "== cnitool (libcni's reference client, built offline from Debian packages; cached)"
 netns-tests/tools/build-cnitool.sh
 echo "== cargo test"
