@@ -31,6 +31,9 @@ have_cmd go || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] || need+=(golang-github-appc-cni-dev)
 have_cmd xz || need+=(xz-utils)
 have_cmd shellcheck || need+=(shellcheck)
+have_cmd podman || need+=(podman)
+have_cmd buildah || need+=(buildah)
+have_cmd kubectl || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -71,6 +74,9 @@ echo "== rust-version in Cargo.toml is at least every dependency's"
 rust_version_check
 echo "== cargo build (all plugin binaries, used by the netns tests)"
 cargo build --workspace --bins
+echo "== static binaries for the image test (dev profile, crt-static; README \"Deploy\")"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --target x86_64-unknown-linux-gnu \
+  -p bin-calico -p bin-calico-ipam -p bin-portmap -p bin-bandwidth -p bin-host-local -p bin-loopback -p bin-install-cni
 echo "== cnitool (libcni's reference client, built offline from Debian packages; cached)"
 netns-tests/tools/build-cnitool.sh
 echo "== cargo test"

@@ -16,6 +16,7 @@
 
 pub mod atomic;
 pub mod binaries;
+pub mod cli;
 pub mod error;
 pub mod kubeconfig;
 pub mod manifest;
