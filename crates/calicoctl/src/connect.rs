@@ -10,10 +10,13 @@ use crate::error::{CtlError, CtlResult};
 /// Environment lookup (tests pass their own instead of the process environment).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// Open the datastore the environment selects.
-pub fn open_store(env: Env<'_>) -> CtlResult<Box<dyn Store>> {
+/// Open the datastore the environment selects; also returns its description (`etcdv3
+/// (http://…)`, `kubernetes (…)`, `local (…)`) for error messages.
+pub fn open_store(env: Env<'_>) -> CtlResult<(Box<dyn Store>, String)> {
     let settings = datastore::DatastoreSettings::from_env(env)
         .map_err(|e| CtlError::Datastore(e.to_string()))?;
-    datastore::open(&settings)
-        .map_err(|e| CtlError::Datastore(format!("{}: {e}", settings.describe())))
+    let describe = settings.describe();
+    let store =
+        datastore::open(&settings).map_err(|e| CtlError::Datastore(format!("{describe}: {e}")))?;
+    Ok((store, describe))
 }
