@@ -10,13 +10,25 @@ use crate::error::{CtlError, CtlResult};
 /// Environment lookup (tests pass their own instead of the process environment).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// Open the datastore the environment selects; also returns its description (`etcdv3
-/// (http://…)`, `kubernetes (…)`, `local (…)`) for error messages.
-pub fn open_store(env: Env<'_>) -> CtlResult<(Box<dyn Store>, String)> {
+/// An open datastore.
+pub struct Opened {
+    pub store: Box<dyn Store>,
+    /// `etcdv3 (http://…)`, `kubernetes (…)`, `local (…)`, for error messages.
+    pub describe: String,
+    /// Whether WorkloadEndpoints are stored objects (not on Kubernetes, where they are pods).
+    pub endpoints_stored: bool,
+}
+
+/// Open the datastore the environment selects.
+pub fn open_store(env: Env<'_>) -> CtlResult<Opened> {
     let settings = datastore::DatastoreSettings::from_env(env)
         .map_err(|e| CtlError::Datastore(e.to_string()))?;
     let describe = settings.describe();
     let store =
         datastore::open(&settings).map_err(|e| CtlError::Datastore(format!("{describe}: {e}")))?;
-    Ok((store, describe))
+    Ok(Opened {
+        store,
+        describe,
+        endpoints_stored: settings.kind != datastore::DatastoreKind::Kubernetes,
+    })
 }

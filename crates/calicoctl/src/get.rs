@@ -226,6 +226,9 @@ fn truncate(s: String, max: usize) -> String {
     cut + "..."
 }
 
+/// Renders one table row of an object.
+type RowFn<'a> = Box<dyn Fn(&Value) -> Vec<String> + 'a>;
+
 /// calicoctl's columns of `kind`.
 fn table(
     kind: Kind,
@@ -234,7 +237,7 @@ fn table(
     all_ns: bool,
 ) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let name = |v: &Value| text(v, &["metadata", "name"]);
-    let (mut headers, row): (Vec<&str>, Box<dyn Fn(&Value) -> Vec<String>>) = match (kind, wide) {
+    let (mut headers, row): (Vec<&str>, RowFn) = match (kind, wide) {
         (Kind::IpReservation, false) => (vec!["NAME"], Box::new(|v| vec![name(v)])),
         (Kind::IpReservation, true) => (
             vec!["NAME", "CIDRS"],
@@ -348,7 +351,7 @@ fn table(
         }
         (Kind::IpPool, _) => (vec!["NAME"], Box::new(|v| vec![name(v)])),
     };
-    let mut rows: Vec<Vec<String>> = items.iter().map(|v| row(v)).collect();
+    let mut rows: Vec<Vec<String>> = items.iter().map(&row).collect();
     if all_ns {
         headers.insert(0, "NAMESPACE");
         for (r, v) in rows.iter_mut().zip(items) {

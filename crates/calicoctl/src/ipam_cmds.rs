@@ -170,12 +170,25 @@ fn section(text: &mut String, title: &str, items: &[String], what: &str) {
 }
 
 /// Options of `ipam check`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOptions {
     pub show_all_ips: bool,
     pub show_problem_ips: bool,
     /// Write Calico's JSON report here.
     pub report_file: Option<String>,
+    /// WorkloadEndpoints are stored objects (false on Kubernetes: see [`crate::leaks`]).
+    pub endpoints_stored: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            show_all_ips: false,
+            show_problem_ips: false,
+            report_file: None,
+            endpoints_stored: true,
+        }
+    }
 }
 
 /// `ipam check` (see module docs).
@@ -210,7 +223,11 @@ pub fn check(store: &dyn Store, o: &CheckOptions) -> CtlResult<CheckReport> {
         o.show_all_ips,
         o.show_problem_ips,
         o.report_file.is_some(),
-        &live,
+        if o.endpoints_stored {
+            leaks::Users::Endpoints
+        } else {
+            leaks::Users::LiveHandles(&live)
+        },
     )?;
     text.push_str(&scan.text);
     r.leaks = scan.problems();

@@ -153,17 +153,22 @@ fn node_ips(store: &dyn Store) -> CtlResult<Vec<(IpAddr, String)>> {
     Ok(out)
 }
 
-/// Addresses of WorkloadEndpoints; `None` when the datastore has no such objects to list
-/// (Kubernetes: they are pods).
-fn workload_ips(store: &dyn Store) -> CtlResult<Option<Vec<(IpAddr, String)>>> {
-    let kvs = match store.list(&ListPrefix::Resources {
+/// How workloads' addresses are known.
+#[derive(Debug, Clone, Copy)]
+pub enum Users<'a> {
+    /// From stored WorkloadEndpoints (etcd, local).
+    Endpoints,
+    /// Not readable (Kubernetes: endpoints are pods): an allocation whose handle is in this
+    /// set counts as in use.
+    LiveHandles(&'a BTreeSet<String>),
+}
+
+/// Addresses of stored WorkloadEndpoints.
+fn workload_ips(store: &dyn Store) -> CtlResult<Vec<(IpAddr, String)>> {
+    let kvs = store.list(&ListPrefix::Resources {
         kind: ResourceKind::WorkloadEndpoint,
         namespace: None,
-    }) {
-        Ok(k) => k,
-        Err(StoreError::Other(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+    })?;
     let mut out = Vec::new();
     for kv in kvs {
         let v: Value = serde_json::from_str(&kv.value).unwrap_or(Value::Null);
@@ -178,7 +183,7 @@ fn workload_ips(store: &dyn Store) -> CtlResult<Option<Vec<(IpAddr, String)>>> {
             }
         }
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 fn cluster_information(store: &dyn Store) -> CtlResult<(ClusterInformation, String)> {
@@ -213,7 +218,7 @@ pub fn scan(
     show_all_ips: bool,
     show_problem_ips: bool,
     need_cluster_info: bool,
-    live_handles: &BTreeSet<String>,
+    users: Users<'_>,
 ) -> CtlResult<Scan> {
     let mut s = Scan::default();
     let mut t = String::new();
@@ -273,14 +278,15 @@ pub fn scan(
         in_use.entry(ip).or_default().push(owner);
     }
     let _ = writeln!(t, "Loading all workload endpoints.");
-    match workload_ips(store)? {
-        Some(weps) => {
+    match users {
+        Users::Endpoints => {
+            let weps = workload_ips(store)?;
             let _ = writeln!(t, "Found {} workload IPs.", weps.len());
             for (ip, owner) in weps {
                 in_use.entry(ip).or_default().push(owner);
             }
         }
-        None => {
+        Users::LiveHandles(live_handles) => {
             let _ = writeln!(
                 t,
                 "Workload endpoints are pods on this datastore and are not read: allocations \

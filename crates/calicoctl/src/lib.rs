@@ -87,8 +87,9 @@ pub fn run(
             args::completion(shell, out);
             Ok(0)
         }
-        cmd => open_store(env).and_then(|(s, describe)| {
-            execute(&cmd, s.as_ref(), stdin, out, err).map_err(|e| e.on_datastore(&describe))
+        cmd => open_store(env).and_then(|o| {
+            execute_on(&cmd, o.store.as_ref(), o.endpoints_stored, stdin, out, err)
+                .map_err(|e| e.on_datastore(&o.describe))
         }),
     };
     match r {
@@ -107,7 +108,8 @@ fn version(env: Env<'_>, out: &mut dyn Write, err: &mut dyn Write) -> CtlResult<
         out,
         &format!("Client Version:    v{}\n", env!("CARGO_PKG_VERSION")),
     )?;
-    let cluster = open_store(env).and_then(|(s, _)| {
+    let cluster = open_store(env).and_then(|o| {
+        let s = o.store;
         let key = ipam::Key::resource(ipam::ResourceKind::ClusterInformation, "default");
         let kv = s.get(&key)?;
         ipam::model::ClusterInformation::from_json(&kv.value).map_err(|e| CtlError::Parse {
@@ -210,6 +212,19 @@ pub fn execute(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> CtlResult<i32> {
+    execute_on(cmd, store, true, stdin, out, err)
+}
+
+/// [`execute`] on a datastore that may not store WorkloadEndpoints (`endpoints_stored`
+/// false: Kubernetes, where they are pods).
+pub fn execute_on(
+    cmd: &Command,
+    store: &dyn Store,
+    endpoints_stored: bool,
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> CtlResult<i32> {
     match cmd {
         Command::Version | Command::Completion(_) => Ok(0),
         Command::DatastoreInit(o) => {
@@ -249,6 +264,13 @@ pub fn execute(
             output,
             namespace,
         } => {
+            if *kind == Kind::WorkloadEndpoint && !endpoints_stored {
+                return Err(CtlError::Failed(
+                    "workloadendpoints are not stored in the Kubernetes datastore (they are \
+                     derived from pods: use kubectl get pods -o wide)"
+                        .into(),
+                ));
+            }
             write_out(
                 out,
                 &get::get(store, *kind, name.as_deref(), *output, namespace.as_deref())?,
@@ -314,6 +336,7 @@ pub fn execute(
                     show_all_ips: *show_all_ips,
                     show_problem_ips: *show_problem_ips,
                     report_file: output.clone(),
+                    endpoints_stored,
                 },
             )?;
             write_out(out, &r.text)?;
