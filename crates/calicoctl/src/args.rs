@@ -495,19 +495,13 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
 
 /// Write the completion script for `shell`.
 pub fn completion(shell: Shell, out: &mut dyn std::io::Write) {
-    let mut cmd = command();
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
     let mut buf = Vec::new();
-    match shell {
-        Shell::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "calicoctl", &mut buf)
-        }
-        Shell::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "calicoctl", &mut buf)
-        }
-        Shell::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "calicoctl", &mut buf)
-        }
-    }
+    clap_complete::generate(shell, &mut command(), "calicoctl", &mut buf);
     let _ = out.write_all(&buf);
 }
 
