@@ -224,9 +224,9 @@ pub fn check(store: &dyn Store, o: &CheckOptions) -> CtlResult<CheckReport> {
         o.show_problem_ips,
         o.report_file.is_some(),
         if o.endpoints_stored {
-            leaks::Users::Endpoints
+            leaks::Users::Endpoints(&live)
         } else {
-            leaks::Users::LiveHandles(&live)
+            leaks::Users::Pods(&live)
         },
     )?;
     text.push_str(&scan.text);
@@ -637,6 +637,38 @@ mod tests {
         );
         assert!(Ipam::new(&s).get_assignment(kept).unwrap().is_some());
         assert_eq!(check(&s, &CheckOptions::default()).unwrap().problems(), 0);
+    }
+
+    #[test]
+    fn without_any_endpoint_a_live_handle_means_in_use() {
+        // calico-ipam used on its own: no WorkloadEndpoints to cross-reference.
+        let s = setup();
+        let a = assign_only(&s, "h1", "node-a");
+        let b = assign_only(&s, "h2", "node-a");
+        let r = check(&s, &CheckOptions::default()).unwrap();
+        assert_eq!(r.problems(), 0, "{}", r.text);
+        assert!(
+            r.text.contains("No workload endpoints are stored"),
+            "{}",
+            r.text
+        );
+        s.delete(&Key::handle("h2"), None).unwrap();
+        let o = CheckOptions {
+            show_problem_ips: true,
+            ..Default::default()
+        };
+        let r = check(&s, &o).unwrap();
+        assert!(r.text.contains(&format!("  {b} leaked;")), "{}", r.text);
+        assert!(!r.text.contains(&format!("  {a} leaked;")), "{}", r.text);
+        // Same rule on Kubernetes, where endpoints are pods.
+        let pods = CheckOptions {
+            endpoints_stored: false,
+            ..o
+        };
+        wep(&s, "h1", "node-a", a);
+        let r = check(&s, &pods).unwrap();
+        assert!(r.text.contains("are pods"), "{}", r.text);
+        assert!(r.text.contains(&format!("  {b} leaked;")), "{}", r.text);
     }
 
     #[test]

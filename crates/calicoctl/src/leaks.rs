@@ -8,7 +8,8 @@
 //!
 //! In use means: an address of a WorkloadEndpoint's `ipNetworks`, a node's tunnel address, or
 //! an allocation under Calico's Windows reserved handle. On the Kubernetes datastore workload
-//! endpoints are pods, which this store does not read; there an allocation counts as in use
+//! endpoints are pods, which this store does not read; there, and on a datastore that stores no
+//! endpoint at all (calico-ipam used without the calico plugin), an allocation counts as in use
 //! while its handle object exists (only allocations whose handle is gone are reported), which
 //! never frees a running pod's address.
 
@@ -153,14 +154,15 @@ fn node_ips(store: &dyn Store) -> CtlResult<Vec<(IpAddr, String)>> {
     Ok(out)
 }
 
-/// How workloads' addresses are known.
+/// How workloads' addresses are known. Either way the set holds the handles that exist:
+/// when endpoints cannot be read (Kubernetes: they are pods) or none are stored at all, an
+/// allocation whose handle exists counts as in use.
 #[derive(Debug, Clone, Copy)]
 pub enum Users<'a> {
     /// From stored WorkloadEndpoints (etcd, local).
-    Endpoints,
-    /// Not readable (Kubernetes: endpoints are pods): an allocation whose handle is in this
-    /// set counts as in use.
-    LiveHandles(&'a BTreeSet<String>),
+    Endpoints(&'a BTreeSet<String>),
+    /// Endpoints are pods (Kubernetes).
+    Pods(&'a BTreeSet<String>),
 }
 
 /// Addresses of stored WorkloadEndpoints.
@@ -278,19 +280,34 @@ pub fn scan(
         in_use.entry(ip).or_default().push(owner);
     }
     let _ = writeln!(t, "Loading all workload endpoints.");
-    match users {
-        Users::Endpoints => {
-            let weps = workload_ips(store)?;
+    let weps = match users {
+        Users::Endpoints(_) => workload_ips(store)?,
+        Users::Pods(_) => Vec::new(),
+    };
+    let fallback = match users {
+        Users::Pods(live) => Some((
+            live,
+            "Workload endpoints are pods on this datastore and are not read",
+        )),
+        // IPAM used without the calico plugin (or calico-ipam on its own): nothing to
+        // cross-reference, and calling every address leaked would be wrong.
+        Users::Endpoints(live) if weps.is_empty() && !handle_of.is_empty() => Some((
+            live,
+            "No workload endpoints are stored (IPAM used without the calico plugin)",
+        )),
+        Users::Endpoints(_) => None,
+    };
+    match fallback {
+        None => {
             let _ = writeln!(t, "Found {} workload IPs.", weps.len());
             for (ip, owner) in weps {
                 in_use.entry(ip).or_default().push(owner);
             }
         }
-        Users::LiveHandles(live_handles) => {
+        Some((live_handles, why)) => {
             let _ = writeln!(
                 t,
-                "Workload endpoints are pods on this datastore and are not read: allocations \
-                 whose handle exists are counted as in use."
+                "{why}: allocations whose handle exists are counted as in use."
             );
             for (ip, h) in &handle_of {
                 if let Some(h) = h.as_ref().filter(|h| live_handles.contains(*h)) {
