@@ -598,6 +598,13 @@ pub fn operator_scenario(ctl: &Ctl, store: &dyn Store, weps: bool, datastore: &s
     );
     ctl.run(&["delete", "reservations", "keep-out", "--skip-not-exists"])
         .ok();
+    let o = ctl
+        .run_stdin(&["delete", "--skip-not-exists", "-f", "-"], RESERVATION)
+        .ok();
+    assert_eq!(
+        o.stdout,
+        "Successfully deleted 1 'IPReservation' resource(s)\n"
+    );
     // The released address and 10.99.0.9 (its block exists) are assignable again.
     let mut more = BTreeSet::new();
     for i in 0..2 {
