@@ -15,7 +15,7 @@ use log::error;
 use crate::error::{IpamError, IpamResult};
 use crate::keys::{ListPrefix, ResourceKind};
 use crate::model::{AllocationBlock, IpReservation};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The reserved CIDRs of every IPReservation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,13 +85,18 @@ impl Reservations {
         Reservations { cidrs }
     }
 
-    /// Every IPReservation in `store`. An object that is not an IPReservation at all fails the
-    /// load (like Calico's failing List): allocating while blind to reservations is worse.
+    /// Every IPReservation in `store`. An unreadable object fails the load (like Calico's
+    /// failing List): allocating while blind to reservations is worse.
     pub fn load(store: &dyn Store) -> IpamResult<Self> {
-        let kvs = store.list(&ListPrefix::Resources {
+        let kvs = match store.list(&ListPrefix::Resources {
             kind: ResourceKind::IpReservation,
             namespace: None,
-        })?;
+        }) {
+            Ok(kvs) => kvs,
+            // A Kubernetes API without the IPReservation CRD (Calico before 3.21): none exist.
+            Err(StoreError::NotFound(_)) => return Ok(Self::none()),
+            Err(e) => return Err(e.into()),
+        };
         let mut items = Vec::with_capacity(kvs.len());
         for kv in kvs {
             let r = IpReservation::from_json(&kv.value)
@@ -221,6 +226,44 @@ mod tests {
             Reservations::from_resources([&r]).cidrs(),
             &[net("10.0.0.1/32")]
         );
+    }
+
+    /// A Kubernetes API without the IPReservation CRD answers the list with 404.
+    struct WithoutCrd(crate::MemoryStore);
+
+    impl Store for WithoutCrd {
+        fn get(&self, k: &crate::Key) -> crate::StoreResult<crate::KvPair> {
+            self.0.get(k)
+        }
+        fn list(&self, p: &ListPrefix) -> crate::StoreResult<Vec<crate::KvPair>> {
+            match p {
+                ListPrefix::Resources {
+                    kind: ResourceKind::IpReservation,
+                    ..
+                } => Err(StoreError::NotFound("ipreservations".into())),
+                p => self.0.list(p),
+            }
+        }
+        fn create(&self, k: &crate::Key, v: &str) -> crate::StoreResult<crate::Revision> {
+            self.0.create(k, v)
+        }
+        fn update(
+            &self,
+            k: &crate::Key,
+            v: &str,
+            r: &crate::Revision,
+        ) -> crate::StoreResult<crate::Revision> {
+            self.0.update(k, v, r)
+        }
+        fn delete(&self, k: &crate::Key, r: Option<&crate::Revision>) -> crate::StoreResult<()> {
+            self.0.delete(k, r)
+        }
+    }
+
+    #[test]
+    fn missing_crd_means_no_reservations() {
+        let s = WithoutCrd(crate::MemoryStore::new());
+        assert_eq!(Reservations::load(&s).unwrap(), Reservations::none());
     }
 
     #[test]
