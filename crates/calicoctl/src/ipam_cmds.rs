@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use ipam::audit::audit;
 use ipam::model::AllocationBlock;
-use ipam::{Ipam, ListPrefix, ReleaseRequest, Store};
+use ipam::{Ipam, ListPrefix, ReleaseRequest, Reservations, Store};
 
 use crate::error::{CtlError, CtlResult};
 use crate::{leaks, output};
@@ -33,13 +33,24 @@ fn pct(n: u128, total: u128) -> String {
     format!("{:.0}%", n as f64 * 100.0 / total as f64)
 }
 
-fn usage_cells(group: &str, cidr: String, total: u128, used: u128) -> Vec<String> {
-    let free = total.saturating_sub(used);
+/// One usage row: IN USE counts allocated addresses, RESERVED those an IPReservation covers
+/// (an address allocated before it was reserved counts in both, as in calicoctl), FREE those
+/// that are neither.
+fn usage_cells(
+    group: &str,
+    cidr: String,
+    total: u128,
+    used: u128,
+    reserved: u128,
+    both: u128,
+) -> Vec<String> {
+    let free = total.saturating_sub(used + reserved).saturating_add(both);
     vec![
         group.to_string(),
         cidr,
         total.to_string(),
         format!("{used} ({})", pct(used, total)),
+        format!("{reserved} ({})", pct(reserved, total)),
         format!("{free} ({})", pct(free, total)),
     ]
 }
@@ -61,6 +72,19 @@ pub fn show(store: &dyn Store, show_blocks: bool) -> CtlResult<String> {
     } else {
         Vec::new()
     };
+    let reserved = Reservations::load(store)?;
+    // Allocated addresses that are also reserved, for FREE.
+    let both: Vec<IpAddr> = if reserved.is_empty() {
+        Vec::new()
+    } else {
+        ipam.list_allocations(None)?
+            .into_iter()
+            .map(|a| a.ip)
+            .filter(|ip| reserved.matches_ip(*ip))
+            .collect()
+    };
+    let both_in =
+        |n: &ipnetwork::IpNetwork| both.iter().filter(|ip| n.contains(**ip)).count() as u128;
     let mut rows = Vec::new();
     let mut shown = BTreeSet::new();
     let block_row = |b: &ipam::BlockInfo| {
@@ -69,6 +93,8 @@ pub fn show(store: &dyn Store, show_blocks: bool) -> CtlResult<String> {
             b.cidr.to_string(),
             b.size as u128,
             b.allocated as u128,
+            reserved.count_in(&b.cidr),
+            both_in(&b.cidr),
         );
         r.push(node_of(&b.affinity));
         r
@@ -79,6 +105,8 @@ pub fn show(store: &dyn Store, show_blocks: bool) -> CtlResult<String> {
             p.cidr.to_string(),
             p.capacity,
             p.allocated as u128,
+            reserved.count_in(&p.cidr),
+            both_in(&p.cidr),
         );
         if show_blocks {
             r.push(String::new());
@@ -92,7 +120,14 @@ pub fn show(store: &dyn Store, show_blocks: bool) -> CtlResult<String> {
     for b in blocks.iter().filter(|b| !shown.contains(&b.cidr)) {
         rows.push(block_row(b));
     }
-    let mut headers = vec!["GROUPING", "CIDR", "IPS TOTAL", "IPS IN USE", "IPS FREE"];
+    let mut headers = vec![
+        "GROUPING",
+        "CIDR",
+        "IPS TOTAL",
+        "IPS IN USE",
+        "IPS RESERVED",
+        "IPS FREE",
+    ];
     if show_blocks {
         headers.push("NODE");
     }
@@ -509,14 +544,39 @@ mod tests {
         let s = setup();
         assign(&s, "h1", "node-a");
         assign(&s, "h2", "node-a");
+        let a = assign(&s, "h3", "node-a");
         let t = show(&s, true).unwrap();
         assert!(
-            t.contains("| IP Pool  | 10.8.0.0/24  |       256 | 2 (1%)     | 254 (99%) |        |"),
+            t.contains("| IP Pool  | 10.8.0.0/24  |       256 | 3 (1%)     | 0 (0%)       | 253 (99%) |        |"),
             "{t}"
         );
         assert!(t.contains("| Block    |"), "{t}");
         assert!(
-            t.contains("|        64 | 2 (3%)     | 62 (97%)  | node-a |"),
+            t.contains("|        64 | 3 (5%)     | 0 (0%)       | 61 (95%)  | node-a |"),
+            "{t}"
+        );
+        // Reserve the /30 holding the three allocated addresses: RESERVED counts 4, FREE
+        // loses only the one of them that was free.
+        let r = ipam::model::IpReservation::new(
+            "IPReservation",
+            "r",
+            ipam::model::IpReservationSpec {
+                reserved_cidrs: vec![format!("{a}/30")],
+                ..Default::default()
+            },
+        );
+        s.create(
+            &Key::resource(ipam::ResourceKind::IpReservation, "r"),
+            &r.to_json(),
+        )
+        .unwrap();
+        let t = show(&s, true).unwrap();
+        assert!(
+            t.contains("|       256 | 3 (1%)     | 4 (2%)       | 252 (98%) |        |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("|        64 | 3 (5%)     | 4 (6%)       | 60 (94%)  | node-a |"),
             "{t}"
         );
         assert!(!show(&s, false).unwrap().contains("Block"));

@@ -153,6 +153,32 @@ impl Reservations {
         false
     }
 
+    /// How many addresses of `net` are reserved (each counted once).
+    pub fn count_in(&self, net: &IpNetwork) -> u128 {
+        let (s, e) = range(net);
+        let mut parts: Vec<(u128, u128)> = self
+            .same_family(net)
+            .map(range)
+            .filter(|&(cs, ce)| cs <= e && s <= ce)
+            .map(|(cs, ce)| (cs.max(s), ce.min(e)))
+            .collect();
+        parts.sort_unstable();
+        let mut total = 0u128;
+        let mut next = s;
+        for (ps, pe) in parts {
+            let from = ps.max(next);
+            if from > pe {
+                continue;
+            }
+            total = total.saturating_add(pe - from).saturating_add(1);
+            next = match pe.checked_add(1) {
+                Some(n) => n,
+                None => return total,
+            };
+        }
+        total
+    }
+
     /// Upper bound on the number of `block_prefix` blocks of `pool` that reservations cover
     /// entirely (bounds the new-block search, which skips them).
     pub fn max_whole_blocks(&self, pool: IpNetwork, block_prefix: u8) -> u128 {
@@ -207,6 +233,11 @@ mod tests {
         assert!(!gap.matches_whole(&net("10.0.0.0/26")));
         let all6 = Reservations::from_cidrs([net("::/0")]);
         assert!(all6.matches_whole(&net("fd00::/122")));
+        assert_eq!(all6.count_in(&net("fd00::/120")), 256);
+        let overlapping =
+            Reservations::from_cidrs([net("10.0.0.0/30"), net("10.0.0.2/31"), net("10.0.0.9/32")]);
+        assert_eq!(overlapping.count_in(&net("10.0.0.0/28")), 5);
+        assert_eq!(overlapping.count_in(&net("10.0.0.8/30")), 1);
     }
 
     #[test]

@@ -292,6 +292,7 @@ pub fn scenario(ctl: &Ctl, store: &dyn Store) {
             "10.244.0.0/16",
             "65536",
             "4 (0%)",
+            "0 (0%)",
             "65532 (100%)"
         ]
     );
@@ -304,12 +305,13 @@ pub fn scenario(ctl: &Ctl, store: &dyn Store) {
             block_a.as_str(),
             "256",
             "3 (1%)",
+            "0 (0%)",
             "253 (99%)",
             "node-a"
         ]
     );
     let block_b = format!("{}/24", ipnet24(b1));
-    assert_eq!(row(&block_b)[5], "node-b");
+    assert_eq!(row(&block_b)[6], "node-b");
 
     // Clean, then a crafted leak: the handle of a2 disappears behind the allocator's back.
     let o = ctl.run(&["ipam", "check"]).ok();
@@ -484,6 +486,13 @@ pub fn operator_scenario(ctl: &Ctl, store: &dyn Store, weps: bool, datastore: &s
         );
     }
     assert!(try_assign_in(store, "op.extra", "node-a", "10.99.0.0/28").is_err());
+    let show = ctl.run(&["ipam", "show"]).ok().stdout;
+    assert!(
+        show.contains(
+            "| IP Pool  | 10.99.0.0/28 |        16 | 11 (69%)   | 5 (31%)      | 0 (0%)   |"
+        ),
+        "{show}"
+    );
 
     // Read-only views.
     let aff = ctl
