@@ -75,3 +75,17 @@ fn unreachable_etcd_fails_clearly() {
         "{o:#?}"
     );
 }
+
+#[test]
+fn operator_workflow_on_etcd() {
+    let etcd = EtcdCluster::start(1).expect("start etcd");
+    let eps = etcd.endpoints_csv();
+    let ctl = Ctl::new(&[("DATASTORE_TYPE", "etcdv3"), ("ETCD_ENDPOINTS", &eps)]);
+    let store = EtcdStore::connect(&etcd.config()).unwrap();
+    common::operator_scenario(&ctl, &store, true, &format!("etcdv3 ({eps})"));
+    // The reservation was kept where Calico keeps it until deleted; now gone.
+    assert!(etcd
+        .etcdctl_get("/calico/resources/v3/projectcalico.org/ipreservations/keep-out")
+        .unwrap()
+        .is_none());
+}

@@ -72,7 +72,7 @@ fn usage_and_datastore_errors_are_messages_not_panics() {
         ("DATASTORE_TYPE", "local"),
         ("DATASTORE_PATH", db.to_str().unwrap()),
     ]);
-    let o = local.run(&["get", "workloadendpoints"]).failed();
+    let o = local.run(&["get", "globalnetworkpolicies"]).failed();
     assert!(o.stderr.contains("not supported"), "{o:#?}");
     let o = local.run(&["ipam", "release"]).failed();
     assert!(o.stderr.contains("--ip"), "{o:#?}");
@@ -144,4 +144,17 @@ fn delete_by_file_skip_not_exists_and_version() {
         o.stdout.contains("Cluster Version:   rust-calico-v"),
         "{o:#?}"
     );
+}
+
+#[test]
+fn operator_workflow_on_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ipam.db");
+    let ctl = Ctl::new(&[
+        ("DATASTORE_TYPE", "local"),
+        ("DATASTORE_PATH", db.to_str().unwrap()),
+    ]);
+    ctl.run(&["get", "ippools"]).ok();
+    let store = ipam_store_local::LocalStore::open(&db).unwrap();
+    common::operator_scenario(&ctl, &store, true, "local (");
 }

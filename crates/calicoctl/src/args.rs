@@ -1,71 +1,114 @@
-//! Command-line parsing: calicoctl's verbs and flags (the subset we implement), into a
-//! [`Command`]. Flags accept `--flag value`, `--flag=value` and, for short ones, `-o value` /
-//! `-o=value` / `-ovalue`, as Go's docopt-based calicoctl does.
+//! Command-line parsing with clap: calicoctl's verbs, flag names and resource aliases (the
+//! subset we implement), turned into a [`Command`]. Flags accept `--flag value`,
+//! `--flag=value` and, for short ones, `-o value` / `-o=value` / `-ovalue`, as calicoctl does.
+//! Help and shell completions are generated from the same definitions.
 
 use std::net::IpAddr;
 
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 
-use crate::error::{CtlError, CtlResult};
-
-/// Top-level usage text (also printed by `--help`).
-pub const USAGE: &str = "\
-Usage:
-  calicoctl [options] <command> [<args>...]
-
-    datastore init   Prepare an empty datastore (ClusterInformation, default IP pool, IPAM config).
-    apply            Apply a resource by file or stdin.
-    create           Create a resource by file or stdin.
-    get              Get a resource identified by name (ippools).
-    delete           Delete a resource identified by file, stdin or name.
-    ipam show        Show IP pool and block usage.
-    ipam check       Check IPAM for inconsistencies (non-zero exit when any).
-    ipam release     Release an IP address.
-    version          Display the version of this binary.
-
-Examples:
-  calicoctl datastore init [--no-default-pool] [--ipv4-pool=<CIDR>] [--ipv6-pool=<CIDR>]
-  calicoctl apply -f pool.yaml
-  calicoctl create --filename=-
-  calicoctl get ippools [<NAME>] [-o yaml|json|wide]
-  calicoctl delete ippool <NAME> [--skip-not-exists]
-  calicoctl delete -f pool.yaml
-  calicoctl ipam show [--show-blocks] [--show-configuration] [--ip=<IP>]
-  calicoctl ipam check
-  calicoctl ipam release --ip=<IP>
-
-Options:
-  -h --help                  Show this screen.
-     --allow-version-mismatch Accepted for compatibility; ignored.
-
+/// The datastore is chosen from the environment, described in `--help`.
+const ENV_HELP: &str = "\
 The datastore is selected like calicoctl: DATASTORE_TYPE (etcdv3, kubernetes, local; default
 etcdv3 when ETCD_ENDPOINTS is set, else kubernetes), ETCD_ENDPOINTS, ETCD_CA_CERT_FILE,
 ETCD_CERT_FILE, ETCD_KEY_FILE, KUBECONFIG, K8S_API_ENDPOINT, K8S_API_TOKEN, K8S_CA_FILE,
-CALICO_API_GROUP (each also with a CALICO_ prefix), and DATASTORE_PATH for the local store.
-";
+CALICO_API_GROUP (each also with a CALICO_ prefix), and DATASTORE_PATH for the local store.";
+
+/// Resource types `get`/`apply`/`create`/`delete` know (calicoctl's names and aliases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    IpPool,
+    IpReservation,
+    Node,
+    WorkloadEndpoint,
+    IpamConfig,
+    BlockAffinity,
+}
+
+impl Kind {
+    /// Every kind, in help order.
+    pub const ALL: [Kind; 6] = [
+        Kind::IpPool,
+        Kind::IpReservation,
+        Kind::Node,
+        Kind::WorkloadEndpoint,
+        Kind::IpamConfig,
+        Kind::BlockAffinity,
+    ];
+
+    /// The `kind` of the v3 object.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::IpPool => "IPPool",
+            Kind::IpReservation => "IPReservation",
+            Kind::Node => "Node",
+            Kind::WorkloadEndpoint => "WorkloadEndpoint",
+            Kind::IpamConfig => "IPAMConfiguration",
+            Kind::BlockAffinity => "BlockAffinity",
+        }
+    }
+
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Kind::IpPool => &["ippool", "ippools", "ipp", "ipps", "pool", "pools"],
+            Kind::IpReservation => &[
+                "ipreservation",
+                "ipreservations",
+                "reservation",
+                "reservations",
+            ],
+            Kind::Node => &["node", "nodes", "no", "nos"],
+            Kind::WorkloadEndpoint => &["workloadendpoint", "workloadendpoints", "wep", "weps"],
+            Kind::IpamConfig => &[
+                "ipamconfiguration",
+                "ipamconfigurations",
+                "ipamconfig",
+                "ipamconfigs",
+            ],
+            Kind::BlockAffinity => &["blockaffinity", "blockaffinities", "affinity", "affinities"],
+        }
+    }
+
+    /// Parse a resource type argument (case-insensitive, any alias).
+    pub fn parse(s: &str) -> Result<Kind, String> {
+        let l = s.to_ascii_lowercase();
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.aliases().contains(&l.as_str()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.aliases()[1]).collect();
+                format!(
+                    "resource type '{s}' is not supported by this calicoctl (supported: {})",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// Whether `apply`/`create`/`delete` manage this kind (the others are read-only here).
+    pub fn writable(self) -> bool {
+        matches!(self, Kind::IpPool | Kind::IpReservation)
+    }
+}
 
 /// Output format of `get`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
+    /// Table (calicoctl's default).
     #[default]
-    Table,
+    Ps,
+    /// Table with more columns.
     Wide,
     Yaml,
     Json,
 }
 
-impl OutputFormat {
-    fn parse(s: &str) -> CtlResult<Self> {
-        match s {
-            "ps" => Ok(OutputFormat::Table),
-            "wide" => Ok(OutputFormat::Wide),
-            "yaml" => Ok(OutputFormat::Yaml),
-            "json" => Ok(OutputFormat::Json),
-            other => Err(CtlError::Usage(format!(
-                "unrecognized output format '{other}' (supported: ps, wide, yaml, json)"
-            ))),
-        }
-    }
+/// Shells `completion` can generate for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Options of `datastore init`.
@@ -101,8 +144,8 @@ impl Default for InitOptions {
 /// What `delete` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteTarget {
-    /// `delete ippool NAME`
-    Name(String),
+    /// `delete <kind> NAME`
+    Name(Kind, String),
     /// `delete -f FILE` (`-` = stdin)
     File(String),
 }
@@ -110,8 +153,8 @@ pub enum DeleteTarget {
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Help,
     Version,
+    Completion(Shell),
     DatastoreInit(InitOptions),
     Apply {
         file: String,
@@ -119,9 +162,12 @@ pub enum Command {
     Create {
         file: String,
     },
-    GetPools {
+    Get {
+        kind: Kind,
         name: Option<String>,
         output: OutputFormat,
+        /// Namespace of namespaced kinds; `None` = all namespaces.
+        namespace: Option<String>,
     },
     Delete {
         target: DeleteTarget,
@@ -130,319 +176,365 @@ pub enum Command {
     },
     IpamShow {
         show_blocks: bool,
+        show_borrowed: bool,
         show_configuration: bool,
         ip: Option<IpAddr>,
     },
-    IpamCheck,
+    IpamCheck {
+        show_all_ips: bool,
+        show_problem_ips: bool,
+        /// `-o FILE`: write calicoctl's JSON report there.
+        output: Option<String>,
+    },
     IpamRelease {
-        ip: IpAddr,
+        ip: Option<IpAddr>,
+        from_report: Vec<String>,
+        force: bool,
+    },
+    IpamConfigure {
+        strict_affinity: Option<bool>,
+        max_blocks_per_host: Option<u32>,
     },
 }
 
-/// Flags with a value and boolean switches seen after the verb.
-#[derive(Debug, Default)]
-struct Parsed {
-    positional: Vec<String>,
-    values: Vec<(String, String)>,
-    switches: Vec<String>,
+#[derive(Parser, Debug)]
+#[command(
+    name = "calicoctl",
+    about = "Calico's admin CLI for the CNI layer: resources and IP address management.",
+    after_help = ENV_HELP,
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Accepted for compatibility; ignored.
+    #[arg(long, global = true)]
+    allow_version_mismatch: bool,
+    #[command(subcommand)]
+    cmd: Sub,
 }
 
-impl Parsed {
-    fn value(&self, names: &[&str]) -> Option<&str> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(k, _)| names.contains(&k.as_str()))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn switch(&self, name: &str) -> bool {
-        self.switches.iter().any(|s| s == name)
-    }
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Create a resource by file or stdin.
+    Create(FileArgs),
+    /// Apply a resource by file or stdin.
+    Apply(FileArgs),
+    /// Delete a resource identified by file, stdin or type and name.
+    Delete(DeleteArgs),
+    /// Get resources by type (and name).
+    Get(GetArgs),
+    /// IP address management.
+    #[command(subcommand)]
+    Ipam(IpamSub),
+    /// Calico datastore management.
+    #[command(subcommand)]
+    Datastore(DatastoreSub),
+    /// Display the version of this binary.
+    Version,
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
-/// Split `args` (after the verb) into positionals and flags. `valued` lists the flags that take
-/// a value; `switches` the boolean ones. Anything else is a usage error.
-fn split(args: &[String], valued: &[&str], switches: &[&str]) -> CtlResult<Parsed> {
-    let mut p = Parsed::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "-" || !a.starts_with('-') {
-            p.positional.push(a.clone());
-            continue;
-        }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (a.clone(), None),
-        };
-        // `-oyaml`: short flag with the value glued on.
-        let (name, inline) = if inline.is_none()
-            && !name.starts_with("--")
-            && name.len() > 2
-            && valued.contains(&&name[..2])
-        {
-            (name[..2].to_string(), Some(name[2..].to_string()))
-        } else {
-            (name, inline)
-        };
-        if name == "--allow-version-mismatch" {
-            continue;
-        }
-        if valued.contains(&name.as_str()) {
-            let v = match inline {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| CtlError::Usage(format!("flag {name} needs a value")))?,
-            };
-            p.values.push((name, v));
-        } else if switches.contains(&name.as_str()) && inline.is_none() {
-            p.switches.push(name);
-        } else {
-            return Err(CtlError::Usage(format!("unknown flag {a}")));
-        }
-    }
-    Ok(p)
+#[derive(Args, Debug)]
+struct FileArgs {
+    /// Filename to use to create/apply the resource ('-' for stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILENAME")]
+    filename: String,
 }
 
-fn no_positionals(p: &Parsed, cmd: &str) -> CtlResult<()> {
-    match p.positional.first() {
-        None => Ok(()),
-        Some(x) => Err(CtlError::Usage(format!(
-            "unexpected argument '{x}' for '{cmd}'"
-        ))),
-    }
+#[derive(Args, Debug)]
+struct DeleteArgs {
+    /// Resource type (ippool, ipreservation).
+    #[arg(value_name = "TYPE", required_unless_present = "filename")]
+    kind: Option<String>,
+    /// Resource name.
+    #[arg(value_name = "NAME", requires = "kind")]
+    name: Option<String>,
+    /// Filename with the resources to delete ('-' for stdin).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILENAME",
+        conflicts_with = "kind"
+    )]
+    filename: Option<String>,
+    /// Do not fail if any of the resources do not exist.
+    #[arg(long)]
+    skip_not_exists: bool,
 }
 
-/// Whether `s` names the IPPool resource type (calicoctl's aliases).
-pub fn is_ippool_kind(s: &str) -> bool {
-    matches!(
-        s.to_ascii_lowercase().as_str(),
-        "ippool" | "ippools" | "ipp" | "ipps" | "pool" | "pools"
-    )
+#[derive(Args, Debug)]
+struct GetArgs {
+    /// Resource type: ippools, ipreservations, nodes, workloadendpoints, ipamconfigs,
+    /// blockaffinities.
+    #[arg(value_name = "TYPE")]
+    kind: String,
+    /// Resource name.
+    #[arg(value_name = "NAME")]
+    name: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "ps")]
+    output: OutputFormat,
+    /// Namespace of namespaced resources (workloadendpoints).
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    namespace: String,
+    /// List resources of all namespaces.
+    #[arg(short = 'A', long = "all-namespaces")]
+    all_namespaces: bool,
 }
 
-fn kind_arg(p: &Parsed, verb: &str) -> CtlResult<()> {
-    match p.positional.first() {
-        None => Err(CtlError::Usage(format!(
-            "'{verb}' needs a resource type: calicoctl {verb} ippools ..."
-        ))),
-        Some(k) if is_ippool_kind(k) => Ok(()),
-        Some(k) => Err(CtlError::Usage(format!(
-            "resource type '{k}' is not supported by this calicoctl (supported: ippools)"
-        ))),
-    }
+#[derive(Subcommand, Debug)]
+enum IpamSub {
+    /// Show IP pool and block usage, or one address.
+    Show {
+        /// Report whether this IP address is in use.
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        /// Show detailed information for IP blocks as well as pools.
+        #[arg(long)]
+        show_blocks: bool,
+        /// Show detailed information for "borrowed" IP addresses.
+        #[arg(long)]
+        show_borrowed: bool,
+        /// Show the current IPAM configuration.
+        #[arg(long)]
+        show_configuration: bool,
+    },
+    /// Check IPAM for inconsistencies and leaked addresses.
+    Check {
+        /// Print all IPs that are checked.
+        #[arg(long)]
+        show_all_ips: bool,
+        /// Print all IPs that are leaked or not allocated properly.
+        #[arg(long)]
+        show_problem_ips: bool,
+        /// Path to write a machine-readable report to.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<String>,
+    },
+    /// Release an IP address, or the leaks listed in reports from 'ipam check -o'.
+    Release {
+        /// IP address to release.
+        #[arg(
+            long,
+            required_unless_present = "from_report",
+            conflicts_with = "from_report"
+        )]
+        ip: Option<IpAddr>,
+        /// Report file(s) produced by 'calicoctl ipam check -o'.
+        #[arg(long = "from-report", value_name = "REPORT")]
+        from_report: Vec<String>,
+        /// Release even if the datastore is not locked or the report is from another version.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Change the IPAM configuration.
+    Configure {
+        /// Set StrictAffinity (when true, borrowing IP addresses is not allowed).
+        #[arg(long = "strictaffinity", value_name = "true|false")]
+        strict_affinity: Option<bool>,
+        /// Set the maximum number of blocks a host may own (0 = unlimited).
+        #[arg(long = "max-blocks-per-host", value_name = "NUMBER")]
+        max_blocks_per_host: Option<u32>,
+    },
 }
 
-fn parse_cidr(flag: &str, s: &str) -> CtlResult<IpNetwork> {
-    let n: IpNetwork = s
-        .parse()
-        .map_err(|e| CtlError::Usage(format!("invalid {flag} '{s}': {e}")))?;
+#[derive(Subcommand, Debug)]
+enum DatastoreSub {
+    /// Prepare an empty datastore (ClusterInformation, default IP pool, IPAM config).
+    Init {
+        /// Do not create a default IP pool.
+        #[arg(long, conflicts_with_all = ["ipv4_pool", "ipv6_pool"])]
+        no_default_pool: bool,
+        /// IPv4 default pool.
+        #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+        ipv4_pool: Option<IpNetwork>,
+        /// IPv6 default pool (none unless given).
+        #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+        ipv6_pool: Option<IpNetwork>,
+        /// Block size of the IPv4 pool.
+        #[arg(long, default_value_t = 26)]
+        ipv4_block_size: u8,
+        /// Block size of the IPv6 pool.
+        #[arg(long, default_value_t = 122)]
+        ipv6_block_size: u8,
+    },
+}
+
+fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
+    let n: IpNetwork = s.parse().map_err(|e| format!("{e}"))?;
     if n.network() != n.ip() {
-        return Err(CtlError::Usage(format!(
-            "invalid {flag} '{s}': not a network address (did you mean {}/{}?)",
+        return Err(format!(
+            "not a network address (did you mean {}/{}?)",
             n.network(),
             n.prefix()
-        )));
+        ));
     }
     Ok(n)
 }
 
-fn parse_ip(flag: &str, s: &str) -> CtlResult<IpAddr> {
-    s.parse()
-        .map_err(|_| CtlError::Usage(format!("invalid {flag} '{s}': not an IP address")))
+/// The clap definition (for help and completions).
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
-fn parse_u8(flag: &str, s: &str) -> CtlResult<u8> {
-    s.parse()
-        .map_err(|_| CtlError::Usage(format!("invalid {flag} '{s}': not a prefix length")))
+fn usage_error(msg: String) -> clap::Error {
+    command().error(clap::error::ErrorKind::ValueValidation, msg)
 }
 
-fn file_flag(p: &Parsed, verb: &str) -> CtlResult<String> {
-    no_positionals(p, verb)?;
-    p.value(&["-f", "--filename"])
-        .map(str::to_string)
-        .ok_or_else(|| CtlError::Usage(format!("'{verb}' needs --filename=<FILE> (or -f -)")))
-}
-
-/// Parse `argv[1..]`.
-pub fn parse(args: &[String]) -> CtlResult<Command> {
-    // Global flags before the verb.
-    let mut rest = args;
-    while let Some(first) = rest.first() {
-        match first.as_str() {
-            "--allow-version-mismatch" => rest = &rest[1..],
-            "-h" | "--help" | "help" => return Ok(Command::Help),
-            _ => break,
-        }
-    }
-    let Some((verb, rest)) = rest.split_first() else {
-        return Ok(Command::Help);
-    };
-    if rest.iter().any(|a| a == "-h" || a == "--help") {
-        return Ok(Command::Help);
-    }
-    match verb.as_str() {
-        "version" | "--version" | "-v" => Ok(Command::Version),
-        "datastore" => parse_datastore(rest),
-        "apply" => Ok(Command::Apply {
-            file: file_flag(&split(rest, &["-f", "--filename"], &[])?, "apply")?,
-        }),
-        "create" => Ok(Command::Create {
-            file: file_flag(&split(rest, &["-f", "--filename"], &[])?, "create")?,
-        }),
-        "get" => {
-            let p = split(rest, &["-o", "--output"], &[])?;
-            kind_arg(&p, "get")?;
-            if p.positional.len() > 2 {
-                return Err(CtlError::Usage("'get' takes at most one name".into()));
-            }
-            Ok(Command::GetPools {
-                name: p.positional.get(1).cloned(),
-                output: match p.value(&["-o", "--output"]) {
-                    Some(o) => OutputFormat::parse(o)?,
-                    None => OutputFormat::Table,
-                },
-            })
-        }
-        "delete" => {
-            let p = split(rest, &["-f", "--filename"], &["--skip-not-exists"])?;
-            let skip_not_exists = p.switch("--skip-not-exists");
-            if let Some(f) = p.value(&["-f", "--filename"]) {
-                no_positionals(&p, "delete -f")?;
-                return Ok(Command::Delete {
-                    target: DeleteTarget::File(f.to_string()),
-                    skip_not_exists,
-                });
-            }
-            kind_arg(&p, "delete")?;
-            match p.positional.as_slice() {
-                [_, name] => Ok(Command::Delete {
-                    target: DeleteTarget::Name(name.clone()),
-                    skip_not_exists,
-                }),
-                _ => Err(CtlError::Usage(
-                    "usage: calicoctl delete ippool <NAME> | calicoctl delete -f <FILE>".into(),
-                )),
+/// Parse `argv[1..]`. Help and usage errors come back as clap errors (see [`crate::run`]).
+pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
+    let cli =
+        Cli::try_parse_from(std::iter::once("calicoctl".to_string()).chain(args.iter().cloned()))?;
+    Ok(match cli.cmd {
+        Sub::Version => Command::Version,
+        Sub::Completion { shell } => Command::Completion(shell),
+        Sub::Create(f) => Command::Create { file: f.filename },
+        Sub::Apply(f) => Command::Apply { file: f.filename },
+        Sub::Get(g) => {
+            let kind = Kind::parse(&g.kind).map_err(usage_error)?;
+            Command::Get {
+                kind,
+                name: g.name,
+                output: g.output,
+                namespace: (!g.all_namespaces).then_some(g.namespace),
             }
         }
-        "ipam" => parse_ipam(rest),
-        other => Err(CtlError::Usage(format!(
-            "unknown command '{other}'; run 'calicoctl --help'"
-        ))),
-    }
-}
-
-fn parse_datastore(rest: &[String]) -> CtlResult<Command> {
-    match rest.split_first() {
-        Some((sub, rest)) if sub == "init" => {
-            let p = split(
-                rest,
-                &[
-                    "--ipv4-pool",
-                    "--ipv6-pool",
-                    "--ipv4-block-size",
-                    "--ipv6-block-size",
-                ],
-                &["--no-default-pool"],
-            )?;
-            no_positionals(&p, "datastore init")?;
-            let mut o = InitOptions::default();
-            if let Some(c) = p.value(&["--ipv4-pool"]) {
-                o.ipv4_pool = Some(parse_cidr("--ipv4-pool", c)?);
+        Sub::Delete(d) => {
+            let target = match (d.filename, d.kind, d.name) {
+                (Some(f), _, _) => DeleteTarget::File(f),
+                (None, Some(k), Some(n)) => {
+                    let kind = Kind::parse(&k).map_err(usage_error)?;
+                    if !kind.writable() {
+                        return Err(usage_error(format!(
+                            "resource type '{k}' cannot be deleted by this calicoctl (supported: ippools, ipreservations)"
+                        )));
+                    }
+                    DeleteTarget::Name(kind, n)
+                }
+                _ => {
+                    return Err(usage_error(
+                        "usage: calicoctl delete <TYPE> <NAME> | calicoctl delete -f <FILE>".into(),
+                    ))
+                }
+            };
+            Command::Delete {
+                target,
+                skip_not_exists: d.skip_not_exists,
+            }
+        }
+        Sub::Ipam(IpamSub::Show {
+            ip,
+            show_blocks,
+            show_borrowed,
+            show_configuration,
+        }) => Command::IpamShow {
+            show_blocks,
+            show_borrowed,
+            show_configuration,
+            ip,
+        },
+        Sub::Ipam(IpamSub::Check {
+            show_all_ips,
+            show_problem_ips,
+            output,
+        }) => Command::IpamCheck {
+            show_all_ips,
+            show_problem_ips,
+            output,
+        },
+        Sub::Ipam(IpamSub::Release {
+            ip,
+            from_report,
+            force,
+        }) => Command::IpamRelease {
+            ip,
+            from_report,
+            force,
+        },
+        Sub::Ipam(IpamSub::Configure {
+            strict_affinity,
+            max_blocks_per_host,
+        }) => {
+            if strict_affinity.is_none() && max_blocks_per_host.is_none() {
+                return Err(usage_error(
+                    "usage: calicoctl ipam configure --strictaffinity=<true/false> [--max-blocks-per-host=<NUMBER>]".into(),
+                ));
+            }
+            Command::IpamConfigure {
+                strict_affinity,
+                max_blocks_per_host,
+            }
+        }
+        Sub::Datastore(DatastoreSub::Init {
+            no_default_pool,
+            ipv4_pool,
+            ipv6_pool,
+            ipv4_block_size,
+            ipv6_block_size,
+        }) => {
+            let mut o = InitOptions {
+                ipv4_block_size,
+                ipv6_block_size,
+                ..Default::default()
+            };
+            if let Some(p) = ipv4_pool {
+                o.ipv4_pool = Some(p);
                 o.ipv4_pool_given = true;
             }
-            if let Some(c) = p.value(&["--ipv6-pool"]) {
-                o.ipv6_pool = Some(parse_cidr("--ipv6-pool", c)?);
-            }
-            if let Some(b) = p.value(&["--ipv4-block-size"]) {
-                o.ipv4_block_size = parse_u8("--ipv4-block-size", b)?;
-            }
-            if let Some(b) = p.value(&["--ipv6-block-size"]) {
-                o.ipv6_block_size = parse_u8("--ipv6-block-size", b)?;
-            }
-            if p.switch("--no-default-pool") {
-                if p.value(&["--ipv4-pool"]).is_some() || p.value(&["--ipv6-pool"]).is_some() {
-                    return Err(CtlError::Usage(
-                        "--no-default-pool cannot be combined with --ipv4-pool/--ipv6-pool".into(),
-                    ));
-                }
+            o.ipv6_pool = ipv6_pool;
+            if no_default_pool {
                 o.ipv4_pool = None;
                 o.ipv4_pool_given = true;
                 o.ipv6_pool = None;
             }
             if o.ipv4_pool.is_some_and(|c| !c.is_ipv4()) {
-                return Err(CtlError::Usage("--ipv4-pool must be an IPv4 CIDR".into()));
+                return Err(usage_error("--ipv4-pool must be an IPv4 CIDR".into()));
             }
             if o.ipv6_pool.is_some_and(|c| !c.is_ipv6()) {
-                return Err(CtlError::Usage("--ipv6-pool must be an IPv6 CIDR".into()));
+                return Err(usage_error("--ipv6-pool must be an IPv6 CIDR".into()));
             }
-            Ok(Command::DatastoreInit(o))
+            Command::DatastoreInit(o)
         }
-        Some((sub, _)) => Err(CtlError::Usage(format!(
-            "unknown datastore command '{sub}' (supported: init)"
-        ))),
-        None => Err(CtlError::Usage(
-            "usage: calicoctl datastore init [--no-default-pool] [--ipv4-pool=<CIDR>] [--ipv6-pool=<CIDR>]"
-                .into(),
-        )),
-    }
+    })
 }
 
-fn parse_ipam(rest: &[String]) -> CtlResult<Command> {
-    match rest.split_first() {
-        Some((sub, rest)) if sub == "show" => {
-            let p = split(rest, &["--ip"], &["--show-blocks", "--show-configuration"])?;
-            no_positionals(&p, "ipam show")?;
-            Ok(Command::IpamShow {
-                show_blocks: p.switch("--show-blocks"),
-                show_configuration: p.switch("--show-configuration"),
-                ip: p
-                    .value(&["--ip"])
-                    .map(|s| parse_ip("--ip", s))
-                    .transpose()?,
-            })
-        }
-        Some((sub, rest)) if sub == "check" => {
-            no_positionals(&split(rest, &[], &[])?, "ipam check")?;
-            Ok(Command::IpamCheck)
-        }
-        Some((sub, rest)) if sub == "release" => {
-            let p = split(rest, &["--ip"], &[])?;
-            no_positionals(&p, "ipam release")?;
-            let ip = p
-                .value(&["--ip"])
-                .ok_or_else(|| CtlError::Usage("usage: calicoctl ipam release --ip=<IP>".into()))?;
-            Ok(Command::IpamRelease {
-                ip: parse_ip("--ip", ip)?,
-            })
-        }
-        Some((sub, _)) => Err(CtlError::Usage(format!(
-            "unknown ipam command '{sub}' (supported: show, check, release)"
-        ))),
-        None => Err(CtlError::Usage(
-            "usage: calicoctl ipam (show|check|release) [options]".into(),
-        )),
-    }
+/// Write the completion script for `shell`.
+pub fn completion(shell: Shell, out: &mut dyn std::io::Write) {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut command(), "calicoctl", &mut buf);
+    let _ = out.write_all(&buf);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> CtlResult<Command> {
+    fn p(s: &str) -> Result<Command, clap::Error> {
         parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    fn get(kind: Kind, name: Option<&str>, output: OutputFormat) -> Command {
+        Command::Get {
+            kind,
+            name: name.map(str::to_string),
+            output,
+            namespace: Some("default".into()),
+        }
     }
 
     #[test]
     fn verbs_and_flag_spellings() {
         assert_eq!(
             p("get ippools -o yaml").unwrap(),
-            Command::GetPools {
-                name: None,
-                output: OutputFormat::Yaml
-            }
+            get(Kind::IpPool, None, OutputFormat::Yaml)
         );
         for s in [
             "get ipp p1 --output=json",
@@ -451,13 +543,23 @@ mod tests {
         ] {
             assert_eq!(
                 p(s).unwrap(),
-                Command::GetPools {
-                    name: Some("p1".into()),
-                    output: OutputFormat::Json
-                },
+                get(Kind::IpPool, Some("p1"), OutputFormat::Json),
                 "{s}"
             );
         }
+        assert_eq!(
+            p("get reservations").unwrap(),
+            get(Kind::IpReservation, None, OutputFormat::Ps)
+        );
+        assert_eq!(
+            p("get weps -A -o wide").unwrap(),
+            Command::Get {
+                kind: Kind::WorkloadEndpoint,
+                name: None,
+                output: OutputFormat::Wide,
+                namespace: None
+            }
+        );
         assert_eq!(
             p("apply --filename=-").unwrap(),
             Command::Apply { file: "-".into() }
@@ -465,17 +567,41 @@ mod tests {
         assert_eq!(
             p("--allow-version-mismatch delete ippool x").unwrap(),
             Command::Delete {
-                target: DeleteTarget::Name("x".into()),
+                target: DeleteTarget::Name(Kind::IpPool, "x".into()),
                 skip_not_exists: false
             }
         );
         assert_eq!(
             p("ipam release --ip 10.0.0.1").unwrap(),
             Command::IpamRelease {
-                ip: "10.0.0.1".parse().unwrap()
+                ip: Some("10.0.0.1".parse().unwrap()),
+                from_report: vec![],
+                force: false
             }
         );
-        assert_eq!(p("").unwrap(), Command::Help);
+        assert_eq!(
+            p("ipam release --from-report r.json --force").unwrap(),
+            Command::IpamRelease {
+                ip: None,
+                from_report: vec!["r.json".into()],
+                force: true
+            }
+        );
+        assert_eq!(
+            p("ipam check --show-problem-ips -o report.json").unwrap(),
+            Command::IpamCheck {
+                show_all_ips: false,
+                show_problem_ips: true,
+                output: Some("report.json".into())
+            }
+        );
+        assert_eq!(
+            p("ipam configure --strictaffinity=true").unwrap(),
+            Command::IpamConfigure {
+                strict_affinity: Some(true),
+                max_blocks_per_host: None
+            }
+        );
     }
 
     #[test]
@@ -500,14 +626,35 @@ mod tests {
     #[test]
     fn errors_say_what_is_wrong() {
         let e = |s: &str| p(s).unwrap_err().to_string();
-        assert!(e("get nodes").contains("'nodes' is not supported"));
-        assert!(e("get ippools -o xml").contains("'xml'"));
+        assert!(e("get frobs").contains("'frobs' is not supported"));
+        assert!(e("get ippools -o xml").contains("xml"));
         assert!(e("apply").contains("--filename"));
-        assert!(e("ipam release --ip nope").contains("'nope'"));
+        assert!(e("ipam release --ip nope").contains("nope"));
+        assert!(e("ipam release").contains("--ip"));
+        assert!(e("ipam configure --strictaffinity=maybe").contains("maybe"));
         assert!(e("datastore init --ipv4-pool 10.0.0.1/16").contains("10.0.0.0/16"));
         assert!(e("datastore init --ipv4-pool fd00::/48").contains("IPv4"));
         assert!(e("get ippools --bogus").contains("--bogus"));
-        assert!(e("frobnicate").contains("unknown command"));
-        assert!(e("get ippools -o").contains("needs a value"));
+        assert!(e("frobnicate").contains("frobnicate"));
+        assert!(e("get ippools -o").contains("-o"));
+        assert!(e("delete nodes n1").contains("cannot be deleted"));
+        assert_eq!(
+            p("--help").unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
+    }
+
+    #[test]
+    fn completions_name_the_commands() {
+        for (shell, needle) in [
+            (Shell::Bash, "ipam"),
+            (Shell::Zsh, "--show-borrowed"),
+            (Shell::Fish, "strictaffinity"),
+        ] {
+            let mut out = Vec::new();
+            completion(shell, &mut out);
+            let s = String::from_utf8(out).unwrap();
+            assert!(s.contains(needle), "{shell:?}: {s}");
+        }
     }
 }

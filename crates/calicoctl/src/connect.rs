@@ -11,10 +11,25 @@ use crate::error::{CtlError, CtlResult};
 /// Environment lookup (tests pass their own instead of the process environment).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// An open datastore.
+pub struct Opened {
+    pub store: Box<dyn Store>,
+    /// `etcdv3 (http://…)`, `kubernetes (…)`, `local (…)`, for error messages.
+    pub describe: String,
+    /// Whether WorkloadEndpoints are stored objects (not on Kubernetes, where they are pods).
+    pub endpoints_stored: bool,
+}
+
 /// Open the datastore the environment selects.
-pub fn open_store(env: Env<'_>) -> CtlResult<Box<dyn Store>> {
+pub fn open_store(env: Env<'_>) -> CtlResult<Opened> {
     let settings = datastore::DatastoreSettings::from_env(env)
         .map_err(|e| CtlError::Datastore(e.to_string()))?;
-    datastore::open(&settings)
-        .map_err(|e| CtlError::Datastore(format!("{}: {e}", settings.describe())))
+    let describe = settings.describe();
+    let store =
+        datastore::open(&settings).map_err(|e| CtlError::Datastore(format!("{describe}: {e}")))?;
+    Ok(Opened {
+        store,
+        describe,
+        endpoints_stored: settings.kind != datastore::DatastoreKind::Kubernetes,
+    })
 }

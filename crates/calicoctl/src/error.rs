@@ -43,9 +43,32 @@ pub enum CtlError {
     /// A command ran but could not do what it was asked (message is calicoctl's wording).
     #[error("{0}")]
     Failed(String),
+    /// Any of the above that happened while working on a datastore, naming it.
+    #[error("{source} (datastore: {datastore})")]
+    InDatastore {
+        source: Box<CtlError>,
+        datastore: String,
+    },
 }
 
 impl CtlError {
+    /// Name the datastore `describe` in errors that came from working on it (input and
+    /// usage errors are about the command line, not the datastore).
+    pub fn on_datastore(self, describe: &str) -> Self {
+        match self {
+            e @ (CtlError::Usage(_)
+            | CtlError::Read { .. }
+            | CtlError::Parse { .. }
+            | CtlError::Validation { .. }
+            | CtlError::Datastore(_)
+            | CtlError::InDatastore { .. }) => e,
+            e => CtlError::InDatastore {
+                source: Box::new(e),
+                datastore: describe.to_string(),
+            },
+        }
+    }
+
     /// Validation error helper.
     pub fn field(field: &str, value: impl ToString, reason: impl Into<String>) -> Self {
         CtlError::Validation {

@@ -2,8 +2,9 @@
 //!
 //! Owns the command logic of `bins/calicoctl`: argument parsing ([`args`]), datastore
 //! selection from calicoctl's environment ([`connect`]), `datastore init` ([`init`]), IPPool
-//! resources in `projectcalico.org/v3` YAML/JSON (`apply`, `create`, `get`, `delete`:
-//! [`resource`], [`validate`], [`pools`]) and `ipam show | check | release` ([`ipam_cmds`]),
+//! and IPReservation resources in `projectcalico.org/v3` YAML/JSON (`apply`, `create`,
+//! `get`, `delete`: [`resource`], [`validate`], [`pools`], [`reservations`], [`get`]) and
+//! `ipam show | check | release | configure` ([`ipam_cmds`], [`leaks`]),
 //! with calicoctl's verbs, flags, messages and output shapes ([`output`]).
 //!
 //! Must NOT: implement allocation logic or datastore access of its own (that is `ipam` and
@@ -21,10 +22,14 @@
 //!   with the number of addresses left. `ipam check` then reports those unaffine blocks until
 //!   the addresses are released.
 //! * `ipam show --show-blocks` adds a NODE column (the block's affinity) to calicoctl's table.
-//! * `ipam check` checks the IPAM objects against each other (see [`ipam_cmds`]), not against
-//!   WorkloadEndpoints/pods, and exits 1 when it finds a problem.
-//! * Only the IPPool resource type is supported by `apply`/`create`/`get`/`delete`; no
-//!   `--config` file (environment variables only).
+//! * `ipam check` does Calico's leak scan against WorkloadEndpoints and node tunnel addresses
+//!   ([`leaks`]; on KDD, where endpoints are pods, a live handle counts as in use) and checks
+//!   the IPAM objects against each other (see [`ipam_cmds`]).
+//! * Datastore errors end with `(datastore: <type> (<where>))`.
+//!   It exits 1 when it finds a problem.
+//! * `apply`/`create`/`delete` manage IPPools and IPReservations; `get` also shows nodes,
+//!   workload endpoints, the IPAM configuration and block affinities. No `--config` file
+//!   (environment variables only).
 
 pub mod args;
 pub mod connect;
@@ -32,17 +37,20 @@ pub mod error;
 pub mod get;
 pub mod init;
 pub mod ipam_cmds;
+pub mod leaks;
 pub use ipam::meta;
 pub mod output;
 pub mod pools;
+pub mod reservations;
 pub mod resource;
 pub mod validate;
 
 use std::io::{Read, Write};
 
 use ipam::Store;
+use resource::Doc;
 
-pub use args::{Command, DeleteTarget, InitOptions, OutputFormat};
+pub use args::{Command, DeleteTarget, InitOptions, Kind, OutputFormat};
 pub use connect::{open_store, Env};
 pub use error::{CtlError, CtlResult};
 
@@ -61,22 +69,33 @@ pub fn run(
     let cmd = match args::parse(args) {
         Ok(c) => c,
         Err(e) => {
-            let _ = writeln!(
-                err,
-                "Invalid option: {e}\n\nRun 'calicoctl --help' for usage."
-            );
+            use clap::error::ErrorKind;
+            // Help is output, not a failure.
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                return match write_out(out, &e.render().to_string()) {
+                    Ok(()) => 0,
+                    Err(_) => EXIT_FAILURE,
+                };
+            }
+            let _ = write!(err, "{}", e.render());
             return EXIT_FAILURE;
         }
     };
     let r = match cmd {
-        Command::Help => write_out(out, args::USAGE).map(|_| 0),
         Command::Version => version(env, out, err),
+        Command::Completion(shell) => {
+            args::completion(shell, out);
+            Ok(0)
+        }
         Command::DatastoreInit(o) if is_local(env) => open_store(env).and_then(|s| {
-            let r = init::init_local(s.as_ref(), &o)?;
+            let r = init::init_local(s.store.as_ref(), &o)?;
             write_out(out, &(r.lines().join("\n") + "\n"))?;
             Ok(0)
         }),
-        cmd => open_store(env).and_then(|s| execute(&cmd, s.as_ref(), stdin, out, err)),
+        cmd => open_store(env).and_then(|o| {
+            execute_on(&cmd, o.store.as_ref(), o.endpoints_stored, stdin, out, err)
+                .map_err(|e| e.on_datastore(&o.describe))
+        }),
     };
     match r {
         Ok(code) => code,
@@ -94,7 +113,8 @@ fn version(env: Env<'_>, out: &mut dyn Write, err: &mut dyn Write) -> CtlResult<
         out,
         &format!("Client Version:    v{}\n", env!("CARGO_PKG_VERSION")),
     )?;
-    let cluster = open_store(env).and_then(|s| {
+    let cluster = open_store(env).and_then(|o| {
+        let s = o.store;
         let key = ipam::Key::resource(ipam::ResourceKind::ClusterInformation, "default");
         let kv = s.get(&key)?;
         ipam::model::ClusterInformation::from_json(&kv.value).map_err(|e| CtlError::Parse {
@@ -149,10 +169,11 @@ fn read_input(file: &str, stdin: &mut dyn Read) -> CtlResult<String> {
     Ok(s)
 }
 
-/// Apply `op` to each pool in order, calicoctl-style reporting: all or a partial-success
-/// message naming how many succeeded before the first error.
+/// Apply `op` to each resource in order, calicoctl-style reporting: all or a partial-success
+/// message naming how many succeeded before the first error. `kind` names the resources.
 fn for_each<T>(
     docs: &[T],
+    kind: &str,
     verb: (&str, &str),
     out: &mut dyn Write,
     mut op: impl FnMut(&T) -> CtlResult<()>,
@@ -161,10 +182,10 @@ fn for_each<T>(
     for (i, d) in docs.iter().enumerate() {
         if let Err(e) = op(d) {
             return Err(CtlError::Failed(if i == 0 {
-                format!("Failed to {verb} 'IPPool' resource: [{e}]")
+                format!("Failed to {verb} '{kind}' resource: [{e}]")
             } else {
                 format!(
-                    "Partial success: {past} the first {i} out of {} 'IPPool' resources:\nHit error: {e}",
+                    "Partial success: {past} the first {i} out of {} '{kind}' resources:\nHit error: {e}",
                     docs.len()
                 )
             }));
@@ -172,9 +193,14 @@ fn for_each<T>(
     }
     write_out(
         out,
-        &format!("Successfully {past} {} 'IPPool' resource(s)\n", docs.len()),
+        &format!("Successfully {past} {} '{kind}' resource(s)\n", docs.len()),
     )?;
     Ok(0)
+}
+
+/// The kind calicoctl names in its summary: the first resource's.
+fn kind_of(docs: &[resource::Doc]) -> &'static str {
+    docs.first().map_or("IPPool", |d| d.kind())
 }
 
 fn warn_kept(err: &mut dyn Write, name: &str, o: pools::DeleteOutcome) {
@@ -198,46 +224,98 @@ pub fn execute(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> CtlResult<i32> {
+    execute_on(cmd, store, true, stdin, out, err)
+}
+
+/// [`execute`] on a datastore that may not store WorkloadEndpoints (`endpoints_stored`
+/// false: Kubernetes, where they are pods).
+pub fn execute_on(
+    cmd: &Command,
+    store: &dyn Store,
+    endpoints_stored: bool,
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> CtlResult<i32> {
     match cmd {
-        Command::Help | Command::Version => Ok(0),
+        Command::Version | Command::Completion(_) => Ok(0),
         Command::DatastoreInit(o) => {
             let r = init::init(store, o)?;
             write_out(out, &(r.lines().join("\n") + "\n"))?;
             Ok(0)
         }
         Command::Apply { file } => {
-            let docs = resource::parse_pools(&read_input(file, stdin)?, file)?;
-            for_each(&docs, ("apply", "applied"), out, |d| pools::apply(store, d))
+            let docs = resource::parse_resources(&read_input(file, stdin)?, file)?;
+            for_each(
+                &docs,
+                kind_of(&docs),
+                ("apply", "applied"),
+                out,
+                |d| match d {
+                    Doc::Pool(p) => pools::apply(store, p),
+                    Doc::Reservation(r) => reservations::apply(store, r),
+                },
+            )
         }
         Command::Create { file } => {
-            let docs = resource::parse_pools(&read_input(file, stdin)?, file)?;
-            for_each(&docs, ("create", "created"), out, |d| {
-                pools::create(store, d)
-            })
+            let docs = resource::parse_resources(&read_input(file, stdin)?, file)?;
+            for_each(
+                &docs,
+                kind_of(&docs),
+                ("create", "created"),
+                out,
+                |d| match d {
+                    Doc::Pool(p) => pools::create(store, p),
+                    Doc::Reservation(r) => reservations::create(store, r),
+                },
+            )
         }
-        Command::GetPools { name, output } => {
-            write_out(out, &get::ippools(store, name.as_deref(), *output)?)?;
+        Command::Get {
+            kind,
+            name,
+            output,
+            namespace,
+        } => {
+            if *kind == Kind::WorkloadEndpoint && !endpoints_stored {
+                return Err(CtlError::Failed(
+                    "workloadendpoints are not stored in the Kubernetes datastore (they are \
+                     derived from pods: use kubectl get pods -o wide)"
+                        .into(),
+                ));
+            }
+            write_out(
+                out,
+                &get::get(store, *kind, name.as_deref(), *output, namespace.as_deref())?,
+            )?;
             Ok(0)
         }
         Command::Delete {
             target,
             skip_not_exists,
         } => {
-            let names: Vec<String> = match target {
-                DeleteTarget::Name(n) => vec![n.clone()],
-                DeleteTarget::File(file) => resource::parse_pools(&read_input(file, stdin)?, file)?
-                    .into_iter()
-                    .map(|d| d.pool.metadata.name)
-                    .collect(),
-            };
-            let mut kept = Vec::new();
-            let r = for_each(&names, ("delete", "deleted"), out, |name| {
-                match pools::delete(store, name) {
-                    Ok(o) => kept.push((name.clone(), o)),
-                    Err(CtlError::NotFound { .. }) if *skip_not_exists => {}
-                    Err(e) => return Err(e),
+            let names: Vec<(Kind, String)> = match target {
+                DeleteTarget::Name(k, n) => vec![(*k, n.clone())],
+                DeleteTarget::File(file) => {
+                    resource::parse_resources(&read_input(file, stdin)?, file)?
+                        .into_iter()
+                        .map(|d| match &d {
+                            Doc::Pool(_) => (Kind::IpPool, d.name().to_string()),
+                            Doc::Reservation(_) => (Kind::IpReservation, d.name().to_string()),
+                        })
+                        .collect()
                 }
-                Ok(())
+            };
+            let kind = names.first().map_or("IPPool", |(k, _)| k.name());
+            let mut kept = Vec::new();
+            let r = for_each(&names, kind, ("delete", "deleted"), out, |(k, name)| {
+                let r = match k {
+                    Kind::IpReservation => reservations::delete(store, name),
+                    _ => pools::delete(store, name).map(|o| kept.push((name.clone(), o))),
+                };
+                match r {
+                    Err(CtlError::NotFound { .. }) if *skip_not_exists => Ok(()),
+                    r => r,
+                }
             });
             for (n, o) in kept {
                 warn_kept(err, &n, o);
@@ -246,24 +324,56 @@ pub fn execute(
         }
         Command::IpamShow {
             show_blocks,
+            show_borrowed,
             show_configuration,
             ip,
         } => {
-            let text = match (ip, show_configuration) {
-                (Some(ip), _) => ipam_cmds::show_ip(store, *ip)?,
-                (None, true) => ipam_cmds::show_configuration(store)?,
-                (None, false) => ipam_cmds::show(store, *show_blocks)?,
+            let text = match (ip, show_configuration, show_borrowed) {
+                (Some(ip), _, _) => ipam_cmds::show_ip(store, *ip)?,
+                (None, true, _) => ipam_cmds::show_configuration(store)?,
+                (None, false, true) => ipam_cmds::show_borrowed(store)?,
+                (None, false, false) => ipam_cmds::show(store, *show_blocks)?,
             };
             write_out(out, &text)?;
             Ok(0)
         }
-        Command::IpamCheck => {
-            let r = ipam_cmds::check(store)?;
+        Command::IpamCheck {
+            show_all_ips,
+            show_problem_ips,
+            output,
+        } => {
+            let r = ipam_cmds::check(
+                store,
+                &ipam_cmds::CheckOptions {
+                    show_all_ips: *show_all_ips,
+                    show_problem_ips: *show_problem_ips,
+                    report_file: output.clone(),
+                    endpoints_stored,
+                },
+            )?;
             write_out(out, &r.text)?;
             Ok(if r.problems() > 0 { EXIT_FAILURE } else { 0 })
         }
-        Command::IpamRelease { ip } => {
-            write_out(out, &ipam_cmds::release(store, *ip)?)?;
+        Command::IpamRelease {
+            ip,
+            from_report,
+            force,
+        } => {
+            let text = match ip {
+                Some(ip) => ipam_cmds::release(store, *ip)?,
+                None => leaks::release_from_reports(store, from_report, *force)?,
+            };
+            write_out(out, &text)?;
+            Ok(0)
+        }
+        Command::IpamConfigure {
+            strict_affinity,
+            max_blocks_per_host,
+        } => {
+            write_out(
+                out,
+                &ipam_cmds::configure(store, *strict_affinity, *max_blocks_per_host)?,
+            )?;
             Ok(0)
         }
     }

@@ -1,14 +1,42 @@
 //! Reading resources from files: YAML (one or more `---` documents) or JSON (one or more
 //! objects), `kind: List` / `kind: IPPoolList` expanded into their `items`, each item decoded
-//! strictly into a `projectcalico.org/v3` IPPool (unknown fields and wrong types are errors
-//! naming the field, like calicoctl's strict decoding) and validated.
+//! strictly into a `projectcalico.org/v3` IPPool or IPReservation (unknown fields and wrong
+//! types are errors naming the field, like calicoctl's strict decoding) and validated.
 
-use ipam::model::{IpPool, API_VERSION};
+use ipam::model::{IpPool, IpReservation, API_VERSION};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{CtlError, CtlResult};
+use crate::reservations::ReservationDoc;
 use crate::validate;
+
+/// One resource read from input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc {
+    Pool(PoolDoc),
+    Reservation(ReservationDoc),
+}
+
+impl Doc {
+    /// The resource's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Doc::Pool(_) => "IPPool",
+            Doc::Reservation(_) => "IPReservation",
+        }
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        match self {
+            Doc::Pool(p) => &p.pool.metadata.name,
+            Doc::Reservation(r) => &r.reservation.metadata.name,
+        }
+    }
+}
+
+const RESERVATION_SPEC_FIELDS: &[&str] = &["reservedCIDRs"];
 
 /// One IPPool read from input.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,9 +134,8 @@ fn expand(docs: Vec<Value>, source: &str) -> CtlResult<Vec<Value>> {
     Ok(out)
 }
 
-/// Decode one resource object into an IPPool (strict), returning it with its input
-/// `resourceVersion`.
-fn decode_pool(v: Value, index: usize) -> CtlResult<PoolDoc> {
+/// Decode one resource object (strict), returning it with its input `resourceVersion`.
+fn decode(v: Value, index: usize) -> CtlResult<Doc> {
     let Value::Object(mut o) = v else {
         return Err(parse_err(
             &format!("resource #{}", index + 1),
@@ -126,22 +153,23 @@ fn decode_pool(v: Value, index: usize) -> CtlResult<PoolDoc> {
         }
         None => return Err(CtlError::field("apiVersion", "", "is required")),
     }
-    match str_field(&o, "kind") {
-        Some("IPPool") => {}
+    let spec_fields = match str_field(&o, "kind") {
+        Some("IPPool") => SPEC_FIELDS,
+        Some("IPReservation") => RESERVATION_SPEC_FIELDS,
         Some(other) => {
             return Err(CtlError::Failed(format!(
-                "resource type '{other}' is not supported by this calicoctl (supported: IPPool)"
+                "resource type '{other}' is not supported by this calicoctl (supported: IPPool, IPReservation)"
             )))
         }
         None => return Err(CtlError::field("kind", "", "is required")),
-    }
+    };
     if let Some(k) = o.keys().find(|k| !TOP_FIELDS.contains(&k.as_str())) {
         return Err(CtlError::field(k, "", "unknown field"));
     }
     // status is server-owned: ignored on input.
     o.remove("status");
     if let Some(Value::Object(spec)) = o.get("spec") {
-        if let Some(k) = spec.keys().find(|k| !SPEC_FIELDS.contains(&k.as_str())) {
+        if let Some(k) = spec.keys().find(|k| !spec_fields.contains(&k.as_str())) {
             return Err(CtlError::field(&format!("spec.{k}"), "", "unknown field"));
         }
     }
@@ -153,20 +181,30 @@ fn decode_pool(v: Value, index: usize) -> CtlResult<PoolDoc> {
             _ => None,
         };
     }
-    let pool: IpPool = serde_path_to_error::deserialize(Value::Object(o)).map_err(|e| {
+    let field_err = |e: serde_path_to_error::Error<serde_json::Error>| {
         let path = e.path().to_string();
         CtlError::field(&path, "", e.into_inner().to_string())
-    })?;
+    };
+    if spec_fields == RESERVATION_SPEC_FIELDS {
+        let reservation: IpReservation =
+            serde_path_to_error::deserialize(Value::Object(o)).map_err(field_err)?;
+        validate::reservation(&reservation)?;
+        return Ok(Doc::Reservation(ReservationDoc {
+            reservation,
+            resource_version,
+        }));
+    }
+    let pool: IpPool = serde_path_to_error::deserialize(Value::Object(o)).map_err(field_err)?;
     validate::pool(&pool)?;
-    Ok(PoolDoc {
+    Ok(Doc::Pool(PoolDoc {
         pool,
         resource_version,
-    })
+    }))
 }
 
-/// Parse and validate every IPPool in `text` (`source` names the input in messages).
+/// Parse and validate every resource in `text` (`source` names the input in messages).
 /// All documents are checked before anything is written, as calicoctl does.
-pub fn parse_pools(text: &str, source: &str) -> CtlResult<Vec<PoolDoc>> {
+pub fn parse_resources(text: &str, source: &str) -> CtlResult<Vec<Doc>> {
     let items = expand(documents(text, source)?, source)?;
     if items.is_empty() {
         return Err(parse_err(source, "no resources specified"));
@@ -174,7 +212,21 @@ pub fn parse_pools(text: &str, source: &str) -> CtlResult<Vec<PoolDoc>> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, v)| decode_pool(v, i))
+        .map(|(i, v)| decode(v, i))
+        .collect()
+}
+
+/// [`parse_resources`] for input that must hold IPPools only.
+pub fn parse_pools(text: &str, source: &str) -> CtlResult<Vec<PoolDoc>> {
+    parse_resources(text, source)?
+        .into_iter()
+        .map(|d| match d {
+            Doc::Pool(p) => Ok(p),
+            other => Err(CtlError::Failed(format!(
+                "resource type '{}' is not an IPPool",
+                other.kind()
+            ))),
+        })
         .collect()
 }
 
@@ -239,5 +291,22 @@ spec:
         assert!(e("").contains("no resources"));
         assert!(e("{not json").contains("failed to parse in"));
         assert!(e("a: [unclosed").contains("failed to parse in"));
+    }
+
+    #[test]
+    fn reservations_decode_strictly() {
+        let r = "apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata:\n  name: r1\nspec:\n  reservedCIDRs:\n  - 10.0.0.1\n  - fd00::/120\n";
+        let d = parse_resources(r, "r").unwrap();
+        let Doc::Reservation(rd) = &d[0] else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            rd.reservation.spec.reserved_cidrs,
+            ["10.0.0.1", "fd00::/120"]
+        );
+        let e = |s: &str| parse_resources(s, "in").unwrap_err().to_string();
+        assert!(e(&r.replace("10.0.0.1", "10.0.0.300")).contains("spec.reservedCIDRs[0]"));
+        assert!(e(&r.replace("reservedCIDRs", "reserved")).contains("spec.reserved"));
+        assert!(e(&r.replace("r1", "R_1")).contains("metadata.name"));
     }
 }

@@ -21,16 +21,35 @@ fn valid_name(n: &str) -> bool {
         && n.ends_with(alnum)
 }
 
+fn check_name(name: &str) -> CtlResult<()> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err(CtlError::field(
+        "metadata.name",
+        name,
+        "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+    ))
+}
+
+/// Validate an IPReservation: a valid name and every `reservedCIDRs` entry an address or CIDR.
+pub fn reservation(r: &ipam::model::IpReservation) -> CtlResult<()> {
+    check_name(&r.metadata.name)?;
+    for (i, c) in r.spec.reserved_cidrs.iter().enumerate() {
+        if ipam::reserved::parse_reserved(c).is_none() {
+            return Err(CtlError::field(
+                &format!("spec.reservedCIDRs[{i}]"),
+                c,
+                "must be an IP address or CIDR",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Validate a pool as given by the user (before defaults).
 pub fn pool(p: &IpPool) -> CtlResult<()> {
-    let name = &p.metadata.name;
-    if !valid_name(name) {
-        return Err(CtlError::field(
-            "metadata.name",
-            name,
-            "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-        ));
-    }
+    check_name(&p.metadata.name)?;
     let s = &p.spec;
     if s.cidr.is_empty() {
         return Err(CtlError::field("spec.cidr", "", "is required"));

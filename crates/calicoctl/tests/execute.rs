@@ -1,7 +1,7 @@
 //! `calicoctl::execute` on an in-memory store: multi-resource input and calicoctl's
 //! all-or-partial reporting (the binary-level tests live in bins/calicoctl/tests).
 
-use calicoctl::{execute, Command, CtlError, OutputFormat};
+use calicoctl::{execute, Command, CtlError, Kind, OutputFormat};
 use ipam::{Key, MemoryStore, ResourceKind, Store};
 
 fn exec(store: &MemoryStore, cmd: Command, stdin: &str) -> (Result<i32, CtlError>, String) {
@@ -37,9 +37,11 @@ fn json_array_creates_every_pool() {
     }
     let (r, out) = exec(
         &s,
-        Command::GetPools {
+        Command::Get {
+            kind: Kind::IpPool,
             name: None,
-            output: OutputFormat::Table,
+            output: OutputFormat::Ps,
+            namespace: None,
         },
         "",
     );

@@ -154,3 +154,44 @@ fn call_deadline_and_refused_cluster_fail_fast() {
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
 }
+
+#[test]
+fn ipreservations_at_calico_path_and_honoured() {
+    let (etcd, store) = start();
+    let key = ipam::Key::resource(ipam::ResourceKind::IpReservation, "keep-out");
+    // The v3 JSON Calico's etcd backend writes for `calicoctl apply` of an IPReservation.
+    let calico = r#"{"kind":"IPReservation","apiVersion":"projectcalico.org/v3","metadata":{"name":"keep-out","uid":"u1","creationTimestamp":"2026-08-01T10:00:00Z"},"spec":{"reservedCIDRs":["10.55.0.0/31"]}}"#;
+    store.create(&key, calico).unwrap();
+    let raw = etcd
+        .etcdctl_get("/calico/resources/v3/projectcalico.org/ipreservations/keep-out")
+        .unwrap()
+        .expect("reservation at Calico's path");
+    assert_eq!(String::from_utf8(raw).unwrap(), calico);
+    let ipam = ipam::Ipam::with_options(
+        &store,
+        ipam::IpamOptions {
+            require_node: false,
+            ..Default::default()
+        },
+    );
+    ipam.create_pool(&ipam::model::IpPool::new(
+        "IPPool",
+        "p",
+        ipam::model::IpPoolSpec {
+            cidr: "10.55.0.0/30".into(),
+            block_size: Some(30),
+            ..Default::default()
+        },
+    ))
+    .unwrap();
+    let got = ipam
+        .auto_assign(&ipam::AutoAssignRequest {
+            num_v4: 2,
+            handle_id: "h".into(),
+            hostname: "n1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let ips: Vec<String> = got.ipv4.iter().map(|n| n.ip().to_string()).collect();
+    assert_eq!(ips, ["10.55.0.2", "10.55.0.3"]);
+}

@@ -410,3 +410,50 @@ fn v3_group_writes_projectcalico_org_v3_objects_only() {
         .get(&format!("{V3}/ipamhandles/k8s-pod-network.v3"))
         .is_none());
 }
+
+#[test]
+fn ipreservations_are_calico_crds_and_honoured() {
+    let api = TestApiServer::start().unwrap();
+    seed_cluster(&api, "10.66.0.0/30", 30, &["node1"]);
+    // As Calico's KDD backend stores `calicoctl apply` of an IPReservation.
+    api.put(
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPReservation",
+        "metadata": {"name": "from-calico"},
+        "spec": {"reservedCIDRs": ["10.66.0.0/31"]}}),
+    )
+    .unwrap();
+    let s = store(&api);
+    let ipam = Ipam::new(&s);
+    let mut got: Vec<IpAddr> = (0..2)
+        .flat_map(|i| assign(&ipam, "node1", &format!("h{i}")).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "10.66.0.2".parse::<IpAddr>().unwrap(),
+            "10.66.0.3".parse().unwrap()
+        ]
+    );
+    assert!(
+        assign(&ipam, "node1", "h3").is_err(),
+        "only reserved addresses left"
+    );
+
+    // Written through the store: a crd.projectcalico.org/v1 object with the same spec.
+    let key = Key::resource(ipam::ResourceKind::IpReservation, "ours");
+    s.create(
+        &key,
+        r#"{"kind":"IPReservation","apiVersion":"projectcalico.org/v3","metadata":{"name":"ours"},"spec":{"reservedCIDRs":["10.9.9.9"]}}"#,
+    )
+    .unwrap();
+    let o = api
+        .get(&format!("{CRD}/ipreservations/ours"))
+        .expect("IPReservation CRD");
+    assert_eq!(o["apiVersion"], "crd.projectcalico.org/v1");
+    assert_eq!(o["kind"], "IPReservation");
+    assert_eq!(o["spec"]["reservedCIDRs"], json!(["10.9.9.9"]));
+    let back: serde_json::Value = serde_json::from_str(&s.get(&key).unwrap().value).unwrap();
+    assert_eq!(back["spec"]["reservedCIDRs"], json!(["10.9.9.9"]));
+    assert_eq!(back["apiVersion"], "projectcalico.org/v3");
+}

@@ -14,6 +14,7 @@ fn net(s: &str) -> ipnetwork::IpNetwork {
 pub fn run_all(store: &dyn Store) {
     crud_and_cas(store);
     listing(store);
+    reservations(store);
 }
 
 /// get / create / update / delete semantics including revision checks.
@@ -137,6 +138,104 @@ pub fn listing(store: &dyn Store) {
     for k in &keys {
         store.delete(k, None).expect("cleanup");
     }
+}
+
+/// IPReservations round-trip through the store in their v3 shape and the allocator honours
+/// them: filling a small pool hands out every unreserved address and no reserved one, and the
+/// wholly reserved block is never created. Leaves the store empty again.
+pub fn reservations(store: &dyn Store) {
+    use crate::model::{IpPool, IpPoolSpec, IpReservation, IpReservationSpec};
+    use crate::{AutoAssignRequest, Ipam, IpamOptions};
+
+    let rkey = Key::resource(ResourceKind::IpReservation, "conformance-reserved");
+    let r = IpReservation::new(
+        "IPReservation",
+        "conformance-reserved",
+        IpReservationSpec {
+            reserved_cidrs: vec!["10.123.0.4/30".into(), "10.123.0.9".into()],
+            ..Default::default()
+        },
+    );
+    store
+        .create(&rkey, &r.to_json())
+        .expect("create reservation");
+    let back = IpReservation::from_json(&store.get(&rkey).expect("get reservation").value)
+        .expect("reservation reads back");
+    assert_eq!(back.spec.reserved_cidrs, r.spec.reserved_cidrs);
+    assert_eq!(back.metadata.name, "conformance-reserved");
+
+    let ipam = Ipam::with_options(
+        store,
+        IpamOptions {
+            require_node: false,
+            ..Default::default()
+        },
+    );
+    let pool = IpPool::new(
+        "IPPool",
+        "conformance-pool",
+        IpPoolSpec {
+            cidr: "10.123.0.0/28".into(),
+            block_size: Some(30),
+            ..Default::default()
+        },
+    );
+    ipam.create_pool(&pool).expect("create pool");
+    let got = ipam
+        .auto_assign(&AutoAssignRequest {
+            num_v4: 11,
+            handle_id: "conformance.reserved".into(),
+            hostname: "conformance-node".into(),
+            ..Default::default()
+        })
+        .expect("11 unreserved addresses fit");
+    for n in &got.ipv4 {
+        let last = match n.ip() {
+            std::net::IpAddr::V4(a) => a.octets()[3],
+            other => panic!("unexpected {other}"),
+        };
+        assert!(
+            !(4..8).contains(&last) && last != 9,
+            "reserved address {n} handed out"
+        );
+    }
+    assert!(store
+        .get_opt(&Key::block(net("10.123.0.4/30")))
+        .expect("get block")
+        .is_none());
+    assert!(
+        ipam.auto_assign(&AutoAssignRequest {
+            num_v4: 1,
+            handle_id: "conformance.more".into(),
+            hostname: "conformance-node".into(),
+            ..Default::default()
+        })
+        .is_err(),
+        "only reserved addresses left"
+    );
+
+    // Clean up: addresses, affinities/blocks, pool, reservation.
+    ipam.release_by_handle("conformance.reserved")
+        .expect("release");
+    ipam.release_host_affinities("conformance-node")
+        .expect("release affinities");
+    for prefix in [
+        ListPrefix::Blocks { version: None },
+        ListPrefix::Affinities {
+            host: None,
+            version: None,
+        },
+        ListPrefix::Handles,
+        ListPrefix::Resources {
+            kind: ResourceKind::IpPool,
+            namespace: None,
+        },
+    ] {
+        for kv in store.list(&prefix).expect("list for cleanup") {
+            store.delete(&kv.key, None).expect("cleanup");
+        }
+    }
+    store.delete(&rkey, None).expect("delete reservation");
 }
 
 /// Calico's exact JSON — a block with cooling-down (`releasedAt`) entries, affinities in every

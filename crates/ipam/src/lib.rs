@@ -16,6 +16,7 @@ pub mod keys;
 pub mod memory;
 pub mod meta;
 pub mod model;
+pub mod reserved;
 pub mod selector;
 pub mod store;
 
@@ -26,4 +27,5 @@ pub use allocator::{
 pub use error::{IpamError, IpamResult};
 pub use keys::{IpVersion, Key, ListPrefix, ResourceKind};
 pub use memory::MemoryStore;
+pub use reserved::Reservations;
 pub use store::{KvPair, Revision, Store, StoreError, StoreResult};

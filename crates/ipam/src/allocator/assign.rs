@@ -16,6 +16,7 @@ use crate::blockgen;
 use crate::error::{IpamError, IpamResult};
 use crate::keys::IpVersion;
 use crate::model::IpamConfig;
+use crate::reserved::Reservations;
 use crate::store::StoreError;
 
 /// Calico's `AutoAssignArgs`.
@@ -66,6 +67,7 @@ impl Ipam<'_> {
         check_host(&req.hostname)?;
         check_handle(&req.handle_id)?;
         let config = self.get_config()?;
+        *self.reserved.borrow_mut() = Reservations::load(self.store)?;
         let mut out = AutoAssignResult::default();
         let families = [
             (IpVersion::V4, req.num_v4, &req.ipv4_pools),
@@ -274,7 +276,10 @@ impl Ipam<'_> {
             let start = blockgen::start_index(&req.hostname, n);
             let mut cands: Vec<(u128, IpNetwork)> = blocks
                 .iter()
-                .filter(|b| pool.cidr.contains(b.block.cidr.ip()) && b.block.free_count() > 0)
+                .filter(|b| {
+                    pool.cidr.contains(b.block.cidr.ip())
+                        && self.reserved.borrow().free_in(&b.block) > 0
+                })
                 .map(|b| {
                     let idx = blockgen::index_of(&pool.cidr, pool.block_prefix, &b.block.cidr);
                     (blockgen::walk_position(idx, start, n), b.block.cidr)
@@ -310,7 +315,13 @@ impl Ipam<'_> {
             if affine_to.is_some_and(|h| !b.block.is_affine_to(h)) {
                 return Ok(Some(Vec::new()));
             }
-            let taken = b.block.auto_assign(num, &req.handle_id, &req.attrs);
+            let reserved = self.reserved.borrow();
+            let taken = b
+                .block
+                .auto_assign_skipping(num, &req.handle_id, &req.attrs, |ip| {
+                    reserved.matches_ip(ip)
+                });
+            drop(reserved);
             if taken.is_empty() {
                 return Ok(Some(Vec::new()));
             }

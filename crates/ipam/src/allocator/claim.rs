@@ -21,6 +21,7 @@ use crate::clock;
 use crate::error::IpamResult;
 use crate::keys::{IpVersion, Key};
 use crate::model::{AffinityState, AllocationBlock, BlockAffinity, AFFINITY_HOST_PREFIX};
+use crate::reserved::Reservations;
 use crate::store::StoreError;
 
 /// Outcome of claiming one CIDR.
@@ -298,19 +299,27 @@ impl Ipam<'_> {
             let in_pool = blocks.keys().filter(|c| pool.cidr.contains(c.ip())).count() as u128;
             if in_pool >= n {
                 // Full of block objects: a walk would find nothing free.
-                if let Some(c) = mine_with_room(blocks, pool, host) {
+                if let Some(c) = mine_with_room(blocks, pool, host, &self.reserved.borrow()) {
                     return Some(Candidate::Mine(c));
                 }
                 continue;
             }
             let start = blockgen::start_index(host, n);
-            // At most `in_pool + 1` probes: each probe either hits an existing block or wins.
+            // Each probe hits an existing block, a wholly reserved subnet, or wins.
+            let probes = in_pool
+                .saturating_add(
+                    self.reserved
+                        .borrow()
+                        .max_whole_blocks(pool.cidr, pool.block_prefix),
+                )
+                .min(n - 1);
             let mut idx = start;
-            for _ in 0..=in_pool {
+            for _ in 0..=probes {
                 let subnet = blockgen::subnet_at(&pool.cidr, pool.block_prefix, idx);
                 match blocks.get(&subnet) {
+                    _ if self.reserved.borrow().matches_whole(&subnet) => {}
                     None => return Some(Candidate::Free(subnet)),
-                    Some(b) if b.is_affine_to(host) && b.free_count() > 0 => {
+                    Some(b) if b.is_affine_to(host) && self.reserved.borrow().free_in(b) > 0 => {
                         return Some(Candidate::Mine(subnet))
                     }
                     Some(_) => {}
@@ -422,10 +431,13 @@ fn mine_with_room(
     blocks: &HashMap<IpNetwork, AllocationBlock>,
     pool: &Pool,
     host: &str,
+    reserved: &Reservations,
 ) -> Option<IpNetwork> {
     blocks
         .values()
-        .filter(|b| pool.cidr.contains(b.cidr.ip()) && b.is_affine_to(host) && b.free_count() > 0)
+        .filter(|b| {
+            pool.cidr.contains(b.cidr.ip()) && b.is_affine_to(host) && reserved.free_in(b) > 0
+        })
         .map(|b| b.cidr)
         .min()
 }

@@ -16,7 +16,7 @@ mod pools;
 mod release;
 mod typed;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 pub use admin::{AllocationInfo, BlockInfo, PoolUsage};
@@ -25,6 +25,7 @@ pub use release::ReleaseRequest;
 
 use crate::error::{IpamError, IpamResult};
 use crate::keys::Key;
+use crate::reserved::Reservations;
 use crate::store::Store;
 
 /// What an address is for (pool `allowedUses`).
@@ -79,6 +80,9 @@ pub struct Ipam<'a> {
     conflicts: Cell<usize>,
     /// `ipCooldownSeconds` from the last config read (see [`Ipam::cooldown_secs`]).
     cooldown: Cell<Option<i64>>,
+    /// IPReservations loaded at the start of the current `auto_assign` (Calico also reads
+    /// them once per request); consulted wherever addresses or blocks are picked.
+    reserved: RefCell<Reservations>,
 }
 
 impl<'a> Ipam<'a> {
@@ -94,6 +98,7 @@ impl<'a> Ipam<'a> {
             opts,
             conflicts: Cell::new(0),
             cooldown: Cell::new(None),
+            reserved: RefCell::default(),
         }
     }
 

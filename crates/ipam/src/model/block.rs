@@ -268,11 +268,31 @@ impl AllocationBlock {
         handle: &str,
         attrs: &BTreeMap<String, String>,
     ) -> Vec<Taken> {
-        let take = num.min(self.unallocated.len());
-        if take == 0 {
+        self.auto_assign_skipping(num, handle, attrs, |_| false)
+    }
+
+    /// [`Self::auto_assign`] passing over free addresses `skip` matches (IPReservations): they
+    /// stay in the free list at their place, as in Calico's block `autoAssign`.
+    pub fn auto_assign_skipping(
+        &mut self,
+        num: usize,
+        handle: &str,
+        attrs: &BTreeMap<String, String>,
+        skip: impl Fn(IpAddr) -> bool,
+    ) -> Vec<Taken> {
+        let mut ordinals = Vec::new();
+        let mut kept = Vec::with_capacity(self.unallocated.len());
+        for &o in &self.unallocated {
+            if ordinals.len() < num && !skip(self.ordinal_to_ip(o)) {
+                ordinals.push(o);
+            } else {
+                kept.push(o);
+            }
+        }
+        if ordinals.is_empty() {
             return Vec::new();
         }
-        let ordinals: Vec<usize> = self.unallocated.drain(..take).collect();
+        self.unallocated = kept;
         let idx = self.attribute_index(handle, attrs);
         ordinals
             .into_iter()

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 pub use block::{AllocationAttribute, AllocationBlock, CorruptBlock, Taken};
 pub use resources::{
-    ClusterInformation, ClusterInformationSpec, IpPool, IpPoolSpec, Node, ObjectMeta, Resource,
-    API_VERSION,
+    ClusterInformation, ClusterInformationSpec, IpPool, IpPoolSpec, IpReservation,
+    IpReservationSpec, Node, ObjectMeta, Resource, API_VERSION,
 };
 
 /// Prefix of a host block affinity (`host:<node>`).

@@ -281,6 +281,24 @@ impl ClusterInformation {
     }
 }
 
+/// IPReservation spec: addresses/CIDRs Calico IPAM never hands out automatically. Entries
+/// are kept as written (Calico accepts bare addresses too; see [`crate::reserved`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct IpReservationSpec {
+    #[serde(
+        rename = "reservedCIDRs",
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub reserved_cidrs: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `IPReservation` resource (cluster scoped).
+pub type IpReservation = Resource<IpReservationSpec>;
+
 /// `Node` resource; the IPAM only needs `metadata.labels` (node selectors), the spec is opaque.
 pub type Node = Resource<Map<String, Value>>;
 
