@@ -8,7 +8,8 @@
 //! that is what keeps tokio workers and the main thread in the host netns), create or delete
 //! persistent namespaces (runtimes own those), or know anything about netlink.
 //!
-//! With the `test-util` feature, [`testutil`] offers throwaway namespaces for root tests.
+//! With the `test-util` feature, [`testutil`] offers throwaway namespaces and the root check for
+//! root tests (the netns-tests harness builds on them too).
 
 mod error;
 mod ns;
