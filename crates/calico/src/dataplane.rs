@@ -164,7 +164,7 @@ fn live_foreign_owner(link: &netlink::Link, owner: &str) -> Option<String> {
     (recorded != owner && attached).then(|| recorded.to_string())
 }
 
-/// Fails when `name` is another live workload's host veth (see [`live_foreign_owner`]).
+/// Fails when `name` is another live workload's host veth (its peer is still in another namespace).
 /// Called before any IP is allocated; [`setup`] checks again before replacing a link.
 pub fn ensure_host_veth_free(name: &str, owner: &str) -> Result<()> {
     let host = Handle::new()?;

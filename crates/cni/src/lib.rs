@@ -3,10 +3,10 @@
 //! errors, the plugin skeleton ([`skel::run`]) and delegation to other plugins.
 //!
 //! Owns: everything a plugin needs to speak the protocol correctly.
-//! Also owns the one safe way to open a path named by config or environment ([`file`]: kind
+//! Also owns the one safe way to open a path named by config or environment ([`file`](mod@file): kind
 //! check before blocking, bounded reads, `CNI_NETNS` classification) and bounded numbers
 //! ([`config::bounded_u64`]), so every plugin refuses bad input the same way.
-//! Must not: touch the network, the filesystem beyond stdin/stdout/exec and [`file`], or know any plugin's
+//! Must not: touch the network, the filesystem beyond stdin/stdout/exec and [`file`](mod@file), or know any plugin's
 //! own config fields (plugins parse those through [`config::NetConf::plugin_config`]).
 
 pub mod args;
