@@ -11,9 +11,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 SIZES="${1:-10,100,1000,5000}"; PODS="${2:-20}"; PROBE="${3:-40}"; STORES="${4:-etcd local kdd}"
 top="$(cd "$here/../.." && pwd)"
-(cd "$top" && cargo build --release -q -p netns-tests --bin ipam-scale >&2)
+(cd "$top" && cargo build --profile scale-bench -q -p netns-tests --bin ipam-scale >&2)
 TARGET="$(cd "$top" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-BIN="$TARGET/release/ipam-scale"
+BIN="$TARGET/scale-bench/ipam-scale"
 command -v etcd >/dev/null || { echo "needs etcd (Debian etcd-server)" >&2; exit 1; }
 
 out="$(mktemp)"; trap 'rm -f "$out"' EXIT
