@@ -27,6 +27,8 @@ const EGRESS_RATE: u64 = 4_000_000;
 enum Ipam {
     HostLocal,
     CalicoIpam,
+    /// calico-ipam with every Calico NetConf key README's parity table lists as honoured.
+    CalicoAllFields,
 }
 
 impl Ipam {
@@ -34,6 +36,7 @@ impl Ipam {
         match self {
             Ipam::HostLocal => "calico-hostlocal.conflist",
             Ipam::CalicoIpam => "calico-ipam-local.conflist",
+            Ipam::CalicoAllFields => "calico-all-fields.conflist",
         }
     }
 }
@@ -73,7 +76,9 @@ fn calico_veth_name(namespace: &str, pod: &str) -> String {
 fn allocations(ipam: Ipam, dir: &Path, name: &str) -> Vec<String> {
     match ipam {
         Ipam::HostLocal => ipam_state::host_local_reservations(&dir.join("host-local"), name),
-        Ipam::CalicoIpam => ipam_state::calico_local_handles(&dir.join("calico.db")).unwrap(),
+        Ipam::CalicoIpam | Ipam::CalicoAllFields => {
+            ipam_state::calico_local_handles(&dir.join("calico.db")).unwrap()
+        }
     }
 }
 
@@ -172,6 +177,15 @@ fn full_chain_with(ipam: Ipam, version: &str, tag: &str, cni_path: Vec<PathBuf>,
     .unwrap();
     let pod_a = env.container("pod-a").unwrap();
     let pod_b = env.container("pod-b").unwrap();
+    // The all-fields conflist's readiness gate, answered on the node's loopback.
+    let _gate = (ipam == Ipam::CalicoAllFields).then(|| {
+        traffic::http_server(
+            &env.host,
+            SocketAddr::new("127.0.0.1".parse().unwrap(), 9099),
+            "ready",
+        )
+        .unwrap()
+    });
 
     // pod-a: a hostPort and shaping, as kubelet would pass them; pod-b: plain.
     let tool_a = Cnitool::new(&netconf, cni_path.clone())
@@ -213,6 +227,15 @@ fn full_chain_with(ipam: Ipam, version: &str, tag: &str, cni_path: Vec<PathBuf>,
         2,
         "one allocation per pod"
     );
+    if ipam == Ipam::CalicoAllFields {
+        // The pool named by CIDR, forwarding allowed in the pod, the MTU and the log file.
+        let pool: ipnetwork::IpNetwork = "10.245.0.0/16".parse().unwrap();
+        assert!(pool.contains(ip_a) && pool.contains(ip_b), "{ip_a} {ip_b}");
+        assert_eq!(pod_a.sysctl("net.ipv4.ip_forward").unwrap(), "1");
+        let eth0 = pod_a.link("eth0").unwrap().expect("eth0");
+        assert_eq!(eth0["mtu"], json!(1440), "{eth0}");
+        assert!(data.join("cni.log").exists(), "log_file_path honoured");
+    }
 
     // Pod to pod, both ways, through the host's /32 routes.
     assert!(
@@ -315,6 +338,21 @@ fn host_local_chain_v0_4_0() {
 #[test]
 fn host_local_chain_v1_0_0() {
     full_chain(Ipam::HostLocal, "1.0.0", "ct-hl-100");
+}
+
+#[test]
+fn calico_all_fields_chain_v0_3_1() {
+    full_chain(Ipam::CalicoAllFields, "0.3.1", "ct-af-031");
+}
+
+#[test]
+fn calico_all_fields_chain_v0_4_0() {
+    full_chain(Ipam::CalicoAllFields, "0.4.0", "ct-af-040");
+}
+
+#[test]
+fn calico_all_fields_chain_v1_0_0() {
+    full_chain(Ipam::CalicoAllFields, "1.0.0", "ct-af-100");
 }
 
 #[test]
