@@ -266,12 +266,19 @@ impl Ipam<'_> {
                 }
                 let subnet = blockgen::subnet_at(&pool.cidr, pool.block_prefix, idx);
                 reads += 1;
-                match self.get_block(subnet)? {
-                    None => return Ok(Probe::Found(Candidate::Free(subnet))),
-                    Some(b) if b.block.is_affine_to(host) && b.block.free_count() > 0 => {
-                        return Ok(Probe::Found(Candidate::Mine(subnet)))
+                // The same rules as the full walk: a wholly reserved subnet is never claimed,
+                // and a block of ours has room only in addresses no reservation covers.
+                if !self.reserved.borrow().matches_whole(&subnet) {
+                    match self.get_block(subnet)? {
+                        None => return Ok(Probe::Found(Candidate::Free(subnet))),
+                        Some(b)
+                            if b.block.is_affine_to(host)
+                                && self.reserved.borrow().free_in(&b.block) > 0 =>
+                        {
+                            return Ok(Probe::Found(Candidate::Mine(subnet)))
+                        }
+                        Some(_) => {}
                     }
-                    Some(_) => {}
                 }
                 walked += 1;
                 idx = if idx + 1 >= n { 0 } else { idx + 1 };
