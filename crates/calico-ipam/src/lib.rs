@@ -16,5 +16,7 @@ pub mod lock;
 mod namespace;
 pub mod node;
 mod plugin;
+#[cfg(feature = "kubernetes")]
+pub mod upgrade;
 
 pub use plugin::CalicoIpam;
