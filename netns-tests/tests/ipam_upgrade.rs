@@ -268,6 +268,21 @@ fn host_local_pods_move_to_calico_ipam_and_keep_their_addresses() {
         before
     );
 
+    // A run interrupted after assigning but before deleting the file (the file is back): the
+    // address already assigned counts as migrated, nothing changes, the data dir goes.
+    let (_, ctr_a, _, _, ip_a) = &old[0];
+    std::fs::create_dir_all(data.join(NETWORK)).unwrap();
+    std::fs::write(
+        data.join(NETWORK).join(ip_a.to_string()),
+        format!("{ctr_a}\r\neth0"),
+    )
+    .unwrap();
+    assert_ok(&k.upgrade());
+    assert_eq!(k.allocations(), want);
+    assert_eq!(k.handles(), want_handles);
+    assert_eq!(k.datastore_ready(), json!(true));
+    assert!(!data.join(NETWORK).exists());
+
     // The node switches to calico-ipam: new pods never get an address already in use.
     let chain = k
         .env
