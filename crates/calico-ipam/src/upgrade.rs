@@ -71,6 +71,8 @@ pub enum UpgradeError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Datastore(#[from] DatastoreError),
+    #[error("failed to assign {ip} to calico-ipam: {source}")]
+    Assign { ip: IpAddr, source: IpamError },
     #[error("{0}")]
     Invalid(String),
 }
@@ -233,9 +235,7 @@ impl Migration<'_> {
                 log_line(&format!("{ip} already assigned, skipping"));
                 Ok(())
             }
-            Err(e) => Err(UpgradeError::Invalid(format!(
-                "failed to assign {ip} to calico-ipam: {e}"
-            ))),
+            Err(source) => Err(UpgradeError::Assign { ip, source }),
         }
     }
 
