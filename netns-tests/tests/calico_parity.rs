@@ -403,11 +403,15 @@ fn flags_like_calicos_binaries() {
         );
         assert!(out.stdout_str().is_empty());
     }
-    // calico-ipam -upgrade is refused with a message that says so; calico has no such flag.
-    let out = run_bin(&env.host, "calico-ipam", &["-upgrade"], b"");
+    // calico-ipam -upgrade needs the node (Calico's fatal exit without it, before any
+    // datastore access; tests/ipam_upgrade.rs runs the migration); calico has no such flag.
+    let mut cmd = Command::new(bins::binary("calico-ipam").unwrap());
+    cmd.arg("-upgrade").env_remove("KUBERNETES_NODE_NAME");
+    let out = run_in(&env.host, &mut cmd, b"", Duration::from_secs(30)).unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        out.stderr_str().contains("-upgrade is not supported"),
+        out.stderr_str()
+            .contains("KUBERNETES_NODE_NAME not specified, refusing to migrate"),
         "{}",
         out.stderr_str()
     );

@@ -1,7 +1,7 @@
 //! `calico-ipam`'s command-line flags, as Calico's binary has them: `-v` prints the version;
-//! `-upgrade` (Calico's one-off migration of a node from host-local to calico-ipam on the
-//! Kubernetes datastore) is refused with a message saying so. Runtimes exec the plugin without
-//! arguments, which is the CNI path.
+//! `-upgrade` runs Calico's one-off migration of a node from host-local to calico-ipam on the
+//! Kubernetes datastore (see `upgrade`). Runtimes exec the plugin without arguments, which is
+//! the CNI path.
 
 use cni::flags::{self, Flag, Parsed};
 
@@ -37,10 +37,21 @@ pub fn run(args: &[String]) -> Option<i32> {
         return Some(0);
     }
     if set.contains(&"upgrade") {
-        eprintln!(
-            "calico-ipam -upgrade is not supported by this calico-ipam (calico-cni-rs): it does not migrate host-local allocations to calico-ipam. Keep the node on host-local, or drain it and switch its conflist to calico-ipam (new pods then get calico-ipam addresses)."
-        );
-        return Some(1);
+        return Some(upgrade());
     }
     None
+}
+
+#[cfg(feature = "kubernetes")]
+fn upgrade() -> i32 {
+    crate::upgrade::run(|k| std::env::var(k).ok())
+}
+
+/// The migration talks to the Kubernetes API, which this build leaves out.
+#[cfg(not(feature = "kubernetes"))]
+fn upgrade() -> i32 {
+    eprintln!(
+        "calico-ipam -upgrade needs the Kubernetes datastore, but this calico-ipam was built without the `kubernetes` feature"
+    );
+    1
 }

@@ -5,7 +5,8 @@
 //! conventions (`<network>.<containerID>`, `node`/`timestamp`/`pod`/`namespace`), reading the
 //! pod's namespace labels from the Kubernetes API for IPPool `namespaceSelector`, and the
 //! mapping of allocator outcomes to CNI results and error codes, for ADD, DEL, CHECK, GC and
-//! STATUS.
+//! STATUS; and `-upgrade`, Calico's host-local → calico-ipam migration of a node (`upgrade`:
+//! host-local's data dir, the node's annotations and pods from the Kubernetes API).
 //! Must NOT: implement allocation logic (that is `ipam`), talk to a datastore directly (only
 //! through `ipam::Store`), or touch the network.
 
@@ -16,5 +17,7 @@ pub mod lock;
 mod namespace;
 pub mod node;
 mod plugin;
+#[cfg(feature = "kubernetes")]
+pub mod upgrade;
 
 pub use plugin::CalicoIpam;

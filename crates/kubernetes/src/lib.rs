@@ -2,8 +2,9 @@
 //!
 //! Owns: building a client from a kubeconfig and Calico's overrides (`k8s_api_root`,
 //! `k8s_auth_token`, client certificate/key, CA) with connect and per-request timeouts; the
-//! few lookups the plugins make (pod, namespace, node); parsing Calico's pod/namespace
-//! annotations (`cni.projectcalico.org/*`); recording a pod's IPs on the pod (`podIP`,
+//! few lookups the plugins make (pod, namespace, node; for `calico-ipam -upgrade` the pods on a
+//! node and a node annotation); parsing Calico's pod/namespace annotations
+//! (`cni.projectcalico.org/*`); recording a pod's IPs on the pod (`podIP`,
 //! `podIPs`, `containerID`) and clearing them only for the container that set them.
 //!
 //! Must NOT: touch the network or namespaces, exec anything, or run a multi-threaded

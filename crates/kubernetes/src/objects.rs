@@ -5,7 +5,9 @@ use crate::client::Client;
 use crate::error::Error;
 use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1 as core;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -181,6 +183,40 @@ impl Client {
     pub fn node(&self, name: &str) -> Result<Node, Error> {
         let api: Api<DynamicObject> = Api::all_with(self.kube().clone(), &resource::<core::Node>());
         Node::from_object(self.call("node", name, api.get(name))?)
+    }
+
+    /// LIST pods scheduled to `node` in every namespace (`fieldSelector=spec.nodeName=<node>`;
+    /// also filtered here, so a server that ignores the selector gives the same answer).
+    pub fn pods_on_node(&self, node: &str) -> Result<Vec<Pod>, Error> {
+        let api: Api<DynamicObject> = Api::all_with(self.kube().clone(), &resource::<core::Pod>());
+        let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let list = self.call("pod", "", api.list(&lp))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|o| o.data.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+            .map(Pod::from_object)
+            .collect())
+    }
+
+    /// The annotations of `nodes/<name>` (where the Kubernetes datastore keeps Calico's
+    /// per-node fields such as `projectcalico.org/IPv4IPIPTunnelAddr`).
+    pub fn node_annotations(&self, name: &str) -> Result<BTreeMap<String, String>, Error> {
+        let api: Api<DynamicObject> = Api::all_with(self.kube().clone(), &resource::<core::Node>());
+        let o = self.call("node", name, api.get(name))?;
+        Ok(o.metadata.annotations.unwrap_or_default())
+    }
+
+    /// Set one annotation on `nodes/<name>` (JSON merge patch: no read-modify-write race).
+    pub fn annotate_node(&self, name: &str, key: &str, value: &str) -> Result<(), Error> {
+        let api: Api<DynamicObject> = Api::all_with(self.kube().clone(), &resource::<core::Node>());
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        self.call(
+            "node",
+            name,
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .map(|_| ())
     }
 
     /// GET `clusterinformations.crd.projectcalico.org/default` and read `spec.datastoreReady`
