@@ -18,7 +18,7 @@ mod error;
 #[cfg(feature = "kubernetes")]
 mod kdd;
 #[cfg(feature = "kubernetes")]
-pub use kdd::client_options as kube_client_options;
+pub use kdd::{client_options as kube_client_options, kube_api_group};
 mod node;
 mod open;
 mod settings;
