@@ -236,6 +236,9 @@ struct Raw {
     key_file: Option<String>,
     cert_file: Option<String>,
     ca_cert_file: Option<String>,
+    /// `ETCD_USERNAME` / `ETCD_PASSWORD` (environment only, as in Calico's CNI config).
+    etcd_username: Option<String>,
+    etcd_password: Option<String>,
     kubeconfig: Option<String>,
     k8s_api_endpoint: Option<String>,
     k8s_token: Option<String>,
@@ -256,6 +259,8 @@ impl Raw {
             key_file: env("ETCD_KEY_FILE"),
             cert_file: env("ETCD_CERT_FILE"),
             ca_cert_file: env("ETCD_CA_CERT_FILE"),
+            etcd_username: env("ETCD_USERNAME"),
+            etcd_password: env("ETCD_PASSWORD"),
             kubeconfig: env("KUBECONFIG"),
             k8s_api_endpoint: env("K8S_API_ENDPOINT"),
             k8s_token: env("K8S_API_TOKEN"),
@@ -277,6 +282,8 @@ impl Raw {
             key_file: self.key_file.or(fallback.key_file),
             cert_file: self.cert_file.or(fallback.cert_file),
             ca_cert_file: self.ca_cert_file.or(fallback.ca_cert_file),
+            etcd_username: self.etcd_username.or(fallback.etcd_username),
+            etcd_password: self.etcd_password.or(fallback.etcd_password),
             kubeconfig: self.kubeconfig.or(fallback.kubeconfig),
             k8s_api_endpoint: self.k8s_api_endpoint.or(fallback.k8s_api_endpoint),
             k8s_token: self.k8s_token.or(fallback.k8s_token),
@@ -310,6 +317,8 @@ impl Raw {
             key_file: self.key_file.map(PathBuf::from),
             cert_file: self.cert_file.map(PathBuf::from),
             ca_cert_file: self.ca_cert_file.map(PathBuf::from),
+            username: self.etcd_username,
+            password: self.etcd_password,
             ..EtcdConfig::default()
         };
         if etcd.endpoints.is_empty() && etcd.discovery_srv.is_none() {
@@ -443,6 +452,8 @@ impl DatastoreSettings {
             k8s_key_file: string(&policy, "k8s_client_key")?,
             k8s_ca_file: string(&policy, "k8s_certificate_authority")?,
             k8s_insecure: None,
+            etcd_username: None,
+            etcd_password: None,
             api_group: string(&top, "calico_api_group")?,
         };
         let ctx = Context::new(&env);
@@ -622,6 +633,24 @@ mod tests {
         assert_eq!(
             s.kubernetes.api_endpoint.as_deref(),
             Some("http://127.0.0.1:8080")
+        );
+    }
+
+    #[test]
+    fn etcd_credentials_come_from_the_environment() {
+        let s = DatastoreSettings::from_calico_config(
+            &json!({"etcd_endpoints": "http://10.0.0.1:2379", "etcd_username": "ignored"}),
+            env(&[
+                ("CALICO_ETCD_USERNAME", "calico"),
+                ("ETCD_PASSWORD", " pw "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.etcd.username.as_deref(), Some("calico"));
+        assert_eq!(s.etcd.password.as_deref(), Some(" pw "), "kept verbatim");
+        assert!(
+            !format!("{s:?}").contains(" pw "),
+            "password kept out of logs"
         );
     }
 
