@@ -24,25 +24,25 @@ const INGRESS_RATE: u64 = 8_000_000;
 const EGRESS_RATE: u64 = 4_000_000;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Ipam {
+enum Setup {
     HostLocal,
     CalicoIpam,
     /// calico-ipam with every Calico NetConf key README's parity table lists as honoured.
     CalicoAllFields,
 }
 
-impl Ipam {
+impl Setup {
     fn file(self) -> &'static str {
         match self {
-            Ipam::HostLocal => "calico-hostlocal.conflist",
-            Ipam::CalicoIpam => "calico-ipam-local.conflist",
-            Ipam::CalicoAllFields => "calico-all-fields.conflist",
+            Setup::HostLocal => "calico-hostlocal.conflist",
+            Setup::CalicoIpam => "calico-ipam-local.conflist",
+            Setup::CalicoAllFields => "calico-all-fields.conflist",
         }
     }
 }
 
 /// The testdata conflist with `__DATA_DIR__`, `cniVersion` and `name` filled in.
-fn conflist(ipam: Ipam, version: &str, name: &str, dir: &Path) -> Value {
+fn conflist(ipam: Setup, version: &str, name: &str, dir: &Path) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../testdata/demo")
         .join(ipam.file());
@@ -73,10 +73,10 @@ fn calico_veth_name(namespace: &str, pod: &str) -> String {
 }
 
 /// IPAM allocations still recorded: host-local's reservation files or calico-ipam's handles.
-fn allocations(ipam: Ipam, dir: &Path, name: &str) -> Vec<String> {
+fn allocations(ipam: Setup, dir: &Path, name: &str) -> Vec<String> {
     match ipam {
-        Ipam::HostLocal => ipam_state::host_local_reservations(&dir.join("host-local"), name),
-        Ipam::CalicoIpam | Ipam::CalicoAllFields => {
+        Setup::HostLocal => ipam_state::host_local_reservations(&dir.join("host-local"), name),
+        Setup::CalicoIpam | Setup::CalicoAllFields => {
             ipam_state::calico_local_handles(&dir.join("calico.db")).unwrap()
         }
     }
@@ -155,13 +155,13 @@ impl Drop for CacheGuard {
     }
 }
 
-fn full_chain(ipam: Ipam, version: &str, tag: &str) {
+fn full_chain(ipam: Setup, version: &str, tag: &str) {
     full_chain_with(ipam, version, tag, bins::bin_dirs(), true);
 }
 
 /// The scenario with `cni_path` as `CNI_PATH` (search order decides whose binary runs);
 /// `check` = run CHECK (from 0.4.0) on both pods.
-fn full_chain_with(ipam: Ipam, version: &str, tag: &str, cni_path: Vec<PathBuf>, check: bool) {
+fn full_chain_with(ipam: Setup, version: &str, tag: &str, cni_path: Vec<PathBuf>, check: bool) {
     let env = TestEnv::new(tag).unwrap();
     let client = node::client(&env.host, &format!("{tag}-client")).unwrap();
     let net = format!("net-{tag}");
@@ -178,7 +178,7 @@ fn full_chain_with(ipam: Ipam, version: &str, tag: &str, cni_path: Vec<PathBuf>,
     let pod_a = env.container("pod-a").unwrap();
     let pod_b = env.container("pod-b").unwrap();
     // The all-fields conflist's readiness gate, answered on the node's loopback.
-    let _gate = (ipam == Ipam::CalicoAllFields).then(|| {
+    let _gate = (ipam == Setup::CalicoAllFields).then(|| {
         traffic::http_server(
             &env.host,
             SocketAddr::new("127.0.0.1".parse().unwrap(), 9099),
@@ -227,7 +227,7 @@ fn full_chain_with(ipam: Ipam, version: &str, tag: &str, cni_path: Vec<PathBuf>,
         2,
         "one allocation per pod"
     );
-    if ipam == Ipam::CalicoAllFields {
+    if ipam == Setup::CalicoAllFields {
         // The pool named by CIDR, forwarding allowed in the pod, the MTU and the log file.
         let pool: ipnetwork::IpNetwork = "10.245.0.0/16".parse().unwrap();
         assert!(pool.contains(ip_a) && pool.contains(ip_b), "{ip_a} {ip_b}");
@@ -327,47 +327,47 @@ fn full_chain_with(ipam: Ipam, version: &str, tag: &str, cni_path: Vec<PathBuf>,
 
 #[test]
 fn host_local_chain_v0_3_1() {
-    full_chain(Ipam::HostLocal, "0.3.1", "ct-hl-031");
+    full_chain(Setup::HostLocal, "0.3.1", "ct-hl-031");
 }
 
 #[test]
 fn host_local_chain_v0_4_0() {
-    full_chain(Ipam::HostLocal, "0.4.0", "ct-hl-040");
+    full_chain(Setup::HostLocal, "0.4.0", "ct-hl-040");
 }
 
 #[test]
 fn host_local_chain_v1_0_0() {
-    full_chain(Ipam::HostLocal, "1.0.0", "ct-hl-100");
+    full_chain(Setup::HostLocal, "1.0.0", "ct-hl-100");
 }
 
 #[test]
 fn calico_all_fields_chain_v0_3_1() {
-    full_chain(Ipam::CalicoAllFields, "0.3.1", "ct-af-031");
+    full_chain(Setup::CalicoAllFields, "0.3.1", "ct-af-031");
 }
 
 #[test]
 fn calico_all_fields_chain_v0_4_0() {
-    full_chain(Ipam::CalicoAllFields, "0.4.0", "ct-af-040");
+    full_chain(Setup::CalicoAllFields, "0.4.0", "ct-af-040");
 }
 
 #[test]
 fn calico_all_fields_chain_v1_0_0() {
-    full_chain(Ipam::CalicoAllFields, "1.0.0", "ct-af-100");
+    full_chain(Setup::CalicoAllFields, "1.0.0", "ct-af-100");
 }
 
 #[test]
 fn calico_ipam_chain_v0_3_1() {
-    full_chain(Ipam::CalicoIpam, "0.3.1", "ct-ci-031");
+    full_chain(Setup::CalicoIpam, "0.3.1", "ct-ci-031");
 }
 
 #[test]
 fn calico_ipam_chain_v0_4_0() {
-    full_chain(Ipam::CalicoIpam, "0.4.0", "ct-ci-040");
+    full_chain(Setup::CalicoIpam, "0.4.0", "ct-ci-040");
 }
 
 #[test]
 fn calico_ipam_chain_v1_0_0() {
-    full_chain(Ipam::CalicoIpam, "1.0.0", "ct-ci-100");
+    full_chain(Setup::CalicoIpam, "1.0.0", "ct-ci-100");
 }
 
 /// Interop through libcni: our calico delegating to Debian's Go host-local, with Debian's Go
@@ -386,7 +386,7 @@ fn mixed_chain_with_debian_go_plugins_v1_0_0() {
     }
     let mut path = vec![PathBuf::from(bins::DEBIAN_PLUGIN_DIR)];
     path.extend(bins::bin_dirs());
-    full_chain_with(Ipam::HostLocal, "1.0.0", "ct-go-100", path, false);
+    full_chain_with(Setup::HostLocal, "1.0.0", "ct-go-100", path, false);
 }
 
 /// A plugin failing in the middle of the chain (portmap with an invalid `markMasqBit`, after
@@ -400,7 +400,7 @@ fn add_failure_is_reported_by_libcni_and_del_cleans_up() {
     let netconf = env.tmp().join("net.d");
     std::fs::create_dir_all(&netconf).unwrap();
     let data = env.tmp().join("data");
-    let mut conf = conflist(Ipam::HostLocal, "1.0.0", net, &data);
+    let mut conf = conflist(Setup::HostLocal, "1.0.0", net, &data);
     conf["plugins"][1]["markMasqBit"] = json!(32);
     std::fs::write(netconf.join("10-calico.conflist"), conf.to_string()).unwrap();
     let pod = env.container("pod").unwrap();
@@ -419,7 +419,7 @@ fn add_failure_is_reported_by_libcni_and_del_cleans_up() {
         "the plugin's message is passed on: {err}"
     );
     assert_eq!(
-        allocations(Ipam::HostLocal, &data, net).len(),
+        allocations(Setup::HostLocal, &data, net).len(),
         1,
         "calico ran before portmap failed"
     );
@@ -433,7 +433,7 @@ fn add_failure_is_reported_by_libcni_and_del_cleans_up() {
     let left = node::leftovers(&env.host, &[], &[HOST_PORT]).unwrap();
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(
-        allocations(Ipam::HostLocal, &data, net),
+        allocations(Setup::HostLocal, &data, net),
         Vec::<String>::new()
     );
 }

@@ -156,11 +156,17 @@ fn cluster_in(name: &str, api_version: &str) -> Cluster {
 
 /// The seed conflist's shape (kubeconfig only, calico-ipam) with no `datastore_type`: both
 /// plugins must pick the Kubernetes datastore (Calico's rule without etcd endpoints) and
-/// use Calico's objects in `api_version`; the other group stays untouched.
-fn seed_style_add_del(k: &Cluster, api_version: &str, other_group_path: &str) {
+/// use Calico's objects in `api_version`, named by `calico_api_group` when `explicit`, else
+/// found by discovery; the other group (when served) stays untouched.
+fn seed_style_add_del(
+    k: &Cluster,
+    api_version: &str,
+    explicit: bool,
+    other_group_path: Option<&str>,
+) {
     let mut calico = k.calico();
     calico.as_object_mut().unwrap().remove("datastore_type");
-    if api_version != "crd.projectcalico.org/v1" {
+    if explicit {
         calico["calico_api_group"] = json!(api_version);
     }
     let conflist = json!({"cniVersion": "1.0.0", "name": NETWORK, "plugins": [calico]});
@@ -191,9 +197,12 @@ fn seed_style_add_del(k: &Cluster, api_version: &str, other_group_path: &str) {
     let affinities = k.list_in(&group_path, "blockaffinities");
     assert_eq!(affinities.len(), 1, "{affinities:?}");
     for plural in ["ipamblocks", "ipamhandles", "blockaffinities"] {
+        let Some(other) = other_group_path else {
+            break;
+        };
         assert!(
-            k.list_in(other_group_path, plural).is_empty(),
-            "{plural} written to {other_group_path}"
+            k.list_in(other, plural).is_empty(),
+            "{plural} written to {other}"
         );
     }
 
@@ -206,13 +215,35 @@ fn seed_style_add_del(k: &Cluster, api_version: &str, other_group_path: &str) {
 #[test]
 fn seed_style_conflist_without_datastore_type_uses_the_crds() {
     let k = cluster_in("kdd-nodst", "crd.projectcalico.org/v1");
-    seed_style_add_del(&k, "crd.projectcalico.org/v1", "/apis/projectcalico.org/v3");
+    // No `calico_api_group`: discovery finds both groups served (v3 being Calico's API
+    // server over the v1 CRDs) and uses the CRDs.
+    seed_style_add_del(
+        &k,
+        "crd.projectcalico.org/v1",
+        false,
+        Some("/apis/projectcalico.org/v3"),
+    );
+}
+
+#[test]
+fn only_v3_crds_installed_are_discovered_without_calico_api_group() {
+    let k = cluster_in("kdd-disc", "projectcalico.org/v3");
+    k.api().uninstall_group("crd.projectcalico.org");
+    // Both plugins discover the group: calico reads the v3 ClusterInformation (the only
+    // one), calico-ipam allocates in v3.
+    seed_style_add_del(&k, "projectcalico.org/v3", false, None);
+    let asked = k.api().requests();
+    assert!(asked.iter().any(|r| r == "GET /apis"), "{asked:?}");
+    assert!(
+        !asked.iter().any(|r| r.contains("crd.projectcalico.org")),
+        "{asked:?}"
+    );
 }
 
 #[test]
 fn calico_api_group_v3_uses_projectcalico_org_v3() {
     let k = cluster_in("kdd-v3", "projectcalico.org/v3");
-    seed_style_add_del(&k, "projectcalico.org/v3", CRDS);
+    seed_style_add_del(&k, "projectcalico.org/v3", true, Some(CRDS));
     // The v3 BlockAffinity carries `deleted` as a bool (a string in v1).
     let aff = &k.list_in("/apis/projectcalico.org/v3", "blockaffinities")[0].1;
     assert_eq!(aff["spec"]["deleted"], json!(false), "{aff}");

@@ -12,7 +12,7 @@
 //! invocation is bounded by [`CALL_DEADLINE`], as Calico bounds its IPAM work by a 90 s
 //! context.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cni::{CniError, Context};
 use datastore::DatastoreKind;
@@ -21,8 +21,9 @@ use ipam::{IpVersion, Ipam, IpamError, IpamOptions, Key, ResourceKind, Store, St
 
 use crate::config::IpamConf;
 
-/// Budget of one calico-ipam invocation (Calico's IPAM context timeout).
-pub const CALL_DEADLINE: Duration = Duration::from_secs(90);
+/// Budget of one calico-ipam invocation (Calico's IPAM context timeout), shared with the
+/// `calico` plugin's own datastore calls.
+pub use datastore::CALL_DEADLINE;
 
 /// The store for `conf`, opened (etcd connections are lazy: unreachable shows up on first
 /// use); no datastore call runs past `started + CALL_DEADLINE`.

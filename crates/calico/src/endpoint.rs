@@ -13,6 +13,7 @@
 //! (container id) owns, like Calico, so a late DEL of an old sandbox never unplugs a live pod.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use cni::{CniError, Context, ErrorCode, Invocation};
 
@@ -258,13 +259,24 @@ pub fn profiles(
     }
 }
 
-/// The store endpoints go to: etcd when that is the datastore, else none.
+/// The store endpoints go to: etcd when that is the datastore, else none. Its calls are
+/// bounded like calico-ipam's: none runs past [`datastore::CALL_DEADLINE`] from now (the
+/// store is opened early in the call), and refused connections fail at once (the etcd
+/// store's own rule).
 pub fn open_store(conf: &crate::config::CalicoConfig) -> Result<Option<Box<dyn Store>>, CniError> {
+    open_store_until(conf, Instant::now() + datastore::CALL_DEADLINE)
+}
+
+/// [`open_store`] with an explicit end for every call.
+fn open_store_until(
+    conf: &crate::config::CalicoConfig,
+    deadline: Instant,
+) -> Result<Option<Box<dyn Store>>, CniError> {
     if conf.datastore() != "etcdv3" {
         return Ok(None);
     }
     // Same codes as calico-ipam opening the same store: 11 unreachable, 7 bad settings.
-    let store = datastore::open(&conf.datastore_settings).map_err(|e| {
+    let store = datastore::open_until(&conf.datastore_settings, deadline).map_err(|e| {
         let unreachable = e.is_unavailable();
         let err = CniError::from(e);
         if unreachable {
@@ -592,6 +604,56 @@ mod tests {
                 },
             ],
         }
+    }
+
+    /// An etcd that accepts connections but never answers: calls end at the plugin call's
+    /// deadline (code 11), not after the etcd client's own, longer timeout.
+    #[test]
+    fn etcd_calls_end_at_the_call_deadline() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let conf = crate::config::CalicoConfig::from_value(&serde_json::json!({
+            "cniVersion": "1.0.0", "name": "n", "type": "calico", "nodename": "n1",
+            "etcd_endpoints": format!("http://{}", silent.local_addr().unwrap()),
+        }))
+        .unwrap();
+        let started = Instant::now();
+        let store = open_store_until(&conf, started + std::time::Duration::from_millis(700))
+            .unwrap()
+            .expect("etcd store");
+        let e = require_datastore_ready(&*store).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TryAgainLater, "{e}");
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(4),
+            "took {took:?}, the etcd timeout is {:?}",
+            ipam_store_etcd_timeout()
+        );
+    }
+
+    /// Nothing listening: the endpoint calls fail at once with code 11, as calico-ipam's do,
+    /// instead of retrying until the etcd timeout.
+    #[test]
+    fn refused_etcd_fails_fast() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = crate::config::CalicoConfig::from_value(&serde_json::json!({
+            "cniVersion": "1.0.0", "name": "n", "type": "calico", "nodename": "n1",
+            "etcd_endpoints": format!("http://127.0.0.1:{port}"),
+        }))
+        .unwrap();
+        let started = Instant::now();
+        let store = open_store(&conf).unwrap().expect("etcd store");
+        let e = require_datastore_ready(&*store).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TryAgainLater, "{e}");
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+    }
+
+    fn ipam_store_etcd_timeout() -> std::time::Duration {
+        datastore::EtcdConfig::default().timeout
     }
 
     #[test]

@@ -254,9 +254,12 @@ mod api {
             if self.conf.datastore() != "kubernetes" {
                 return Ok(());
             }
-            let ready = self
-                .client()?
-                .datastore_ready(self.conf.datastore_settings.kubernetes.api_group.as_str())
+            let client = self.client()?;
+            // Unset `calico_api_group`: one discovery request, as Calico's client makes.
+            let group = datastore::kube_api_group(&self.conf.datastore_settings, client)
+                .context("error discovering Calico's API group")?;
+            let ready = client
+                .datastore_ready(group.as_str())
                 .context("error getting ClusterInformation")?;
             if !ready {
                 // Code 11, not Calico's generic error: the runtime should simply retry later.

@@ -32,6 +32,33 @@ pub fn client_options(settings: &DatastoreSettings) -> ClientOptions {
     }
 }
 
+/// The API group holding Calico's objects: `calico_api_group` when set, else asked of the
+/// API server with one discovery request, by libcalico-go's rule
+/// ([`ipam_store_kdd::ApiGroup::from_served_groups`]). An unreachable server is an error
+/// (transient); any other discovery failure falls back to `crd.projectcalico.org/v1`, as
+/// Calico does. Callers keep the answer for the rest of their plugin call.
+pub fn kube_api_group(
+    settings: &DatastoreSettings,
+    client: &kubernetes::Client,
+) -> Result<ApiGroup, kubernetes::Error> {
+    if let Some(g) = settings.kubernetes.api_group {
+        return Ok(g);
+    }
+    let found = match client.served_api_groups() {
+        Ok(names) => ipam_store_kdd::ApiGroup::from_served_groups(names.iter().map(String::as_str)),
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => {
+            log::warn!("discovering Calico's API group: {e}; using crd.projectcalico.org/v1");
+            ipam_store_kdd::ApiGroup::CrdV1
+        }
+    };
+    log::info!("Calico API group (discovered): {}", found.as_str());
+    Ok(match found {
+        ipam_store_kdd::ApiGroup::CrdV1 => ApiGroup::CrdV1,
+        ipam_store_kdd::ApiGroup::V3 => ApiGroup::V3,
+    })
+}
+
 /// Opens Calico's CRDs through the API server `settings` describe. Connections are lazy: an
 /// unreachable API server shows up as `StoreError::Unavailable` on the first call; an
 /// unreadable or invalid kubeconfig, or no way to reach a server at all, is an error here.
@@ -56,14 +83,15 @@ pub(crate) fn open_kdd(
         .to_kubeconfig()
         .map_err(|e| open_err(StoreError::Other(e.to_string())))?;
     let origin = settings.describe();
-    let group = match settings.kubernetes.api_group {
-        ApiGroup::CrdV1 => ipam_store_kdd::ApiGroup::CrdV1,
-        ApiGroup::V3 => ipam_store_kdd::ApiGroup::V3,
-    };
     let store =
         ipam_store_kdd::KddStore::from_kubeconfig(kc, &origin, ipam_store_kdd::Timeouts::default())
-            .map_err(open_err)?
-            .with_api_group(group);
+            .map_err(open_err)?;
+    // Unset: the store asks the API server on its first call (one request per store).
+    let store = match settings.kubernetes.api_group {
+        Some(ApiGroup::CrdV1) => store.with_api_group(ipam_store_kdd::ApiGroup::CrdV1),
+        Some(ApiGroup::V3) => store.with_api_group(ipam_store_kdd::ApiGroup::V3),
+        None => store.with_discovered_api_group(),
+    };
     Ok(match deadline {
         Some(d) => Box::new(store.with_deadline(d)),
         None => Box::new(store),

@@ -18,7 +18,7 @@ mod error;
 #[cfg(feature = "kubernetes")]
 mod kdd;
 #[cfg(feature = "kubernetes")]
-pub use kdd::client_options as kube_client_options;
+pub use kdd::{client_options as kube_client_options, kube_api_group};
 mod node;
 mod open;
 mod settings;
@@ -26,7 +26,7 @@ mod settings;
 pub use error::DatastoreError;
 pub use ipam_store_etcd::EtcdConfig;
 pub use node::{node_name, NodeNameSources, DEFAULT_NODENAME_FILE};
-pub use open::{open, open_until};
+pub use open::{open, open_until, CALL_DEADLINE};
 pub use settings::{
     ApiGroup, DatastoreKind, DatastoreSettings, KubeSettings, DEFAULT_ETCD_ENDPOINT,
     DEFAULT_LOCAL_PATH, SERVICE_ACCOUNT_DIR,

@@ -1,11 +1,15 @@
 //! [`open`]: settings → boxed [`ipam::Store`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipam::Store;
 
 use crate::error::DatastoreError;
 use crate::settings::{DatastoreKind, DatastoreSettings};
+
+/// Budget of one plugin call's datastore work (Calico bounds its IPAM work by a 90 s
+/// context): calico-ipam's whole invocation, and the `calico` plugin's endpoint writes.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(90);
 
 /// Opens the selected datastore. Local: opens (creating file and schema) the SQLite store.
 /// etcd: builds the client; connections are lazy, so an unreachable cluster shows up as

@@ -100,19 +100,28 @@ impl ApiGroup {
     }
 }
 
-impl FromStr for ApiGroup {
-    type Err = DatastoreError;
-
-    /// Accepts the group with or without its version.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "crd.projectcalico.org" | "crd.projectcalico.org/v1" => Ok(ApiGroup::CrdV1),
-            "projectcalico.org" | "projectcalico.org/v3" => Ok(ApiGroup::V3),
-            _ => Err(DatastoreError::Config(format!(
-                "invalid calico_api_group {:?} (expected crd.projectcalico.org/v1 or projectcalico.org/v3)",
-                s.trim()
-            ))),
+impl ApiGroup {
+    /// An explicit `calico_api_group` as libcalico-go reads it: `projectcalico.org/v3` (any
+    /// case) is v3, anything else `crd.projectcalico.org/v1`, so a typo lands on Calico's
+    /// long-standing default (whose writes fail with 404 where only v3 CRDs exist) rather
+    /// than on an error Calico would not raise. Empty means unset (discover).
+    pub fn from_setting(s: &str) -> Option<ApiGroup> {
+        let s = s.trim();
+        if s.is_empty() {
+            return None;
         }
+        if s.eq_ignore_ascii_case(ApiGroup::V3.as_str()) {
+            return Some(ApiGroup::V3);
+        }
+        if !s.eq_ignore_ascii_case(ApiGroup::CrdV1.as_str()) {
+            log::warn!(
+                "calico_api_group {s:?} is neither {} nor {}: using {} as Calico does",
+                ApiGroup::CrdV1.as_str(),
+                ApiGroup::V3.as_str(),
+                ApiGroup::CrdV1.as_str()
+            );
+        }
+        Some(ApiGroup::CrdV1)
     }
 }
 
@@ -138,8 +147,10 @@ pub struct KubeSettings {
     /// Service-account directory (`token`, `ca.crt`) used with `in_cluster_server`; always
     /// [`SERVICE_ACCOUNT_DIR`] outside tests.
     pub service_account_dir: PathBuf,
-    /// `calico_api_group` / `CALICO_API_GROUP`.
-    pub api_group: ApiGroup,
+    /// `calico_api_group` / `CALICO_API_GROUP`; `None` (unset or empty): ask the API server
+    /// which group it serves, as Calico does (`datastore::kube_api_group`, and the IPAM store
+    /// on its first call).
+    pub api_group: Option<ApiGroup>,
 }
 
 impl fmt::Debug for KubeSettings {
@@ -225,6 +236,9 @@ struct Raw {
     key_file: Option<String>,
     cert_file: Option<String>,
     ca_cert_file: Option<String>,
+    /// `ETCD_USERNAME` / `ETCD_PASSWORD` (environment only, as in Calico's CNI config).
+    etcd_username: Option<String>,
+    etcd_password: Option<String>,
     kubeconfig: Option<String>,
     k8s_api_endpoint: Option<String>,
     k8s_token: Option<String>,
@@ -245,6 +259,8 @@ impl Raw {
             key_file: env("ETCD_KEY_FILE"),
             cert_file: env("ETCD_CERT_FILE"),
             ca_cert_file: env("ETCD_CA_CERT_FILE"),
+            etcd_username: env("ETCD_USERNAME"),
+            etcd_password: env("ETCD_PASSWORD"),
             kubeconfig: env("KUBECONFIG"),
             k8s_api_endpoint: env("K8S_API_ENDPOINT"),
             k8s_token: env("K8S_API_TOKEN"),
@@ -266,6 +282,8 @@ impl Raw {
             key_file: self.key_file.or(fallback.key_file),
             cert_file: self.cert_file.or(fallback.cert_file),
             ca_cert_file: self.ca_cert_file.or(fallback.ca_cert_file),
+            etcd_username: self.etcd_username.or(fallback.etcd_username),
+            etcd_password: self.etcd_password.or(fallback.etcd_password),
             kubeconfig: self.kubeconfig.or(fallback.kubeconfig),
             k8s_api_endpoint: self.k8s_api_endpoint.or(fallback.k8s_api_endpoint),
             k8s_token: self.k8s_token.or(fallback.k8s_token),
@@ -299,15 +317,14 @@ impl Raw {
             key_file: self.key_file.map(PathBuf::from),
             cert_file: self.cert_file.map(PathBuf::from),
             ca_cert_file: self.ca_cert_file.map(PathBuf::from),
+            username: self.etcd_username,
+            password: self.etcd_password,
             ..EtcdConfig::default()
         };
         if etcd.endpoints.is_empty() && etcd.discovery_srv.is_none() {
             etcd.endpoints = vec![DEFAULT_ETCD_ENDPOINT.to_string()];
         }
-        let api_group = match &self.api_group {
-            Some(g) => g.parse()?,
-            None => ApiGroup::default(),
-        };
+        let api_group = self.api_group.as_deref().and_then(ApiGroup::from_setting);
         let kubernetes = KubeSettings {
             api_endpoint: self.k8s_api_endpoint,
             token: self.k8s_token,
@@ -435,6 +452,8 @@ impl DatastoreSettings {
             k8s_key_file: string(&policy, "k8s_client_key")?,
             k8s_ca_file: string(&policy, "k8s_certificate_authority")?,
             k8s_insecure: None,
+            etcd_username: None,
+            etcd_password: None,
             api_group: string(&top, "calico_api_group")?,
         };
         let ctx = Context::new(&env);
@@ -585,7 +604,7 @@ mod tests {
                 Some(std::path::Path::new("/ca"))
             )
         );
-        assert_eq!(k.api_group, ApiGroup::V3);
+        assert_eq!(k.api_group, Some(ApiGroup::V3));
         assert!(
             !format!("{s:?}").contains("s3cr3t"),
             "token kept out of logs"
@@ -608,12 +627,65 @@ mod tests {
         );
         assert_eq!(s.kubernetes.token.as_deref(), Some("t2"));
         assert!(s.kubernetes.insecure_skip_tls_verify);
-        assert_eq!(s.kubernetes.api_group, ApiGroup::CrdV1);
+        assert_eq!(s.kubernetes.api_group, Some(ApiGroup::CrdV1));
         let s = DatastoreSettings::from_env(env(&[("K8S_API_ENDPOINT", "http://127.0.0.1:8080")]))
             .unwrap();
         assert_eq!(
             s.kubernetes.api_endpoint.as_deref(),
             Some("http://127.0.0.1:8080")
+        );
+    }
+
+    #[test]
+    fn etcd_credentials_come_from_the_environment() {
+        let s = DatastoreSettings::from_calico_config(
+            &json!({"etcd_endpoints": "http://10.0.0.1:2379", "etcd_username": "ignored"}),
+            env(&[
+                ("CALICO_ETCD_USERNAME", "calico"),
+                ("ETCD_PASSWORD", " pw "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.etcd.username.as_deref(), Some("calico"));
+        assert_eq!(s.etcd.password.as_deref(), Some(" pw "), "kept verbatim");
+        assert!(
+            !format!("{s:?}").contains(" pw "),
+            "password kept out of logs"
+        );
+    }
+
+    #[test]
+    fn calico_api_group_values_read_as_calico_reads_them() {
+        let group = |conf: Value, vars: &[(&str, &str)]| {
+            DatastoreSettings::from_calico_config(&conf, env(vars))
+                .unwrap()
+                .kubernetes
+                .api_group
+        };
+        for (v, want) in [
+            ("projectcalico.org/v3", Some(ApiGroup::V3)),
+            (" ProjectCalico.org/V3 ", Some(ApiGroup::V3)),
+            ("crd.projectcalico.org/v1", Some(ApiGroup::CrdV1)),
+            // Unrecognised: Calico's fallback, not an error.
+            ("projectcalico.org", Some(ApiGroup::CrdV1)),
+            ("example.org/v9", Some(ApiGroup::CrdV1)),
+            // Empty (the installer's unset placeholder): discover.
+            ("", None),
+        ] {
+            assert_eq!(group(json!({"calico_api_group": v}), &[]), want, "{v:?}");
+        }
+        assert_eq!(group(json!({}), &[]), None);
+        assert_eq!(
+            group(
+                json!({"calico_api_group": ""}),
+                &[("CALICO_API_GROUP", "projectcalico.org/v3")]
+            ),
+            Some(ApiGroup::V3),
+            "an empty key defers to the environment"
+        );
+        assert_eq!(
+            group(json!({}), &[("CALICO_API_GROUP", "projectcalico.org/v3")]),
+            Some(ApiGroup::V3)
         );
     }
 
@@ -652,10 +724,6 @@ mod tests {
                 "etcd_endpoints",
             ),
             (json!({"etcd_endpoints": "http:// :2379"}), "etcd_endpoints"),
-            (
-                json!({"calico_api_group": "example.org/v9"}),
-                "calico_api_group",
-            ),
             (json!({"kubernetes": "x"}), "kubernetes"),
             (json!({"policy": 1}), "policy"),
         ] {

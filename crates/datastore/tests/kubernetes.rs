@@ -1,7 +1,7 @@
 //! The Kubernetes datastore opened from Calico's settings against the test API server: every
 //! way Calico's client reaches the API server works for the store too (kubeconfig, API root
 //! with token and CA from the `policy` keys or `K8S_*` variables, in-cluster service account),
-//! and `calico_api_group` picks the group the objects go to.
+//! and `calico_api_group` picks the group the objects go to (else discovery does).
 #![cfg(feature = "kubernetes")]
 
 use datastore::{ApiGroup, DatastoreKind, DatastoreSettings};
@@ -79,11 +79,61 @@ fn calico_api_group_v3() {
         "calico_api_group": "projectcalico.org/v3"
     });
     let s = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap();
-    assert_eq!(s.kubernetes.api_group, ApiGroup::V3);
+    assert_eq!(s.kubernetes.api_group, Some(ApiGroup::V3));
     write_config(&s);
     assert!(take_v1_config(&api).is_none());
     let o = api
         .get("/apis/projectcalico.org/v3/ipamconfigurations/default")
         .expect("IPAMConfiguration in projectcalico.org/v3");
     assert_eq!(o["spec"]["autoAllocateBlocks"], true);
+}
+
+/// Without `calico_api_group` the group comes from the API server's discovery: v3 only
+/// when the v3 CRDs are installed without the v1 ones (libcalico-go's rule), for the store
+/// and for `kube_api_group` alike.
+#[test]
+fn calico_api_group_discovered_when_unset() {
+    for (uninstall, want) in [
+        ("crd.projectcalico.org", ApiGroup::V3),
+        ("projectcalico.org", ApiGroup::CrdV1),
+    ] {
+        let api = TestApiServer::start().unwrap();
+        api.uninstall_group(uninstall);
+        let conf = json!({"kubernetes": {"kubeconfig": api.kubeconfig_path()}});
+        let s = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap();
+        assert_eq!(s.kubernetes.api_group, None);
+        let client = kubernetes::Client::connect(&datastore::kube_client_options(&s)).unwrap();
+        assert_eq!(datastore::kube_api_group(&s, &client).unwrap(), want);
+        write_config(&s);
+        let v3 = api.get("/apis/projectcalico.org/v3/ipamconfigurations/default");
+        assert_eq!(
+            v3.is_some(),
+            want == ApiGroup::V3,
+            "{uninstall} not installed"
+        );
+        assert_eq!(take_v1_config(&api).is_some(), want == ApiGroup::CrdV1);
+    }
+    // An explicit group is used as given, without asking.
+    let api = TestApiServer::start().unwrap();
+    let conf = json!({"kubernetes": {"kubeconfig": api.kubeconfig_path()},
+                      "calico_api_group": "crd.projectcalico.org/v1"});
+    let s = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap();
+    let client = kubernetes::Client::connect(&datastore::kube_client_options(&s)).unwrap();
+    assert_eq!(
+        datastore::kube_api_group(&s, &client).unwrap(),
+        ApiGroup::CrdV1
+    );
+    write_config(&s);
+    assert!(!api.requests().iter().any(|r| r == "GET /apis"));
+}
+
+#[test]
+fn discovery_against_an_unreachable_api_server_is_transient() {
+    let api = TestApiServer::start().unwrap();
+    let conf = json!({"kubernetes": {"kubeconfig": api.kubeconfig_path()}});
+    let s = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap();
+    let client = kubernetes::Client::connect(&datastore::kube_client_options(&s)).unwrap();
+    api.set_down(true);
+    let e = datastore::kube_api_group(&s, &client).unwrap_err();
+    assert!(e.is_transient(), "{e}");
 }

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
@@ -61,8 +62,13 @@ impl KeyValue {
 /// driving the single-threaded runtime).
 pub struct EtcdClient {
     // Declared before `rt` so the channels are dropped while the runtime still exists.
-    /// One single-endpoint client per entry of `endpoints`; connections are lazy.
-    members: Vec<Client>,
+    /// One single-endpoint client per entry of `endpoints`; connections are lazy. Without
+    /// authentication each is built up front; with it, building one authenticates, so that
+    /// happens on the member's first attempt, inside the retry loop (a down member then
+    /// fails over like any other failure instead of failing the whole connect).
+    members: Vec<Mutex<Option<Client>>>,
+    /// Options for building a member's client later (authentication).
+    connect_opts: ConnectOptions,
     /// Index of the member that answered last: where the next request goes first.
     preferred: AtomicUsize,
     endpoints: Vec<String>,
@@ -83,6 +89,11 @@ impl std::fmt::Debug for EtcdClient {
             .field("timeout", &self.timeout)
             .finish()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded value is a cached client: a panic elsewhere cannot leave it half-written.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Endpoint URLs from the config and SRV discovery, all with an explicit scheme.
@@ -140,17 +151,27 @@ impl EtcdClient {
         } else if cfg.cert_file.is_some() || cfg.ca_cert_file.is_some() {
             log::warn!("etcd TLS files are configured but all endpoints are http; TLS unused");
         }
+        let auth = cfg.username.as_deref().filter(|u| !u.is_empty());
+        if let Some(user) = auth {
+            opts = opts.with_user(user, cfg.password.clone().unwrap_or_default());
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| EtcdError::Other(format!("cannot start I/O runtime: {e}")))?;
-        let members = endpoints
-            .iter()
-            .map(|ep| rt.block_on(Client::connect([ep], Some(opts.clone()))))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(classify)?;
+        let members = if auth.is_some() {
+            endpoints.iter().map(|_| Mutex::new(None)).collect()
+        } else {
+            endpoints
+                .iter()
+                .map(|ep| rt.block_on(Client::connect([ep], Some(opts.clone()))))
+                .map(|c| c.map(|c| Mutex::new(Some(c))))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(classify)?
+        };
         Ok(EtcdClient {
             members,
+            connect_opts: opts,
             preferred: AtomicUsize::new(0),
             endpoints,
             timeout: cfg.timeout,
@@ -200,12 +221,15 @@ impl EtcdClient {
             let last = loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let budget = left.min(self.attempt_timeout);
-                let kv = self.members[member].kv_client();
                 let retried = failures > 0;
                 if budget.is_zero() {
                     break "the plugin call's deadline has passed".to_string();
                 }
-                let err = match tokio::time::timeout(budget, op(kv, retried)).await {
+                let attempt = async {
+                    let kv = self.member(member).await?.kv_client();
+                    op(kv, retried).await
+                };
+                let err = match tokio::time::timeout(budget, attempt).await {
                     Ok(Err(Failure(EtcdError::Unavailable(msg), refused))) => {
                         refused_in_a_row = if refused { refused_in_a_row + 1 } else { 0 };
                         msg
@@ -241,6 +265,16 @@ impl EtcdClient {
                 started.elapsed(),
             )))
         })
+    }
+
+    /// Member `i`'s client, built (and authenticated) on first use when it was not up front.
+    async fn member(&self, i: usize) -> Result<Client, Failure> {
+        let slot = &self.members[i];
+        if let Some(c) = lock(slot).clone() {
+            return Ok(c);
+        }
+        let c = Client::connect([&self.endpoints[i]], Some(self.connect_opts.clone())).await?;
+        Ok(lock(slot).get_or_insert(c).clone())
     }
 
     /// The key's value and revision, `None` when absent.

@@ -8,7 +8,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to reach etcd. Field names follow Calico's config keys (`etcd_endpoints`,
 /// `etcd_discovery_srv`, `etcd_key_file`, `etcd_cert_file`, `etcd_ca_cert_file`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct EtcdConfig {
     /// Client URLs (`http://host:port`, `https://host:port`; a bare `host:port` means http).
     pub endpoints: Vec<String>,
@@ -23,6 +23,26 @@ pub struct EtcdConfig {
     pub ca_cert_file: Option<PathBuf>,
     /// Upper bound for one datastore operation, retries included. Also the connect timeout.
     pub timeout: Duration,
+    /// `ETCD_USERNAME` / `ETCD_PASSWORD`: etcd's own user authentication (Calico has no
+    /// network-config keys for them). Used only when the username is set.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    // Hand-written so the password never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("discovery_srv", &self.discovery_srv)
+            .field("key_file", &self.key_file)
+            .field("cert_file", &self.cert_file)
+            .field("ca_cert_file", &self.ca_cert_file)
+            .field("timeout", &self.timeout)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for EtcdConfig {
@@ -34,6 +54,8 @@ impl Default for EtcdConfig {
             cert_file: None,
             ca_cert_file: None,
             timeout: DEFAULT_TIMEOUT,
+            username: None,
+            password: None,
         }
     }
 }
@@ -47,8 +69,9 @@ impl EtcdConfig {
         }
     }
 
-    /// Reads `ETCD_ENDPOINTS`, `ETCD_DISCOVERY_SRV`, `ETCD_KEY_FILE`, `ETCD_CERT_FILE` and
-    /// `ETCD_CA_CERT_FILE` (the variables Calico exports from its config keys).
+    /// Reads `ETCD_ENDPOINTS`, `ETCD_DISCOVERY_SRV`, `ETCD_KEY_FILE`, `ETCD_CERT_FILE`,
+    /// `ETCD_CA_CERT_FILE` (the variables Calico exports from its config keys) and
+    /// `ETCD_USERNAME` / `ETCD_PASSWORD`.
     pub fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -67,6 +90,8 @@ impl EtcdConfig {
             cert_file: path("ETCD_CERT_FILE"),
             ca_cert_file: path("ETCD_CA_CERT_FILE"),
             timeout: DEFAULT_TIMEOUT,
+            username: non_empty("ETCD_USERNAME"),
+            password: lookup("ETCD_PASSWORD"),
         }
     }
 }

@@ -422,3 +422,58 @@ fn a_write_whose_answer_was_lost_is_recognised_not_repeated() {
         Err(EtcdError::Conflict(_))
     ));
 }
+
+/// `ETCD_USERNAME` / `ETCD_PASSWORD`: against an etcd with authentication enabled (root user
+/// and role, as `etcdctl user add root; etcdctl auth enable` leave it), the right credentials
+/// read and write, wrong or missing ones are refused (not "unavailable"), and a member that
+/// is down at first use fails over to the next one instead of failing the connect.
+#[test]
+fn user_authentication() {
+    let etcd = cluster(1);
+    let ep = etcd.endpoint(0).to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut admin = etcd_client::Client::connect([&ep], None).await.unwrap();
+        admin.user_add("root", "s3cret", None).await.unwrap();
+        admin.user_grant_role("root", "root").await.unwrap();
+        admin.auth_enable().await.unwrap();
+    });
+    let with = |user: Option<&str>, password: &str, endpoints: &str| EtcdConfig {
+        username: user.map(String::from),
+        password: Some(password.to_string()),
+        timeout: Duration::from_secs(3),
+        ..EtcdConfig::with_endpoints(endpoints)
+    };
+    let key = "/calico/ipam/v2/handle/k8s-pod-network.auth";
+
+    let c = EtcdClient::connect(&with(Some("root"), "s3cret", &ep)).unwrap();
+    let rev = c.create(key, b"v1").unwrap();
+    assert_eq!(c.get(key).unwrap().unwrap().mod_revision, rev);
+    assert!(
+        !format!("{:?}", with(Some("root"), "s3cret", &ep)).contains("s3cret"),
+        "password kept out of logs"
+    );
+
+    for (user, password) in [(Some("root"), "wrong"), (None, "")] {
+        let started = Instant::now();
+        let c = EtcdClient::connect(&with(user, password, &ep)).unwrap();
+        match c.get(key) {
+            Err(e) => assert!(!e.is_unavailable(), "{user:?}: {e}"),
+            Ok(v) => panic!("{user:?}/{password}: read {v:?} without valid credentials"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    // The first endpoint refuses connections: authentication happens on the member that
+    // answers.
+    let refused = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let both = format!("http://{refused},{ep}");
+    let c = EtcdClient::connect(&with(Some("root"), "s3cret", &both)).unwrap();
+    assert_eq!(c.get(key).unwrap().unwrap().value, b"v1");
+}

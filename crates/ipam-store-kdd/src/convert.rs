@@ -35,6 +35,31 @@ pub enum ApiGroup {
 }
 
 impl ApiGroup {
+    /// libcalico-go's auto-detection from the API server's group list (`GET /apis`):
+    /// `projectcalico.org/v3` only when `projectcalico.org` is served and
+    /// `crd.projectcalico.org` is not. With both, the v3 API is Calico's aggregated API
+    /// server in front of the v1 CRDs, so the CRDs are used directly.
+    pub fn from_served_groups<'a>(names: impl IntoIterator<Item = &'a str>) -> ApiGroup {
+        let (mut v1, mut v3) = (false, false);
+        for n in names {
+            v1 |= n == CRD_GROUP;
+            v3 |= n == V3_GROUP;
+        }
+        if v3 && !v1 {
+            ApiGroup::V3
+        } else {
+            ApiGroup::CrdV1
+        }
+    }
+
+    /// The `group/version` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiGroup::CrdV1 => "crd.projectcalico.org/v1",
+            ApiGroup::V3 => "projectcalico.org/v3",
+        }
+    }
+
     fn group_version(self) -> (&'static str, &'static str) {
         match self {
             ApiGroup::CrdV1 => (CRD_GROUP, CRD_VERSION),

@@ -19,8 +19,12 @@
 //! query; when it finds nothing, all affinities are listed and this host's unlabelled rows
 //! (written by older Calico) are labelled, as Calico's own upgrade step does.
 //!
-//! Not supported: auto-discovery of the API group (callers choose it), pagination of very
-//! large listings, and WorkloadEndpoints/Profiles (KDD derives them from Pods and
+//! The group is either chosen ([`KddStore::with_api_group`]) or, with
+//! [`KddStore::with_discovered_api_group`], found as Calico's client finds it when
+//! `calico_api_group` is unset: one `GET /apis` on the first call, remembered for the store's
+//! life (see [`ApiGroup::from_served_groups`]).
+//!
+//! Not supported: pagination of very large listings, and WorkloadEndpoints/Profiles (KDD derives them from Pods and
 //! Namespaces: reads find nothing, writes fail).
 
 mod client;
@@ -28,6 +32,7 @@ mod convert;
 pub mod names;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use ipam::keys::{IpVersion, Key, ListPrefix};
 use ipam::{KvPair, Revision, Store, StoreError, StoreResult};
@@ -41,7 +46,8 @@ use convert::{from_object, object_name, to_object, Decoded, Kind};
 /// See the crate docs.
 pub struct KddStore {
     kube: client::Kube,
-    group: ApiGroup,
+    /// Set when chosen, or once discovered.
+    group: OnceLock<ApiGroup>,
 }
 
 fn to_dynamic(key: &Key, v: Value) -> StoreResult<DynamicObject> {
@@ -70,7 +76,7 @@ impl KddStore {
     pub fn open_with(kubeconfig: &Path, timeouts: Timeouts) -> StoreResult<Self> {
         Ok(KddStore {
             kube: client::Kube::from_kubeconfig(kubeconfig, timeouts)?,
-            group: ApiGroup::default(),
+            group: OnceLock::from(ApiGroup::default()),
         })
     }
 
@@ -83,14 +89,43 @@ impl KddStore {
     ) -> StoreResult<Self> {
         Ok(KddStore {
             kube: client::Kube::from_kubeconfig_value(kc, origin, timeouts)?,
-            group: ApiGroup::default(),
+            group: OnceLock::from(ApiGroup::default()),
         })
     }
 
     /// Use Calico's objects in `group` (`calico_api_group`; default `crd.projectcalico.org/v1`).
     pub fn with_api_group(mut self, group: ApiGroup) -> Self {
-        self.group = group;
+        self.group = OnceLock::from(group);
         self
+    }
+
+    /// Ask the API server which group holds Calico's objects (Calico's behaviour when
+    /// `calico_api_group` is unset), once, on the first call that needs it.
+    pub fn with_discovered_api_group(mut self) -> Self {
+        self.group = OnceLock::new();
+        self
+    }
+
+    /// The group in use, discovering it first if needed. An unreachable server is
+    /// `Unavailable` (and nothing is remembered, so a later call asks again); any other
+    /// discovery failure (e.g. 403) falls back to `crd.projectcalico.org/v1` as Calico does.
+    fn group(&self) -> StoreResult<ApiGroup> {
+        if let Some(g) = self.group.get() {
+            return Ok(*g);
+        }
+        let client = self.kube.client.clone();
+        let found = match self.kube.run("discovering Calico's API group", async {
+            client.list_api_groups().await
+        }) {
+            Ok(list) => ApiGroup::from_served_groups(list.groups.iter().map(|g| g.name.as_str())),
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                log::warn!("{e}; using {}", ApiGroup::CrdV1.as_str());
+                ApiGroup::CrdV1
+            }
+        };
+        log::info!("Calico API group (discovered): {}", found.as_str());
+        Ok(*self.group.get_or_init(|| found))
     }
 
     /// Bounds every later API call by `deadline` (the plugin call's overall budget): calls
@@ -104,12 +139,15 @@ impl KddStore {
     pub fn from_config(config: kube::Config, timeouts: Timeouts) -> StoreResult<Self> {
         Ok(KddStore {
             kube: client::Kube::from_config(config, timeouts)?,
-            group: ApiGroup::default(),
+            group: OnceLock::from(ApiGroup::default()),
         })
     }
 
-    fn api(&self, kind: Kind) -> Api<DynamicObject> {
-        Api::all_with(self.kube.client.clone(), &kind.api_resource(self.group))
+    fn api(&self, kind: Kind) -> StoreResult<Api<DynamicObject>> {
+        Ok(Api::all_with(
+            self.kube.client.clone(),
+            &kind.api_resource(self.group()?),
+        ))
     }
 
     /// Decode a fetched object into a KV pair (`None` if not a valid object of this kind).
@@ -134,7 +172,7 @@ impl KddStore {
             }),
             ..DeleteParams::default()
         };
-        let api = self.api(kind);
+        let Ok(api) = self.api(kind) else { return };
         if let Err(e) = self
             .kube
             .run("finishing delete", async { api.delete(&name, &dp).await })
@@ -158,7 +196,7 @@ impl KddStore {
 
     /// LIST one collection and decode the live objects `prefix` matches.
     fn fetch(&self, kind: Kind, prefix: &ListPrefix, lp: &ListParams) -> StoreResult<Vec<KvPair>> {
-        let api = self.api(kind);
+        let api = self.api(kind)?;
         let list = self.kube.run("list", async { api.list(lp).await })?;
         let mut out = Vec::new();
         for o in &list.items {
@@ -212,7 +250,7 @@ impl Store for KddStore {
             _ => e,
         })?;
         let name = object_name(key);
-        let api = self.api(kind);
+        let api = self.api(kind)?;
         let o = self
             .kube
             .run(&format!("get {name}"), async { api.get(&name).await })?;
@@ -276,8 +314,8 @@ impl Store for KddStore {
         if kind == Kind::Node {
             return self.create_node(key);
         }
-        let obj = to_dynamic(key, to_object(key, value, self.group)?)?;
-        let api = self.api(kind);
+        let obj = to_dynamic(key, to_object(key, value, self.group()?)?)?;
+        let api = self.api(kind)?;
         let created = self.kube.run(&format!("create {key}"), async {
             api.create(&PostParams::default(), &obj).await
         })?;
@@ -286,11 +324,11 @@ impl Store for KddStore {
 
     fn update(&self, key: &Key, value: &str, revision: &Revision) -> StoreResult<Revision> {
         let kind = Kind::of(key)?;
-        let mut v = to_object(key, value, self.group)?;
+        let mut v = to_object(key, value, self.group()?)?;
         v["metadata"]["resourceVersion"] = Value::String(revision.as_str().to_string());
         let obj = to_dynamic(key, v)?;
         let name = object_name(key);
-        let api = self.api(kind);
+        let api = self.api(kind)?;
         let updated = self.kube.run(&format!("update {key}"), async {
             api.replace(&name, &PostParams::default(), &obj).await
         })?;
@@ -312,7 +350,7 @@ impl Store for KddStore {
             }),
             ..DeleteParams::default()
         };
-        let api = self.api(kind);
+        let api = self.api(kind)?;
         self.kube.run(&format!("delete {key}"), async {
             api.delete(&name, &dp).await
         })?;

@@ -457,3 +457,69 @@ fn ipreservations_are_calico_crds_and_honoured() {
     assert_eq!(back["spec"]["reservedCIDRs"], json!(["10.9.9.9"]));
     assert_eq!(back["apiVersion"], "projectcalico.org/v3");
 }
+
+/// Allocates one address through a store that discovers its API group; returns the block's
+/// object name.
+fn assign_discovered(api: &TestApiServer) -> String {
+    let s = store(api).with_discovered_api_group();
+    let ips = assign(&Ipam::new(&s), "node1", "k8s-pod-network.disc").unwrap();
+    let net = ipnetwork::IpNetwork::new(ips[0], 26).unwrap();
+    let cidr = ipnetwork::IpNetwork::new(net.network(), 26).unwrap();
+    ipam_store_kdd::names::block_name(&cidr)
+}
+
+fn discovery_requests(api: &TestApiServer) -> usize {
+    api.requests().iter().filter(|r| *r == "GET /apis").count()
+}
+
+#[test]
+fn discovers_projectcalico_org_v3_when_only_the_v3_crds_are_installed() {
+    let api = TestApiServer::start().unwrap();
+    api.uninstall_group("crd.projectcalico.org");
+    api.put(
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "metadata": {"name": "default-ipv4-ippool"},
+        "spec": {"cidr": "10.245.0.0/16", "blockSize": 26, "nodeSelector": "all()"}}),
+    )
+    .unwrap();
+    api.put(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node1"}}))
+        .unwrap();
+    let bname = assign_discovered(&api);
+    assert!(api.get(&format!("{V3}/ipamblocks/{bname}")).is_some());
+    assert!(api.get(&format!("{CRD}/ipamblocks/{bname}")).is_none());
+    assert_eq!(discovery_requests(&api), 1, "asked once per store");
+}
+
+#[test]
+fn discovers_crd_projectcalico_org_v1_when_the_v1_crds_are_installed() {
+    for uninstall_v3 in [true, false] {
+        let api = TestApiServer::start().unwrap();
+        if uninstall_v3 {
+            api.uninstall_group("projectcalico.org");
+        }
+        // With both groups served (v3 is Calico's API server over the v1 CRDs), v1 is used.
+        seed_cluster(&api, "10.246.0.0/16", 26, &["node1"]);
+        let bname = assign_discovered(&api);
+        assert!(api.get(&format!("{CRD}/ipamblocks/{bname}")).is_some());
+        assert!(api.get(&format!("{V3}/ipamblocks/{bname}")).is_none());
+        assert_eq!(discovery_requests(&api), 1);
+    }
+}
+
+#[test]
+fn discovery_against_an_unreachable_server_is_unavailable_and_retried() {
+    let api = TestApiServer::start().unwrap();
+    api.uninstall_group("crd.projectcalico.org");
+    let s = store(&api).with_discovered_api_group();
+    api.set_down(true);
+    assert!(matches!(
+        s.get(&Key::IpamConfig),
+        Err(StoreError::Unavailable(_))
+    ));
+    api.set_down(false);
+    s.create(&Key::IpamConfig, r#"{"strict_affinity":true}"#)
+        .unwrap();
+    assert!(api
+        .get(&format!("{V3}/ipamconfigurations/default"))
+        .is_some());
+}

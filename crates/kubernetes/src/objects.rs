@@ -219,6 +219,16 @@ impl Client {
         .map(|_| ())
     }
 
+    /// GET `/apis`: the names of the API groups the server serves (discovery; Calico uses it
+    /// to pick its API group when `calico_api_group` is unset).
+    pub fn served_api_groups(&self) -> Result<Vec<String>, Error> {
+        let client = self.kube().clone();
+        let list = self.call("API group list", "/apis", async move {
+            client.list_api_groups().await
+        })?;
+        Ok(list.groups.into_iter().map(|g| g.name).collect())
+    }
+
     /// GET `clusterinformations.crd.projectcalico.org/default` and read `spec.datastoreReady`
     /// (absent counts as not ready, as in Calico: calico-node sets it once the datastore is
     /// initialised, and an operator clears it to pause pod networking during upgrades).

@@ -21,6 +21,7 @@
 //! // point a client at api.kubeconfig_path()
 //! ```
 
+mod discovery;
 mod http;
 mod patch;
 mod resources;
@@ -71,6 +72,8 @@ struct Shared {
     requests: AtomicU64,
     log: Mutex<Vec<String>>,
     codes: Mutex<Vec<u16>>,
+    /// API groups whose CRDs are "not installed": discovery omits them and their paths 404.
+    uninstalled: Mutex<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +117,7 @@ impl TestApiServer {
             requests: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             codes: Mutex::new(Vec::new()),
+            uninstalled: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let accept = std::thread::Builder::new()
@@ -221,6 +225,13 @@ impl TestApiServer {
     /// stalled connections are closed when the stall ends.
     pub fn set_stall(&self, stall: bool) {
         self.shared.stall.store(stall, Ordering::SeqCst);
+    }
+
+    /// Serve `group` (e.g. `projectcalico.org`) as if its CRDs were not installed: discovery
+    /// (`/apis`) no longer lists it and its paths answer 404, as in a cluster without them.
+    /// By default every group in [`RESOURCES`] is served (Calico's v1 and v3 CRDs both).
+    pub fn uninstall_group(&self, group: &str) {
+        lock(&self.shared.uninstalled).push(group.to_string());
     }
 
     /// Number of HTTP requests received (including rejected ones).
@@ -387,9 +398,13 @@ fn handle(shared: &Shared, req: &HttpRequest, client_cert: bool) -> (u16, String
                    "platform": "linux/amd64"}),
         );
     }
+    let uninstalled = lock(&shared.uninstalled).clone();
+    if let Some(v) = discovery::answer(&req.method, &req.path, &uninstalled) {
+        return reply(200, v);
+    }
     let target = match parse_path(&req.path) {
-        Ok(t) => t,
-        Err(_) => {
+        Ok(t) if !uninstalled.iter().any(|g| g == t.resource.group) => t,
+        _ => {
             let e = status::no_route(&req.path);
             return reply(e.code, e.body);
         }
