@@ -391,8 +391,8 @@ mod version_cache {
 
     /// The key: what identifies the binary `tool` resolves to.
     pub struct Identity {
-        file: PathBuf,
-        key: String,
+        pub(super) file: PathBuf,
+        pub(super) key: String,
     }
 
     pub fn identity(tool: &str) -> Option<Identity> {
@@ -423,9 +423,13 @@ mod version_cache {
         Some((parts.next()??, parts.next()??, parts.next()??))
     }
 
-    pub fn store(id: &Identity, (a, b, c): (u32, u32, u32)) {
+    pub fn store(id: &Identity, version: (u32, u32, u32)) {
+        store_in(std::path::Path::new(DIR), id, version)
+    }
+
+    pub(super) fn store_in(dir: &std::path::Path, id: &Identity, (a, b, c): (u32, u32, u32)) {
         let tmp = id.file.with_extension(format!("tmp{}", std::process::id()));
-        let written = std::fs::create_dir_all(DIR)
+        let written = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, format!("{}\n{a}.{b}.{c}\n", id.key)))
             .and_then(|()| std::fs::rename(&tmp, &id.file));
         if let Err(e) = written {
@@ -744,6 +748,70 @@ mod tests {
             &info[2..6],
             [80u16.to_ne_bytes(), 443u16.to_ne_bytes()].concat()
         );
+    }
+
+    #[test]
+    fn shared_rules_encode_mark_masquerade_and_addrtype() {
+        let r = encode(
+            Family::V4,
+            &args("-m mark --mark 0x2000/0x2000 -j MASQUERADE"),
+        )
+        .unwrap();
+        assert_eq!(
+            r.exprs[1],
+            Expr::Bitwise {
+                reg: 1,
+                mask: 0x2000u32.to_ne_bytes().to_vec(),
+                xor: vec![0; 4]
+            }
+        );
+        let Some(Expr::Target { name, info, .. }) = r.exprs.last() else {
+            panic!()
+        };
+        assert_eq!(
+            (name.as_str(), info.len()),
+            ("MASQUERADE", MASQ_V4_INFO_LEN)
+        );
+        let r = encode(
+            Family::V6,
+            &args("-m comment --comment 'x' -j MARK --set-xmark 0x4000/0x4000"),
+        )
+        .unwrap();
+        let Some(Expr::Target { name, rev, info }) = r.exprs.last() else {
+            panic!()
+        };
+        assert_eq!((name.as_str(), *rev), ("MARK", 2));
+        assert_eq!(
+            info[..],
+            [0x4000u32.to_ne_bytes(), 0x4000u32.to_ne_bytes()].concat()
+        );
+        let r = encode(
+            Family::V4,
+            &args("-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT"),
+        )
+        .unwrap();
+        let Expr::Match { name, info, .. } = &r.exprs[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (name.as_str(), &info[2..4]),
+            ("addrtype", &4u16.to_ne_bytes()[..])
+        );
+        assert_eq!(value_mask("0x10/255"), Some((16, 255)));
+        assert_eq!(value_mask("0x10"), None);
+    }
+
+    #[test]
+    fn version_cache_answers_only_for_the_same_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |key: &str| version_cache::Identity {
+            file: dir.path().join("iptables.version"),
+            key: key.to_string(),
+        };
+        assert_eq!(version_cache::lookup(&id("a 1 2")), None);
+        version_cache::store_in(dir.path(), &id("a 1 2"), (1, 8, 9));
+        assert_eq!(version_cache::lookup(&id("a 1 2")), Some((1, 8, 9)));
+        assert_eq!(version_cache::lookup(&id("a 1 3")), None, "another binary");
     }
 
     #[test]
