@@ -26,7 +26,9 @@ GO="${GO_PORTMAP:-/usr/lib/cni/portmap}"
 if [ -z "${PORTMAP_BIN:-}" ]; then
   # Only our package: a workspace-wide release build is not needed for this benchmark.
   top="$(cd "$here/../.." && pwd)"
-  (cd "$top" && cargo build --release -q -p bin-portmap -p nf-tables --example commit_cost >&2)
+  # Two builds: `--example` would restrict the first one's targets to the example.
+  (cd "$top" && cargo build --release -q -p bin-portmap >&2 &&
+    cargo build --release -q -p nf-tables --example commit_cost >&2)
   PORTMAP_BIN="$(cd "$top" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/portmap"
 fi
 OURS="$PORTMAP_BIN"

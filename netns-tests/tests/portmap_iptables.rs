@@ -309,9 +309,18 @@ fn iptables_netlink_rules_are_encoded_like_iptables_nft() {
         };
         let mut rules = render::entry_rules(&req, family);
         rules.extend(render::dnat_rules(&req, &addr));
+        // The shared rules: ADD reads them over netlink to see they are in place.
+        rules.extend(render::shared_rules(&req).into_iter().map(|sh| sh.rule));
         // The chains the rules jump to, then the rules as iptables makes them.
         let dn = req.attachment.dnat_chain();
-        for chain in ["REF", "CNI-HOSTPORT-SETMARK", "KUBE-MARK-MASQ", dn.as_str()] {
+        for chain in [
+            "REF",
+            "CNI-HOSTPORT-SETMARK",
+            "CNI-HOSTPORT-DNAT",
+            "CNI-HOSTPORT-MASQ",
+            "KUBE-MARK-MASQ",
+            dn.as_str(),
+        ] {
             let _ = ns.output(tool, &["-t", "nat", "-N", chain]);
         }
         for r in &rules {
@@ -422,10 +431,13 @@ fn iptables_pod_rules_go_over_netlink() {
         del_b.contains("ipv4 DEL over nf_tables netlink: entry rules at the handles ADD gave them"),
         "{del_b}"
     );
-    // IPv4 needed no iptables tool at all; this pod has no IPv6 rules, which only ip6tables
-    // can tell for sure.
-    assert!(!del_b.contains("exec iptables"), "{del_b}");
-    assert!(del_b.contains("ipv6 netlink DEL not used"), "{del_b}");
+    // No iptables tool at all; this pod has no IPv6 rules, which nf_tables and the absence of
+    // an x_tables nat table tell.
+    assert!(!del_b.contains("exec "), "{del_b}");
+    assert!(
+        del_b.contains("ipv6 DEL over nf_tables netlink: no nat rules of ours"),
+        "{del_b}"
+    );
     assert!(tcp_get(&t.client, "192.0.2.1:8090").is_err());
     assert_eq!(
         tcp_get(&t.client, "192.0.2.1:8080"),
@@ -440,10 +452,87 @@ fn iptables_pod_rules_go_over_netlink() {
     assert!(tcp_get(&t.client, "192.0.2.1:8080").is_err());
     let again = run("DEL", a, 8080);
     assert!(
-        again.contains("no chain of this container in nf_tables"),
+        again.contains("ipv4 DEL over nf_tables netlink: no chain of this container"),
         "{again}"
     );
+    assert!(!again.contains("exec "), "{again}");
     assert_eq!(leftovers(&t, "iptables"), "");
+}
+
+/// On an iptables-nft node whose shared rules exist, a steady ADD and DEL exec no netfilter
+/// tool at all (shared chains read over netlink, the tool's version remembered, no IPv6 work
+/// for an IPv4-only pod). PATH wrappers log every exec of `iptables*`/`ip6tables*`/`nft`.
+#[test]
+fn iptables_steady_add_and_del_exec_nothing() {
+    let mut t = Topology::new("pm-noexec");
+    let a = t.pod(53);
+    let b = t.pod(54);
+    let _sb = Servers::start(&t.pods[b]);
+    let execs = t.env.tmp().join("execs.log");
+    let wrappers = exec_logging_path_dir(t.env.tmp(), &execs);
+    let path = format!(
+        "{}:{}",
+        wrappers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |verb: &str, pod: usize, port: u16| -> String {
+        let p = &t.pods[pod];
+        let maps = json!([{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]);
+        let prev = (verb == "ADD").then(|| p.prev_result(false));
+        let c = conf(Some("iptables"), maps, prev);
+        let _ = std::fs::remove_file(&execs);
+        let r = run_plugin_env(t.host(), &our_portmap(), verb, p, &c, &[("PATH", &path)]);
+        assert!(r.ok, "{verb} pod {pod}: {r:?}");
+        std::fs::read_to_string(&execs).unwrap_or_default()
+    };
+    // The node's first ADD creates the shared chains through the tools.
+    assert!(run("ADD", a, 8080).contains("iptables-restore"));
+    // The first steady ADD may ask `iptables -V` once; nothing else.
+    let warm = run("ADD", b, 8090);
+    assert!(warm.lines().all(|l| l == "iptables -V"), "{warm}");
+    assert_eq!(run("DEL", b, 8090), "", "steady DEL");
+    assert_eq!(run("ADD", b, 8090), "", "steady ADD");
+    assert_eq!(
+        tcp_get(&t.client, "192.0.2.1:8090"),
+        Ok("tcp 192.0.2.2".into())
+    );
+    assert_eq!(run("DEL", b, 8090), "", "steady DEL");
+    assert!(tcp_get(&t.client, "192.0.2.1:8090").is_err());
+    // Rules iptables-restore wrote are found over netlink too; a repeated DEL finds nothing.
+    assert_eq!(run("DEL", a, 8080), "", "DEL of the first pod");
+    assert_eq!(run("DEL", a, 8080), "", "repeated DEL");
+    assert_eq!(leftovers(&t, "iptables"), "");
+}
+
+/// A directory of wrappers that append "<tool> <args>" to `log` and exec the real tool.
+fn exec_logging_path_dir(under: &Path, log: &Path) -> PathBuf {
+    let dir = under.join("logging-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    for tool in [
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+        "ip6tables",
+        "ip6tables-save",
+        "ip6tables-restore",
+        "nft",
+    ] {
+        let real = ["/usr/sbin", "/sbin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} not installed"));
+        let script = format!(
+            "#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        );
+        let file = dir.join(tool);
+        std::fs::write(&file, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir
 }
 
 /// A directory whose `iptables*` tools are the legacy (x_tables) variants, to put first in PATH

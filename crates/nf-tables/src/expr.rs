@@ -24,6 +24,14 @@ const NFTA_COUNTER_BYTES: u16 = 1;
 const NFTA_COUNTER_PACKETS: u16 = 2;
 const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
+const NFTA_BITWISE_OP: u16 = 6;
+/// `NFT_BITWISE_MASK_XOR` (formerly `NFT_BITWISE_BOOL`): `(reg & mask) ^ xor`.
+const NFT_BITWISE_MASK_XOR: u32 = 0;
 const NFTA_XT_NAME: u16 = 1;
 const NFTA_XT_REV: u16 = 2;
 const NFTA_XT_INFO: u16 = 3;
@@ -35,6 +43,7 @@ const NFT_GOTO: u32 = -4i32 as u32;
 
 /// `meta` keys used here.
 pub const NFT_META_L4PROTO: u32 = 16;
+pub const NFT_META_MARK: u32 = 3;
 
 /// Where a `payload` load starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +70,12 @@ pub enum Expr {
         sreg: u32,
         data: Vec<u8>,
     },
+    /// `bitwise`: register `reg` = (`reg` & `mask`) ^ `xor` (`mask` and `xor` of equal length).
+    Bitwise {
+        reg: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
     /// A counter starting at zero.
     Counter,
     /// `immediate` verdict `jump <chain>`.
@@ -85,6 +100,7 @@ impl Expr {
             Expr::Meta { .. } => "meta",
             Expr::Payload { .. } => "payload",
             Expr::CmpEq { .. } => "cmp",
+            Expr::Bitwise { .. } => "bitwise",
             Expr::Counter => "counter",
             Expr::Jump(_) => "immediate",
             Expr::Match { .. } => "match",
@@ -116,6 +132,18 @@ impl Expr {
                     .be32(NFTA_CMP_OP, NFT_CMP_EQ)
                     .nested(NFTA_CMP_DATA, |d| {
                         d.bytes(NFTA_DATA_VALUE, data);
+                    });
+            }
+            Expr::Bitwise { reg, mask, xor } => {
+                w.be32(NFTA_BITWISE_SREG, *reg)
+                    .be32(NFTA_BITWISE_DREG, *reg)
+                    .be32(NFTA_BITWISE_LEN, mask.len() as u32)
+                    .be32(NFTA_BITWISE_OP, NFT_BITWISE_MASK_XOR)
+                    .nested(NFTA_BITWISE_MASK, |d| {
+                        d.bytes(NFTA_DATA_VALUE, mask);
+                    })
+                    .nested(NFTA_BITWISE_XOR, |d| {
+                        d.bytes(NFTA_DATA_VALUE, xor);
                     });
             }
             Expr::Counter => {
@@ -236,6 +264,33 @@ mod tests {
         assert_eq!(raw[0].verdict_chain(), None);
         assert!(raw[2].is_counter());
         assert_eq!(raw[1], RawExpr::of(&exprs[1]));
+    }
+
+    #[test]
+    fn bitwise_carries_mask_and_xor_after_the_op() {
+        let d = Expr::Bitwise {
+            reg: 1,
+            mask: vec![0, 0, 0x20, 0],
+            xor: vec![0; 4],
+        }
+        .data();
+        let attrs: Vec<u16> = attr::iter(&d).map(|(k, _)| k).collect();
+        assert_eq!(
+            attrs,
+            [
+                NFTA_BITWISE_SREG,
+                NFTA_BITWISE_DREG,
+                NFTA_BITWISE_LEN,
+                NFTA_BITWISE_OP,
+                NFTA_BITWISE_MASK,
+                NFTA_BITWISE_XOR
+            ]
+        );
+        let mask = attr::find(&d, NFTA_BITWISE_MASK).unwrap();
+        assert_eq!(
+            attr::find(mask, NFTA_DATA_VALUE),
+            Some(&[0, 0, 0x20, 0][..])
+        );
     }
 
     #[test]

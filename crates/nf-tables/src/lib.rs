@@ -23,7 +23,7 @@ mod wire;
 use std::io;
 
 pub use batch::Batch;
-pub use expr::{Expr, PayloadBase, RawExpr, NFT_META_L4PROTO};
+pub use expr::{Expr, PayloadBase, RawExpr, NFT_META_L4PROTO, NFT_META_MARK};
 pub use socket::NfSocket;
 
 /// Address family of a table (`ip` or `ip6`).

@@ -12,7 +12,8 @@
 //!   this plugin and the Go one in both directions and each DEL removes the other's rules. On
 //!   iptables-nft nodes a pod's rules are written and removed over nf_tables netlink, encoded
 //!   exactly as iptables-nft encodes them and found again by rule handle ([`iptables::direct`]),
-//!   because `iptables-restore` loads every rule of the nat table for any `-A`/`-D`. The first
+//!   because `iptables-restore` loads every rule of the nat table for any `-A`/`-D`; the shared
+//!   rules are checked over netlink too, so a steady ADD/DEL execs nothing. The first
 //!   ADD on a node, iptables-legacy nodes and rules outside that encoder go through
 //!   `iptables-restore`, reading state with per-chain listings (`iptables -S <chain>`);
 //!   `iptables-save` is a last resort. What still grows with the node's mappings is the kernel's

@@ -9,14 +9,19 @@
 //! cost the same at 10 mappings and at 10,000.
 //!
 //! Scope: only rules this module can encode exactly (`-p tcp|udp`, host addresses, `--dport`,
-//! `-m comment`, `-m multiport --destination-ports`, jumps, `DNAT --to-destination`);
-//! anything else (SCTP, `conditionsV4/V6`, prefixes) returns `None` and the caller uses
-//! `iptables-restore`. ADD takes this path only when `CNI-HOSTPORT-DNAT` exists in nf_tables
-//! with PREROUTING jumping to it (the shared rules are live there) and the family's iptables
-//! tool is the nf_tables variant, 1.8.9 or newer (older ones encode `--dport` differently). DEL
-//! only ever deletes by handle rules that jump to this container's chain, and leaves every case
-//! it cannot decide from nf_tables alone (no shared chain, no pod chain) to iptables-restore,
-//! so iptables-legacy nodes and nodes that switched variants are handled there.
+//! `-m comment`, `-m multiport --destination-ports`, `-m addrtype --dst-type LOCAL`,
+//! `-m mark`, jumps, `DNAT --to-destination`, `MARK --set-xmark`, `MASQUERADE`); anything else
+//! (SCTP, `conditionsV4/V6`, prefixes) returns `None` and the caller uses `iptables-restore`.
+//! ADD takes this path only when every shared rule this configuration needs is in nf_tables
+//! exactly as iptables-nft writes it (one netlink dump per shared chain, no `iptables -S`) and
+//! the family's iptables tool is the nf_tables variant, 1.8.9 or newer (older ones encode
+//! `--dport` differently; the answer is remembered per binary, so only the first such ADD
+//! execs `iptables -V`). DEL only ever deletes by handle rules that jump to this container's
+//! chain. When nf_tables holds no chain of this container and x_tables has no nat table in
+//! this netns (no iptables-legacy rules can exist), there is nothing to delete in that family
+//! and nothing is exec'd (an IPv4-only pod's IPv6 side); every other case it cannot decide
+//! from nf_tables alone goes to iptables-restore, so iptables-legacy nodes and nodes that
+//! switched variants are handled there.
 //!
 //! Handles: ADD sends the new `CNI-DN-…` chain first and the entry rules right after it, so
 //! the kernel (which numbers chains and rules of a table from one counter, within one
@@ -28,7 +33,7 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use nf_tables::{Batch, Expr, NewRule, NfSocket, PayloadBase, NFT_META_L4PROTO};
+use nf_tables::{Batch, Expr, NewRule, NfSocket, PayloadBase, NFT_META_L4PROTO, NFT_META_MARK};
 
 use super::render::{self, Rule, TOP_DNAT_CHAIN};
 use crate::mapping::Family;
@@ -43,6 +48,12 @@ const XT_MULTIPORT_DESTINATION: u8 = 1;
 /// `struct nf_nat_range2` padded to x_tables' 8-byte alignment.
 const NAT_RANGE2_LEN: usize = 48;
 const NF_NAT_RANGE_MAP_IPS: u32 = 1;
+/// `1 << RTN_LOCAL`.
+const XT_ADDRTYPE_LOCAL: u16 = 1 << 2;
+/// `struct nf_nat_ipv4_multi_range_compat` (4 + one 20-byte range).
+const MASQ_V4_INFO_LEN: usize = 24;
+/// `struct nf_nat_range` (flags, two 16-byte addresses, two 2-byte ports).
+const MASQ_V6_INFO_LEN: usize = 40;
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 
 fn nf_family(family: Family) -> nf_tables::Family {
@@ -114,6 +125,38 @@ fn multiport_info(list: &str) -> Option<Vec<u8>> {
     Some(info)
 }
 
+/// `struct xt_addrtype_info_v1` for `--dst-type LOCAL`: source, dest (u16 type bits), flags.
+fn addrtype_dst_local_info() -> Vec<u8> {
+    let mut info = 0u16.to_ne_bytes().to_vec();
+    info.extend_from_slice(&XT_ADDRTYPE_LOCAL.to_ne_bytes());
+    info.extend_from_slice(&0u32.to_ne_bytes());
+    info
+}
+
+/// Parses iptables' `VALUE/MASK` (hex as `iptables -S` prints it, or decimal).
+fn value_mask(text: &str) -> Option<(u32, u32)> {
+    let num = |s: &str| match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    };
+    let (v, m) = text.split_once('/')?;
+    Some((num(v)?, num(m)?))
+}
+
+/// MASQUERADE with no options, as iptables fills it: IPv4's
+/// `struct nf_nat_ipv4_multi_range_compat` (rangesize 1, one zeroed range), IPv6's zeroed
+/// `struct nf_nat_range`.
+fn masquerade_info(family: Family) -> Vec<u8> {
+    match family {
+        Family::V4 => {
+            let mut info = 1u32.to_ne_bytes().to_vec();
+            info.resize(MASQ_V4_INFO_LEN, 0);
+            info
+        }
+        Family::V6 => vec![0; MASQ_V6_INFO_LEN],
+    }
+}
+
 /// `struct nf_nat_range2` for `--to-destination ADDR:PORT` (`[ADDR]:PORT` for IPv6).
 fn dnat_info(family: Family, to: &str) -> Option<Vec<u8>> {
     let (ip, port) = to.rsplit_once(':')?;
@@ -158,7 +201,7 @@ pub fn encode(family: Family, args: &[String]) -> Option<NewRule> {
             "-d" => dst = address(family, it.next()?, false)?,
             "-m" => {
                 module = Some(it.next()?);
-                if !matches!(module, Some("comment" | "multiport")) {
+                if !matches!(module, Some("comment" | "multiport" | "addrtype" | "mark")) {
                     return None;
                 }
             }
@@ -173,6 +216,34 @@ pub fn encode(family: Family, args: &[String]) -> Option<NewRule> {
                     name: "multiport".into(),
                     rev: 1,
                     info: multiport_info(it.next()?)?,
+                });
+            }
+            // `-m addrtype --dst-type LOCAL` (the shared PREROUTING/OUTPUT entry rules).
+            "--dst-type" if module == Some("addrtype") => {
+                if it.next()? != "LOCAL" {
+                    return None;
+                }
+                matches.push(Expr::Match {
+                    name: "addrtype".into(),
+                    rev: 1,
+                    info: addrtype_dst_local_info(),
+                });
+            }
+            // `-m mark --mark V/M`, which iptables-nft encodes natively: meta mark & M == V.
+            "--mark" if module == Some("mark") => {
+                let (value, mask) = value_mask(it.next()?)?;
+                matches.push(Expr::Meta {
+                    key: NFT_META_MARK,
+                    dreg: REG,
+                });
+                matches.push(Expr::Bitwise {
+                    reg: REG,
+                    mask: mask.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                });
+                matches.push(Expr::CmpEq {
+                    sreg: REG,
+                    data: value.to_ne_bytes().to_vec(),
                 });
             }
             // The implicit tcp/udp match of `-p tcp --dport N`, which iptables-nft encodes
@@ -201,6 +272,25 @@ pub fn encode(family: Family, args: &[String]) -> Option<NewRule> {
                         name: "DNAT".into(),
                         rev: 2,
                         info: dnat_info(family, it.next()?)?,
+                    }
+                } else if name == "MARK" {
+                    if it.next()? != "--set-xmark" {
+                        return None;
+                    }
+                    let (value, mask) = value_mask(it.next()?)?;
+                    // struct xt_mark_tginfo2
+                    let mut info = value.to_ne_bytes().to_vec();
+                    info.extend_from_slice(&mask.to_ne_bytes());
+                    Expr::Target {
+                        name: "MARK".into(),
+                        rev: 2,
+                        info,
+                    }
+                } else if name == "MASQUERADE" {
+                    Expr::Target {
+                        name: "MASQUERADE".into(),
+                        rev: 0,
+                        info: masquerade_info(family),
                     }
                 } else if name.contains('-') {
                     // A user chain (ours are all `CNI-…`; an external mark chain too, like
@@ -260,31 +350,133 @@ pub fn nft_variant_version(banner: &str) -> Option<(u32, u32, u32)> {
     ))
 }
 
-/// Whether this family's iptables tool is a recent enough nft variant for our encoding.
+/// Whether this family's iptables tool is a recent enough nft variant for our encoding. The
+/// answer is kept per tool binary (see [`version_cache`]), so a steady ADD execs nothing.
 fn tool_writes_our_encoding(family: Family) -> Result<(), String> {
     let tool = super::iptables_tool(family);
-    let out = crate::exec::run(tool, &["-V"], None).map_err(|e| e.to_string())?;
-    match nft_variant_version(&out.stdout) {
+    let identity = version_cache::identity(tool);
+    let version = match identity.as_ref().and_then(version_cache::lookup) {
+        Some(v) => Some(v),
+        None => {
+            let out = crate::exec::run(tool, &["-V"], None).map_err(|e| e.to_string())?;
+            let v = nft_variant_version(&out.stdout);
+            if let (Some(id), Some(v)) = (&identity, v) {
+                version_cache::store(id, v);
+            }
+            if v.is_none() {
+                return Err(format!(
+                    "{tool} is not the nf_tables variant: {}",
+                    out.stdout.trim()
+                ));
+            }
+            v
+        }
+    };
+    match version {
         Some(v) if v >= MIN_IPTABLES => Ok(()),
         Some(v) => Err(format!("{tool} {v:?} is older than {MIN_IPTABLES:?}")),
-        None => Err(format!(
-            "{tool} is not the nf_tables variant: {}",
-            out.stdout.trim()
-        )),
+        None => Err(format!("{tool} is not the nf_tables variant")),
     }
 }
 
-/// Whether the shared rules live in nf_tables and are in use there: `CNI-HOSTPORT-DNAT` exists
-/// and PREROUTING jumps to it (a stale copy left by an earlier iptables variant does not count).
-fn nft_managed(sock: &mut NfSocket, family: Family) -> nf_tables::Result<bool> {
-    let f = nf_family(family);
-    if sock.chain(f, TABLE, TOP_DNAT_CHAIN)?.is_none() {
-        return Ok(false);
+/// The nf_tables variant's version per iptables binary, in `/run` (tmpfs: gone at reboot, when
+/// packages may have changed anyway). Keyed by the binary's resolved path, inode, size and
+/// mtime, so switching alternatives or upgrading the package asks the tool again. Best effort:
+/// an unreadable or unwritable cache only costs the `-V` exec.
+mod version_cache {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+
+    const DIR: &str = "/run/cni-portmap-rs";
+
+    /// The key: what identifies the binary `tool` resolves to.
+    pub struct Identity {
+        pub(super) file: PathBuf,
+        pub(super) key: String,
     }
-    Ok(sock
-        .rules(f, TABLE, "PREROUTING")?
-        .iter()
-        .any(|r| r.jump_target() == Some(TOP_DNAT_CHAIN)))
+
+    pub fn identity(tool: &str) -> Option<Identity> {
+        let path = crate::exec::find_program(tool, None)?;
+        let real = std::fs::canonicalize(&path).ok()?;
+        let m = real.metadata().ok()?;
+        Some(Identity {
+            file: PathBuf::from(DIR).join(format!("{tool}.version")),
+            key: format!(
+                "{} {} {} {} {}.{}",
+                real.display(),
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec()
+            ),
+        })
+    }
+
+    pub fn lookup(id: &Identity) -> Option<(u32, u32, u32)> {
+        let text = std::fs::read_to_string(&id.file).ok()?;
+        let (key, version) = text.trim_end().rsplit_once('\n')?;
+        if key != id.key {
+            return None;
+        }
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    }
+
+    pub fn store(id: &Identity, version: (u32, u32, u32)) {
+        store_in(std::path::Path::new(DIR), id, version)
+    }
+
+    pub(super) fn store_in(dir: &std::path::Path, id: &Identity, (a, b, c): (u32, u32, u32)) {
+        let tmp = id.file.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, format!("{}\n{a}.{b}.{c}\n", id.key)))
+            .and_then(|()| std::fs::rename(&tmp, &id.file));
+        if let Err(e) = written {
+            log::debug!("iptables version not cached: {e}");
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// Whether every shared rule this configuration needs is in nf_tables exactly as iptables-nft
+/// writes it (read over netlink, one dump per shared chain, instead of `iptables -S`). A rule
+/// outside the encoder's vocabulary counts as missing: the caller then asks iptables.
+fn shared_rules_present(
+    sock: &mut NfSocket,
+    req: &Request,
+    family: Family,
+) -> nf_tables::Result<bool> {
+    let f = nf_family(family);
+    for (chain, rules) in render::shared_rules_by_chain(req) {
+        let Some(wanted) = encode_all(family, &rules) else {
+            return Ok(false);
+        };
+        let have = sock.rules(f, TABLE, chain)?;
+        if !wanted
+            .iter()
+            .all(|w| have.iter().any(|h| h.matches(&w.exprs)))
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether x_tables (iptables-legacy) has a nat table of `family` in this thread's netns: only
+/// then can it hold rules of ours. The kernel lists the instantiated tables in
+/// `/proc/net/ip{,6}_tables_names` (absent when the module is not even loaded).
+fn legacy_nat_exists(family: Family) -> bool {
+    let file = match family {
+        Family::V4 => "ip_tables_names",
+        Family::V6 => "ip6_tables_names",
+    };
+    match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
+        Ok(names) => names.lines().any(|l| l.trim() == TABLE),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // Unknown: assume it may, so iptables itself decides.
+        Err(_) => true,
+    }
 }
 
 /// The ADD transaction: the container chain, its entry rules (right after it, see the module
@@ -323,15 +515,20 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Outcome {
     };
     let family = Family::of(&addr.ip());
     NfSocket::new()
-        .and_then(|mut sock| add_with(&mut sock, family, &batch))
+        .and_then(|mut sock| add_with(&mut sock, req, family, &batch))
         .unwrap_or_else(|e| Outcome::Fallback(e.to_string()))
 }
 
-fn add_with(sock: &mut NfSocket, family: Family, batch: &Batch) -> nf_tables::Result<Outcome> {
-    if !nft_managed(sock, family)? {
-        return Ok(Outcome::Fallback(format!(
-            "{TOP_DNAT_CHAIN} is not in use in nf_tables"
-        )));
+fn add_with(
+    sock: &mut NfSocket,
+    req: &Request,
+    family: Family,
+    batch: &Batch,
+) -> nf_tables::Result<Outcome> {
+    if !shared_rules_present(sock, req, family)? {
+        return Ok(Outcome::Fallback(
+            "the shared rules are not all in nf_tables".into(),
+        ));
     }
     if let Err(why) = tool_writes_our_encoding(family) {
         return Ok(Outcome::Fallback(why));
@@ -339,6 +536,26 @@ fn add_with(sock: &mut NfSocket, family: Family, batch: &Batch) -> nf_tables::Re
     // EEXIST on the container chain (a repeated ADD) aborts the whole transaction.
     sock.apply(batch)?;
     Ok(Outcome::Done("pod rules added"))
+}
+
+/// `Done` when neither nf_tables (checked for this container's chains) nor x_tables (no nat
+/// table in this netns) can hold rules of this container; otherwise a fallback for `why`.
+fn nothing_here_unless_legacy(
+    sock: &mut NfSocket,
+    req: &Request,
+    family: Family,
+    why: String,
+) -> nf_tables::Result<Outcome> {
+    if legacy_nat_exists(family) {
+        return Ok(Outcome::Fallback(why));
+    }
+    let f = nf_family(family);
+    for chain in [req.attachment.dnat_chain(), req.attachment.old_snat_chain()] {
+        if sock.chain(f, TABLE, &chain)?.is_some() {
+            return Ok(Outcome::Fallback(format!("{why} but {chain} is")));
+        }
+    }
+    Ok(Outcome::Done("no nat rules of ours in this family"))
 }
 
 /// DEL of one family: every rule in `CNI-HOSTPORT-DNAT` jumping to this container's chain, the
@@ -353,11 +570,14 @@ pub fn del(req: &Request, family: Family) -> Outcome {
 fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Result<Outcome> {
     let f = nf_family(family);
     // Without the shared chain in nf_tables (iptables-legacy, or nothing of ours in this
-    // family), only iptables itself can tell: fall back.
+    // family), only iptables itself can tell, unless x_tables has no nat table at all.
     if sock.chain(f, TABLE, TOP_DNAT_CHAIN)?.is_none() {
-        return Ok(Outcome::Fallback(format!(
-            "{TOP_DNAT_CHAIN} is not in nf_tables"
-        )));
+        return nothing_here_unless_legacy(
+            sock,
+            req,
+            family,
+            format!("{TOP_DNAT_CHAIN} is not in nf_tables"),
+        );
     }
     if sock
         .chain(f, TABLE, &req.attachment.old_snat_chain())?
@@ -367,10 +587,15 @@ fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Re
     }
     let chain = req.attachment.dnat_chain();
     let Some(info) = sock.chain(f, TABLE, &chain)? else {
-        // A repeated DEL, or rules iptables-legacy holds (a node that switched variants):
-        // iptables-restore finds out, cheaply, as there is no chain to list.
-        return Ok(Outcome::Fallback(
-            "no chain of this container in nf_tables".into(),
+        // A repeated DEL, no address of this family, or rules iptables-legacy holds (a node
+        // that switched variants): only the last needs iptables-restore.
+        if legacy_nat_exists(family) {
+            return Ok(Outcome::Fallback(
+                "no chain of this container in nf_tables".into(),
+            ));
+        }
+        return Ok(Outcome::Done(
+            "no chain of this container in nf_tables, no x_tables nat table",
         ));
     };
     // The kernel's use count of a chain covers its own rules as well as the rules jumping to it.
@@ -526,6 +751,70 @@ mod tests {
     }
 
     #[test]
+    fn shared_rules_encode_mark_masquerade_and_addrtype() {
+        let r = encode(
+            Family::V4,
+            &args("-m mark --mark 0x2000/0x2000 -j MASQUERADE"),
+        )
+        .unwrap();
+        assert_eq!(
+            r.exprs[1],
+            Expr::Bitwise {
+                reg: 1,
+                mask: 0x2000u32.to_ne_bytes().to_vec(),
+                xor: vec![0; 4]
+            }
+        );
+        let Some(Expr::Target { name, info, .. }) = r.exprs.last() else {
+            panic!()
+        };
+        assert_eq!(
+            (name.as_str(), info.len()),
+            ("MASQUERADE", MASQ_V4_INFO_LEN)
+        );
+        let r = encode(
+            Family::V6,
+            &args("-m comment --comment 'x' -j MARK --set-xmark 0x4000/0x4000"),
+        )
+        .unwrap();
+        let Some(Expr::Target { name, rev, info }) = r.exprs.last() else {
+            panic!()
+        };
+        assert_eq!((name.as_str(), *rev), ("MARK", 2));
+        assert_eq!(
+            info[..],
+            [0x4000u32.to_ne_bytes(), 0x4000u32.to_ne_bytes()].concat()
+        );
+        let r = encode(
+            Family::V4,
+            &args("-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT"),
+        )
+        .unwrap();
+        let Expr::Match { name, info, .. } = &r.exprs[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (name.as_str(), &info[2..4]),
+            ("addrtype", &4u16.to_ne_bytes()[..])
+        );
+        assert_eq!(value_mask("0x10/255"), Some((16, 255)));
+        assert_eq!(value_mask("0x10"), None);
+    }
+
+    #[test]
+    fn version_cache_answers_only_for_the_same_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |key: &str| version_cache::Identity {
+            file: dir.path().join("iptables.version"),
+            key: key.to_string(),
+        };
+        assert_eq!(version_cache::lookup(&id("a 1 2")), None);
+        version_cache::store_in(dir.path(), &id("a 1 2"), (1, 8, 9));
+        assert_eq!(version_cache::lookup(&id("a 1 2")), Some((1, 8, 9)));
+        assert_eq!(version_cache::lookup(&id("a 1 3")), None, "another binary");
+    }
+
+    #[test]
     fn iptables_banner() {
         assert_eq!(
             nft_variant_version("iptables v1.8.9 (nf_tables)\n"),
@@ -550,9 +839,9 @@ mod tests {
         for rule in [
             "-p sctp --dport 80 -j DNAT --to-destination 10.0.0.1:80",
             "-p tcp --dport 80 -s 10.0.0.0/8 -j CNI-HOSTPORT-SETMARK",
-            "-p tcp --dport 80 -j MASQUERADE",
+            "-p tcp --dport 80 -j SNAT --to-source 10.0.0.1",
+            "-m addrtype --dst-type UNICAST -j CNI-HOSTPORT-DNAT",
             "-p tcp --dport 80 ! -s 10.0.0.1 -j CNI-X",
-            "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
             "-p tcp --dport 80 -j DNAT --to-destination [fd00::1]:80",
         ] {
             assert!(encode(Family::V4, &args(rule)).is_none(), "{rule}");

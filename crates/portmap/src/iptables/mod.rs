@@ -1,5 +1,6 @@
-//! iptables backend: upstream's chains. A pod's rules go over nf_tables netlink when the node's
-//! iptables is the nft variant and the shared rules are in place ([`direct`]); otherwise one
+//! iptables backend: upstream's chains. A pod's rules go over nf_tables netlink, and nothing is
+//! exec'd, when the node's iptables is the nft variant and the shared rules are in place (read
+//! over netlink too, [`direct`]); otherwise one
 //! `iptables-restore --noflush -w` per family and operation; `iptables-save -t nat` is read only
 //! when the optimistic script fails (first ADD on a node, repeated ADD, DEL of rules whose shape
 //! differs from ours).
@@ -150,11 +151,20 @@ fn restore_with_fallback(
     }
 }
 
-/// Installs the rules for one container address: if the shared rules are in place, one restore
-/// creating the container chain; otherwise (first ADD on the node, repeated ADD) one restore
-/// rendered from the listings of the shared chains. `iptables-save` only as a last resort.
+/// Installs the rules for one container address: on iptables-nft nodes whose shared rules are
+/// in place (read over netlink) one netlink transaction, nothing exec'd; otherwise, if the
+/// listings of the shared chains show the shared rules, one restore creating the container
+/// chain; otherwise (first ADD on the node, repeated ADD) one restore rendered from those
+/// listings. `iptables-save` only as a last resort.
 pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
     let family = Family::of(&addr.ip());
+    match direct::add(req, addr) {
+        direct::Outcome::Done(how) => {
+            log::debug!("{family} ADD over nf_tables netlink: {how}");
+            return Ok(());
+        }
+        direct::Outcome::Fallback(why) => log::debug!("{family} netlink ADD not used: {why}"),
+    }
     let setup_err = |e: String| PortmapError::Setup(format!("unable to setup DNAT: {e}"));
     let mut chains = shared_rule_chains(req);
     let shared = read_chains(family, &chains).map_err(setup_err)?;
@@ -162,13 +172,6 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
         .iter()
         .all(|sh| shared.has_rule(sh.chain, &sh.rule));
     if present {
-        match direct::add(req, addr) {
-            direct::Outcome::Done(how) => {
-                log::debug!("{family} ADD over nf_tables netlink: {how}");
-                return Ok(());
-            }
-            direct::Outcome::Fallback(why) => log::debug!("{family} netlink ADD not used: {why}"),
-        }
         match restore(family, &render::add_fast(req, addr)) {
             Ok(()) => return Ok(()),
             Err(e) => log::debug!("{family} fast ADD path not applicable: {e}"),
