@@ -15,7 +15,7 @@ fn admin_workflow_on_etcd() {
     let eps = etcd.endpoints_csv();
     let ctl = Ctl::new(&[("DATASTORE_TYPE", "etcdv3"), ("ETCD_ENDPOINTS", &eps)]);
     let store = EtcdStore::connect(&etcd.config()).unwrap();
-    scenario(&ctl, &store);
+    scenario(&ctl, &store, &[], "Always");
     // Calico's own tooling sees the same keys: read one back with stock etcdctl.
     let raw = etcd
         .etcdctl_get("/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool")

@@ -15,7 +15,7 @@ fn admin_workflow_on_local_store() {
     // The binary creates the file on first use; the test opens the same file.
     ctl.run(&["get", "ippools"]).ok();
     let store = ipam_store_local::LocalStore::open(&db).unwrap();
-    scenario(&ctl, &store);
+    scenario(&ctl, &store, &["--ipv4-pool=192.168.0.0/16"], "Never");
 }
 
 #[test]

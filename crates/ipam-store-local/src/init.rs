@@ -58,7 +58,8 @@ fn default_pool(name: &str, cidr: IpNetwork, block: u8) -> IpPool {
             block_size: Some(block),
             ipip_mode: Some("Never".into()),
             vxlan_mode: Some("Never".into()),
-            nat_outgoing: true,
+            // calico-node's defaults: NAT out of the cluster for IPv4 pools only.
+            nat_outgoing: cidr.is_ipv4(),
             node_selector: Some("all()".into()),
             allowed_uses: Some(vec!["Workload".into(), "Tunnel".into()]),
             ..Default::default()
@@ -131,7 +132,8 @@ pub fn ensure_initialised(store: &dyn Store, d: &LocalDefaults) -> Result<Vec<St
     if store.get_opt(&key)?.is_none() {
         let mut ci = ClusterInformation::new_ready(
             cluster_guid(),
-            format!("rust-calico-{}", env!("CARGO_PKG_VERSION")),
+            // Versioned like calico-node's (`v3.x.y`) and like calicoctl's datastore init.
+            format!("rust-calico-v{}", env!("CARGO_PKG_VERSION")),
         );
         ci.spec.cluster_type = Some("local".into());
         match store.create(&key, &ci.to_json()) {

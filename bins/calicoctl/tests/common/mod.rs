@@ -158,12 +158,16 @@ pub fn try_assign_in(
 }
 
 /// The whole admin workflow; `store` is the same datastore `ctl` is configured for.
-pub fn scenario(ctl: &Ctl, store: &dyn Store) {
+/// `init` is what the scenario's `datastore init` adds to pick 192.168.0.0/16 and `ipip` the
+/// encapsulation that store's default pool gets (calico-node's `Always` on etcd; none on the
+/// local store, whose pools are the plugin's own).
+pub fn scenario(ctl: &Ctl, store: &dyn Store, init: &[&str], ipip: &str) {
     // Empty datastore: nothing to complain about.
     ctl.run(&["ipam", "check"]).ok();
 
     // init: calico-node's defaults, written where Calico keeps them.
-    let o = ctl.run(&["datastore", "init"]).ok();
+    let init_cmd: Vec<&str> = ["datastore", "init"].iter().chain(init).copied().collect();
+    let o = ctl.run(&init_cmd).ok();
     assert!(
         o.stdout
             .contains("Created IPPool default-ipv4-ippool (192.168.0.0/16)"),
@@ -172,7 +176,7 @@ pub fn scenario(ctl: &Ctl, store: &dyn Store) {
     let (pool, rev) = stored_pool(store, "default-ipv4-ippool");
     assert_eq!(pool["spec"]["cidr"], "192.168.0.0/16");
     assert_eq!(pool["spec"]["blockSize"], 26);
-    assert_eq!(pool["spec"]["ipipMode"], "Always");
+    assert_eq!(pool["spec"]["ipipMode"], ipip);
     assert_eq!(pool["spec"]["vxlanMode"], "Never");
     assert_eq!(pool["spec"]["natOutgoing"], true);
     assert_eq!(pool["spec"]["nodeSelector"], "all()");
@@ -186,7 +190,7 @@ pub fn scenario(ctl: &Ctl, store: &dyn Store) {
         .is_some_and(|g| g.len() == 32));
     assert!(store.get(&Key::IpamConfig).is_ok(), "IPAM config written");
     // Idempotent: the pool is not rewritten.
-    ctl.run(&["datastore", "init"]).ok();
+    ctl.run(&init_cmd).ok();
     assert_eq!(stored_pool(store, "default-ipv4-ippool").1, rev);
 
     // get: calicoctl's table.
