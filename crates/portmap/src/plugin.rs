@@ -90,8 +90,7 @@ impl Plugin for Portmap {
                 "must be called as chained plugin: prevResult is missing",
             )
         })?;
-        prev.check_interface_indexes()
-            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
+        prev.check_interface_indexes()?;
         if mappings.is_empty() {
             return Ok(prev.clone());
         }
@@ -116,8 +115,7 @@ impl Plugin for Portmap {
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
             CniError::new(ErrorCode::InvalidConfig, "Required prevResult missing")
         })?;
-        prev.check_interface_indexes()
-            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
+        prev.check_interface_indexes()?;
         if mappings.is_empty() {
             return Ok(());
         }
