@@ -212,12 +212,31 @@ fn every_error_type_maps_to_its_cni_code() {
         ),
         (
             "portmap: config",
-            code(portmap::PortmapError::InvalidConfig("x".into())),
+            code(portmap::PortmapError::BothBackendsOptions),
             7,
         ),
         (
+            "portmap: other backend's options",
+            code(portmap::PortmapError::OtherBackendOptions {
+                chosen: "nftables",
+                other: "iptables",
+                options: vec!["x".into()],
+            }),
+            7,
+        ),
+        (
+            "portmap: host port taken",
+            code(portmap::PortmapError::HostPortTaken {
+                family: "ip".into(),
+                proto: "tcp".into(),
+                port: 80,
+                host_ip: None,
+            }),
+            999,
+        ),
+        (
             "portmap: setup",
-            code(portmap::PortmapError::Setup("x".into())),
+            code(portmap::PortmapError::SetupDnat("x".to_string().into())),
             999,
         ),
         (

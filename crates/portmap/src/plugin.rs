@@ -161,10 +161,13 @@ mod tests {
 
     #[test]
     fn errors_map_to_cni_codes() {
-        let e: CniError = PortmapError::InvalidConfig("x".into()).into();
+        let e: CniError = PortmapError::BothBackendsOptions.into();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
-        let e: CniError = PortmapError::Setup("y".into()).into();
+        let e: CniError = PortmapError::NftSetup("y".to_string().into()).into();
         assert_eq!(e.code.as_u32(), 999);
-        assert_eq!(e.msg, "y");
+        assert_eq!(
+            e.msg,
+            "unable to set up nftables rules for port mappings: y"
+        );
     }
 }

@@ -155,7 +155,7 @@ fn restore_with_fallback(
 /// rendered from the listings of the shared chains. `iptables-save` only as a last resort.
 pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
     let family = Family::of(&addr.ip());
-    let setup_err = |e: String| PortmapError::Setup(format!("unable to setup DNAT: {e}"));
+    let setup_err = |e: String| PortmapError::SetupDnat(e.into());
     let mut chains = shared_rule_chains(req);
     let shared = read_chains(family, &chains).map_err(setup_err)?;
     let present = render::shared_rules(req)
@@ -224,8 +224,10 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
             dn.as_str(),
             sn.as_str(),
         ];
-        let teardown_err =
-            |e: String| PortmapError::Setup(format!("could not teardown {family} dnat: {e}"));
+        let teardown_err = |e: String| PortmapError::TeardownDnat {
+            family: family.to_string(),
+            source: e.into(),
+        };
         let state = read_chains(family, &parents).map_err(teardown_err)?;
         restore_with_fallback(family, render::del_full(req, &state), |full| {
             render::del_full(req, full)
@@ -233,10 +235,7 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
         .map_err(teardown_err)?;
     }
     if unusable.len() == Family::BOTH.len() {
-        return Err(PortmapError::Setup(format!(
-            "neither iptables nor ip6tables is usable, {}",
-            unusable.join(", ")
-        )));
+        return Err(PortmapError::NoUsableIptables { reasons: unusable });
     }
     Ok(())
 }
@@ -244,11 +243,10 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
 /// Verifies the rules of one container address with a `-C`-only script (changes nothing).
 pub fn check(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
     let family = Family::of(&addr.ip());
-    restore(family, &render::check(req, addr)).map_err(|e| {
-        PortmapError::CheckFailed(format!(
-            "could not check {family} dnat: rule of chain {} not found: {e}",
-            req.attachment.dnat_chain()
-        ))
+    restore(family, &render::check(req, addr)).map_err(|e| PortmapError::DnatMissing {
+        family: family.to_string(),
+        chain: req.attachment.dnat_chain().to_string(),
+        source: e.into(),
     })
 }
 
