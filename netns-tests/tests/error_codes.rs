@@ -240,6 +240,27 @@ fn every_error_type_maps_to_its_cni_code() {
             999,
         ),
         (
+            "datastore: hostname unreadable",
+            code(datastore::HostnameError(std::io::Error::other("x"))),
+            5,
+        ),
+        (
+            "calico: stored document does not decode",
+            code(calico::endpoint::StoredDocError {
+                what: "WorkloadEndpoint",
+                source: serde_json::from_str::<u8>("x").unwrap_err(),
+            }),
+            999,
+        ),
+        (
+            "host-local: bad route",
+            code(host_local::Error::InvalidRoute {
+                route: "x".into(),
+                source: serde_json::from_str::<u8>("x").unwrap_err(),
+            }),
+            7,
+        ),
+        (
             "host-local: no ranges",
             code(host_local::Error::NoRanges),
             7,
