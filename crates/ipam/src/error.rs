@@ -49,12 +49,13 @@ pub enum IpamError {
     ReleaseRefused { ip: IpAddr, reason: String },
     /// A pool's selector does not parse: the request fails (as Calico's) instead of silently
     /// leaving the pool out.
-    #[error("IPPool {pool} has an invalid {field} {selector:?}: {reason}")]
+    #[error("IPPool {pool} has an invalid {field} {selector:?}: {source}")]
     InvalidPoolSelector {
         pool: String,
         field: &'static str,
         selector: String,
-        reason: String,
+        #[source]
+        source: crate::selector::SelectorError,
     },
     /// The host owns `maxBlocksPerHost` blocks, all full, and needs another: Calico fails the
     /// request here (no borrowing from other hosts' blocks).

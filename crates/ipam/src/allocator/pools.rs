@@ -57,7 +57,7 @@ impl Pool {
             pool: self.name.clone(),
             field,
             selector: sel.to_string(),
-            reason: e.to_string(),
+            source: e,
         })?;
         Ok(parsed.matches(labels))
     }
