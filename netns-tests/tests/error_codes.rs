@@ -43,13 +43,22 @@ fn every_error_type_maps_to_its_cni_code() {
         ("ipam: max retries", code(IpamError::MaxRetries), 11),
         (
             "ipam: invalid argument",
-            code(IpamError::InvalidArgument("bad".into())),
+            code(IpamError::InvalidArgument(ipam::InvalidArgument::Handle {
+                handle: "bad".into(),
+            })),
             7,
         ),
         (
             "ipam: no pools",
-            code(IpamError::NoPools("none".into())),
+            code(IpamError::NoPools(ipam::NoPools::NoneEnabled)),
             999,
+        ),
+        (
+            "ipam: invalid IPAM config",
+            code(IpamError::from(ipam::InvalidArgument::from(
+                ipam::model::InvalidIpamConfig::BlockLimitWithoutStrictAffinity,
+            ))),
+            7,
         ),
         (
             "ipam: handle not found",
@@ -74,7 +83,7 @@ fn every_error_type_maps_to_its_cni_code() {
         ),
         (
             "datastore: bad settings",
-            code(datastore::DatastoreError::Config("x".into())),
+            code(datastore::DatastoreError::UnknownDatastoreType { value: "x".into() }),
             7,
         ),
         (
@@ -106,28 +115,94 @@ fn every_error_type_maps_to_its_cni_code() {
             999,
         ),
         (
+            "calico dataplane: check",
+            code(calico::dataplane::Error::Check {
+                mismatch: "x".into(),
+            }),
+            999,
+        ),
+        (
+            "calico dataplane: host link-local",
+            code(calico::dataplane::Error::HostLinkLocal {
+                problem: calico::dataplane::LinkLocalProblem::Missing { name: "x".into() },
+            }),
+            999,
+        ),
+        (
+            "datastore: bad endpoint",
+            code(datastore::DatastoreError::InvalidEtcdEndpoint {
+                list: "x".into(),
+                endpoint: "x".into(),
+                reason: "y",
+            }),
+            7,
+        ),
+        (
+            "datastore: no kubernetes client",
+            code(datastore::DatastoreError::NoKubernetesClient),
+            7,
+        ),
+        (
+            "cni: field type",
+            code(
+                cni::caps::CiObject::from_value(&serde_json::json!({"a": 1}))
+                    .unwrap()
+                    .field::<String>("a")
+                    .unwrap_err(),
+            ),
+            7,
+        ),
+        (
             "calico dataplane",
             code(calico::dataplane::Error::InterfaceExists("eth0".into())),
             999,
         ),
         (
             "bandwidth: config",
-            code(bandwidth::BandwidthError::InvalidConfig("x".into())),
+            code(bandwidth::BandwidthError::InvalidLimit {
+                direction: "ingress",
+                reason: "x".into(),
+            }),
             7,
         ),
         (
             "bandwidth: prevResult",
-            code(bandwidth::BandwidthError::PrevResult("x".into())),
+            code(bandwidth::BandwidthError::NoPrevResult),
+            7,
+        ),
+        (
+            "bandwidth: prevResult without the host veth",
+            code(bandwidth::BandwidthError::HostVethNotInResult {
+                host_veth: "x".into(),
+            }),
+            7,
+        ),
+        (
+            "bandwidth: prevResult interface index",
+            code(bandwidth::BandwidthError::InterfaceIndex(
+                cni::result::InterfaceIndexError {
+                    ip: 0,
+                    index: 1,
+                    interfaces: 1,
+                },
+            )),
             7,
         ),
         (
             "bandwidth: netns",
-            code(bandwidth::BandwidthError::Netns("x".into())),
+            code(bandwidth::BandwidthError::NoNetns),
             4,
         ),
         (
             "bandwidth: check",
-            code(bandwidth::BandwidthError::CheckFailed("x".into())),
+            code(bandwidth::BandwidthError::NoIngressQdisc { link: "x".into() }),
+            999,
+        ),
+        (
+            "bandwidth: psched",
+            code(bandwidth::BandwidthError::BadPsched {
+                content: "x".into(),
+            }),
             999,
         ),
         (
@@ -137,13 +212,53 @@ fn every_error_type_maps_to_its_cni_code() {
         ),
         (
             "portmap: config",
-            code(portmap::PortmapError::InvalidConfig("x".into())),
+            code(portmap::PortmapError::BothBackendsOptions),
             7,
         ),
         (
-            "portmap: setup",
-            code(portmap::PortmapError::Setup("x".into())),
+            "portmap: other backend's options",
+            code(portmap::PortmapError::OtherBackendOptions {
+                chosen: "nftables",
+                other: "iptables",
+                options: vec!["x".into()],
+            }),
+            7,
+        ),
+        (
+            "portmap: host port taken",
+            code(portmap::PortmapError::HostPortTaken {
+                family: "ip".into(),
+                proto: "tcp".into(),
+                port: 80,
+                host_ip: None,
+            }),
             999,
+        ),
+        (
+            "portmap: setup",
+            code(portmap::PortmapError::SetupDnat("x".to_string().into())),
+            999,
+        ),
+        (
+            "datastore: hostname unreadable",
+            code(datastore::HostnameError(std::io::Error::other("x"))),
+            5,
+        ),
+        (
+            "calico: stored document does not decode",
+            code(calico::endpoint::StoredDocError {
+                what: "WorkloadEndpoint",
+                source: serde_json::from_str::<u8>("x").unwrap_err(),
+            }),
+            999,
+        ),
+        (
+            "host-local: bad route",
+            code(host_local::Error::InvalidRoute {
+                route: "x".into(),
+                source: serde_json::from_str::<u8>("x").unwrap_err(),
+            }),
+            7,
         ),
         (
             "host-local: no ranges",

@@ -34,9 +34,9 @@ impl Shaping {
     /// Validates both directions (upstream's messages, plus a floor of 8 so nothing rounds to 0
     /// bytes inside tc).
     pub fn from_entry(e: &BandwidthEntry) -> Result<Shaping, BandwidthError> {
-        let dir = |name: &str, rate: Option<u64>, burst: Option<u64>| {
+        let dir = |direction: &'static str, rate: Option<u64>, burst: Option<u64>| {
             validate(rate.unwrap_or(0), burst.unwrap_or(0))
-                .map_err(|m| BandwidthError::InvalidConfig(format!("{name}: {m}")))
+                .map_err(|reason| BandwidthError::InvalidLimit { direction, reason })
         };
         Ok(Shaping {
             ingress: dir("ingress", e.ingress_rate, e.ingress_burst)?,
@@ -49,8 +49,7 @@ impl Shaping {
 /// `runtimeConfig.bandwidth` is ignored entirely, like upstream), else the runtime's values.
 pub fn effective_entry(conf: &NetConf) -> Result<BandwidthEntry, BandwidthError> {
     let top = CiObject::from_value(&conf.raw).unwrap_or_default();
-    let fixed = BandwidthEntry::from_object(&top)
-        .map_err(|m| BandwidthError::InvalidConfig(format!("invalid network config: {m}")))?;
+    let fixed = BandwidthEntry::from_object(&top).map_err(BandwidthError::Field)?;
     if !fixed.is_empty() {
         return Ok(fixed);
     }
@@ -180,7 +179,7 @@ mod tests {
         );
         // Wrong types and out-of-range numbers name the field.
         let e = shaping(json!({"name":"n","ingressRate":-1,"ingressBurst":8})).unwrap_err();
-        assert!(matches!(e, BandwidthError::InvalidConfig(_)));
+        assert!(matches!(e, BandwidthError::Field(_)));
         assert!(e.to_string().contains("ingressRate"), "{e}");
         let e = err(json!({"name":"n","ingressRate":"fast","ingressBurst":8}));
         assert!(e.contains("ingressRate"), "{e}");

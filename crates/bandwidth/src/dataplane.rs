@@ -148,8 +148,8 @@ pub fn verify(
         .map_err(BandwidthError::netlink(format!(
             "get ifb device {ifb_name}"
         )))?
-        .ok_or_else(|| {
-            BandwidthError::CheckFailed(format!("get ifb device: link {ifb_name} not found"))
+        .ok_or_else(|| BandwidthError::IfbMissing {
+            ifb: ifb_name.to_string(),
         })?;
     compare_root_tbf(host, &ifb, &tbf_for("egress", limit, tick))?;
     let has_ingress = host
@@ -158,10 +158,9 @@ pub fn verify(
         .iter()
         .any(|q| q.kind == "ingress" && q.handle == HANDLE_INGRESS);
     if !has_ingress {
-        return Err(BandwidthError::CheckFailed(format!(
-            "no ingress qdisc on {}",
-            veth.name
-        )));
+        return Err(BandwidthError::NoIngressQdisc {
+            link: veth.name.clone(),
+        });
     }
     let redirected = host
         .filters(veth.index, HANDLE_INGRESS)
@@ -169,10 +168,10 @@ pub fn verify(
         .iter()
         .any(|f| f.redirect_to == Some(ifb.index));
     if !redirected {
-        return Err(BandwidthError::CheckFailed(format!(
-            "no filter on {} redirects to {ifb_name}",
-            veth.name
-        )));
+        return Err(BandwidthError::NoRedirect {
+            link: veth.name.clone(),
+            ifb: ifb_name.to_string(),
+        });
     }
     Ok(())
 }
@@ -186,14 +185,16 @@ fn compare_root_tbf(host: &Handle, link: &Link, want: &Tbf) -> Result<(), Bandwi
         )))?;
     let root = qdiscs.iter().find(|q| q.parent == HANDLE_ROOT);
     let Some(got) = root.and_then(|q| q.tbf.as_ref()) else {
-        return Err(BandwidthError::CheckFailed(format!(
-            "Failed to find qdisc: no root tbf on {} (found {:?})",
-            link.name,
-            root.map(|q| q.kind.as_str())
-        )));
+        return Err(BandwidthError::NoRootTbf {
+            link: link.name.clone(),
+            found: root.map(|q| q.kind.clone()),
+        });
     };
     mismatch(got, want).map_or(Ok(()), |m| {
-        Err(BandwidthError::CheckFailed(format!("{m} on {}", link.name)))
+        Err(BandwidthError::TbfMismatch {
+            link: link.name.clone(),
+            mismatch: m.to_string(),
+        })
     })
 }
 

@@ -25,19 +25,18 @@ fn host_handle() -> Result<Handle, BandwidthError> {
 
 /// prevResult, refused (code 7) when an IP's `interface` index points past its interfaces.
 fn prev_result(inv: &Invocation) -> Result<&CniResult, BandwidthError> {
-    let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
-        BandwidthError::PrevResult("must be called as chained plugin: prevResult is missing".into())
-    })?;
-    prev.check_interface_indexes()
-        .map_err(BandwidthError::PrevResult)?;
+    let prev = inv
+        .config
+        .prev_result
+        .as_ref()
+        .ok_or(BandwidthError::NoPrevResult)?;
+    prev.check_interface_indexes()?;
     Ok(prev)
 }
 
 /// The host veth of this attachment, checked against prevResult.
 fn host_veth(inv: &Invocation, host: &Handle, prev: &CniResult) -> Result<Link, BandwidthError> {
-    let netns = inv.netns.as_deref().ok_or_else(|| {
-        BandwidthError::Netns("CNI_NETNS is required to find the host veth".into())
-    })?;
+    let netns = inv.netns.as_deref().ok_or(BandwidthError::NoNetns)?;
     let link = veth::peer_in_host(host, netns, &inv.ifname)?;
     veth::require_in_result(prev, &link.name)?;
     Ok(link)

@@ -11,7 +11,7 @@ use crate::error::BandwidthError;
 /// Upstream's fixed tbf latency.
 pub const LATENCY_MS: f64 = 25.0;
 const TIME_UNITS_PER_SEC: f64 = 1_000_000.0;
-const PSCHED: &str = "/proc/net/psched";
+use crate::error::PSCHED;
 
 /// psched ticks per microsecond (15.625 on every current kernel: one tick = 64 ns).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,15 +20,16 @@ pub struct TickFactor(pub f64);
 impl TickFactor {
     /// Reads `/proc/net/psched`.
     pub fn from_system() -> Result<TickFactor, BandwidthError> {
-        let text = std::fs::read_to_string(PSCHED)
-            .map_err(|e| BandwidthError::Psched(format!("reading {PSCHED}: {e}")))?;
+        let text = std::fs::read_to_string(PSCHED).map_err(BandwidthError::ReadPsched)?;
         TickFactor::parse(&text)
     }
 
     /// Parses the four hex fields `t2us us2t clock_res hz`, with iproute2's and upstream's
     /// compatibility rule (a 1 GHz clock resolution means t2us = us2t).
     pub fn parse(text: &str) -> Result<TickFactor, BandwidthError> {
-        let bad = || BandwidthError::Psched(format!("unexpected {PSCHED} content {text:?}"));
+        let bad = || BandwidthError::BadPsched {
+            content: text.to_string(),
+        };
         let v: Vec<u64> = text
             .split_whitespace()
             .map(|f| u64::from_str_radix(f, 16).map_err(|_| bad()))

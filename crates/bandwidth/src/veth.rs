@@ -15,27 +15,25 @@ pub fn peer_in_host(
     netns_path: &Path,
     ifname: &str,
 ) -> Result<Link, BandwidthError> {
-    let ns = netns::NetNs::open(netns_path).map_err(|e| {
-        BandwidthError::Netns(format!(
-            "failed to open netns {}: {e}",
-            netns_path.display()
-        ))
+    let ns = netns::NetNs::open(netns_path).map_err(|source| BandwidthError::OpenNetns {
+        path: netns_path.to_path_buf(),
+        source,
     })?;
     let ctr = Handle::in_netns(&ns).map_err(BandwidthError::netlink(format!(
         "netlink socket in netns {}",
         netns_path.display()
     )))?;
     let peer = ctr.veth_peer_index(ifname).map_err(|e| match e {
-        netlink::Error::LinkNotFound(_) => BandwidthError::HostVeth(format!(
-            "container interface {ifname:?} not found in netns {}",
-            netns_path.display()
-        )),
-        netlink::Error::NotVeth(_) => {
-            BandwidthError::HostVeth(format!("interface {ifname:?} was not a veth interface"))
-        }
-        netlink::Error::NoVethPeer(_) => {
-            BandwidthError::HostVeth(format!("container interface {ifname:?} has no veth peer"))
-        }
+        netlink::Error::LinkNotFound(_) => BandwidthError::NoContainerInterface {
+            ifname: ifname.to_string(),
+            netns: netns_path.to_path_buf(),
+        },
+        netlink::Error::NotVeth(_) => BandwidthError::NotVeth {
+            ifname: ifname.to_string(),
+        },
+        netlink::Error::NoVethPeer(_) => BandwidthError::NoVethPeer {
+            ifname: ifname.to_string(),
+        },
         other => BandwidthError::Netlink {
             op: format!("get container interface {ifname:?}"),
             source: other,
@@ -46,18 +44,14 @@ pub fn peer_in_host(
         .map_err(BandwidthError::netlink(format!("get host link #{peer}")))?
     {
         Some(link) if link.is_veth() => Ok(link),
-        _ => Err(BandwidthError::HostVeth(format!(
-            "veth peer with index {peer} is not in host ns"
-        ))),
+        _ => Err(BandwidthError::PeerNotInHost { peer }),
     }
 }
 
 /// Requires prevResult to list `host_name` as a host-side interface (no sandbox).
 pub fn require_in_result(prev: &CniResult, host_name: &str) -> Result<(), BandwidthError> {
     if prev.interfaces.is_empty() {
-        return Err(BandwidthError::PrevResult(
-            "no interfaces provided in prevResult".into(),
-        ));
+        return Err(BandwidthError::NoInterfaces);
     }
     let listed = prev
         .interfaces
@@ -66,10 +60,9 @@ pub fn require_in_result(prev: &CniResult, host_name: &str) -> Result<(), Bandwi
     if listed {
         Ok(())
     } else {
-        Err(BandwidthError::PrevResult(format!(
-            "no veth peer of container interface found in host ns: prevResult does not list \
-             host interface {host_name:?} without a sandbox"
-        )))
+        Err(BandwidthError::HostVethNotInResult {
+            host_veth: host_name.to_string(),
+        })
     }
 }
 
@@ -90,7 +83,7 @@ mod tests {
         // Calico 3.2.x put a sandbox on the host veth (plugins#242): refused.
         let sandboxed = result(json!({"interfaces":[{"name":"cali12345678901","sandbox":"eth0"}]}));
         let e = require_in_result(&sandboxed, "cali12345678901").unwrap_err();
-        assert!(matches!(e, BandwidthError::PrevResult(_)));
+        assert!(matches!(e, BandwidthError::HostVethNotInResult { .. }));
         assert!(e.to_string().contains("cali12345678901"), "{e}");
         let e = require_in_result(&result(json!({"ips":[]})), "cali1").unwrap_err();
         assert_eq!(e.to_string(), "no interfaces provided in prevResult");

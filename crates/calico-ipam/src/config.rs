@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use cni::caps::CiObject;
-use cni::{CniError, ErrorCode, NetConf};
+use cni::{CniError, Context, ErrorCode, NetConf};
 use datastore::{DatastoreKind, DatastoreSettings};
 use ipam_store_local::init::LocalDefaults;
 use ipnetwork::IpNetwork;
@@ -85,8 +85,7 @@ fn invalid(msg: impl Into<String>) -> CniError {
 }
 
 fn field<T: DeserializeOwned>(o: &CiObject, key: &str) -> Result<Option<T>, CniError> {
-    o.field(key)
-        .map_err(|e| invalid(format!("failed to load netconf: {e}")))
+    o.field(key).context("failed to load netconf")
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {

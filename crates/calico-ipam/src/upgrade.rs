@@ -65,16 +65,26 @@ pub enum UpgradeError {
         what: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Kube(#[from] kubernetes::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Datastore(#[from] DatastoreError),
+    /// Boxed: the allocator's error is large and this one travels through every step.
     #[error("failed to assign {ip} to calico-ipam: {source}")]
-    Assign { ip: IpAddr, source: IpamError },
-    #[error("{0}")]
-    Invalid(String),
+    Assign { ip: IpAddr, source: Box<IpamError> },
+    /// The cluster is not in a state the migration can work with (what, in Calico's words).
+    #[error("{problem}")]
+    Invalid { problem: String },
+}
+
+impl UpgradeError {
+    fn invalid(problem: impl Into<String>) -> Self {
+        UpgradeError::Invalid {
+            problem: problem.into(),
+        }
+    }
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpgradeError {
@@ -191,7 +201,7 @@ impl Migration<'_> {
         }
         let node = self.client.node(self.node)?;
         let Some(cidr) = node.pod_cidrs.first() else {
-            return Err(UpgradeError::Invalid(format!(
+            return Err(UpgradeError::invalid(format!(
                 "node {} has no podCIDR to take the IPIP tunnel address from",
                 self.node
             )));
@@ -235,7 +245,10 @@ impl Migration<'_> {
                 log_line(&format!("{ip} already assigned, skipping"));
                 Ok(())
             }
-            Err(source) => Err(UpgradeError::Assign { ip, source }),
+            Err(source) => Err(UpgradeError::Assign {
+                ip,
+                source: Box::new(source),
+            }),
         }
     }
 
@@ -243,7 +256,7 @@ impl Migration<'_> {
     fn migrate_reservations(&self) -> Result<(), UpgradeError> {
         let lock_path = self.dir.join("lock");
         let Some(_lock) = crate::lock::acquire(&lock_path) else {
-            return Err(UpgradeError::Invalid(format!(
+            return Err(UpgradeError::invalid(format!(
                 "failed to acquire lock on host-local IPAM ({})",
                 lock_path.display()
             )));
@@ -277,7 +290,7 @@ impl Migration<'_> {
             return remove(path);
         }
         let ip: IpAddr = name.parse().map_err(|e| {
-            UpgradeError::Invalid(format!(
+            UpgradeError::invalid(format!(
                 "failed to parse IP {name} ({}): {e}",
                 path.display()
             ))
@@ -328,7 +341,7 @@ fn set_datastore_ready(store: &dyn Store, ready: bool) -> Result<(), UpgradeErro
     for _ in 0..5 {
         let kv = store.get(&key)?;
         let mut v: Value = serde_json::from_str(&kv.value)
-            .map_err(|e| UpgradeError::Invalid(format!("unreadable ClusterInformation: {e}")))?;
+            .map_err(|e| UpgradeError::invalid(format!("unreadable ClusterInformation: {e}")))?;
         if v.pointer("/spec/datastoreReady").and_then(Value::as_bool) == Some(ready) {
             return Ok(());
         }
@@ -345,8 +358,5 @@ fn set_datastore_ready(store: &dyn Store, ready: bool) -> Result<(), UpgradeErro
             Err(e) => return Err(e.into()),
         }
     }
-    Err(last.map_or_else(
-        || UpgradeError::Invalid("update conflict".into()),
-        Into::into,
-    ))
+    Err(last.map_or_else(|| UpgradeError::invalid("update conflict"), Into::into))
 }

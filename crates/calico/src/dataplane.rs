@@ -30,8 +30,9 @@ pub enum Error {
         ours: String,
         theirs: String,
     },
-    #[error("check failed: {0}")]
-    Check(String),
+    /// CHECK (or a setup step's own check) found the pod not as [`setup`] leaves it.
+    #[error("check failed: {mismatch}")]
+    Check { mismatch: String },
     #[error(
         "host interface {name} belongs to another live container ({owner}, its peer is still in \
          that container's network namespace): refusing to replace it (in plain mode container \
@@ -40,8 +41,32 @@ pub enum Error {
     HostVethInUse { name: String, owner: String },
     /// The host veth has no IPv6 link-local address, or not the EUI-64 one of [`HOST_MAC`]
     /// (`addr_gen_mode` other than eui64 on the host): the pod's IPv6 next hop would be wrong.
-    #[error("{0}")]
-    HostLinkLocal(String),
+    #[error("{problem}")]
+    HostLinkLocal { problem: LinkLocalProblem },
+}
+
+/// What is wrong with the host veth's IPv6 link-local address (see [`Error::HostLinkLocal`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkLocalProblem {
+    #[error(
+        "failed to get IPv6 link-local address for host side of the pod interface {name}: check \
+         that IPv6 is enabled on the host and net.ipv6.conf.default.addr_gen_mode is 0 (eui64)"
+    )]
+    Missing { name: String },
+    #[error(
+        "host-side interface {name} got wrong link-local IP address {got} (expected \
+         {GATEWAY_V6}, the EUI-64 address of {HOST_MAC}): check \
+         net.ipv6.conf.default.addr_gen_mode on the host (0, eui64, is required)"
+    )]
+    Wrong { name: String, got: Ipv6Addr },
+}
+
+impl Error {
+    fn check(mismatch: impl Into<String>) -> Self {
+        Error::Check {
+            mismatch: mismatch.into(),
+        }
+    }
 }
 
 /// Dataplane failures are Calico's generic error (999): the runtime cannot act on them beyond
@@ -230,7 +255,7 @@ pub fn setup(ns: &NetNs, pod: &PodInterface) -> Result<MacAddr> {
     cont.set_link_up(link.index)?;
     let mac = link
         .mac
-        .ok_or_else(|| Error::Check(format!("{} has no MAC address", pod.ifname)))?;
+        .ok_or_else(|| Error::check(format!("{} has no MAC address", pod.ifname)))?;
 
     if v4 {
         let gw = IpNetwork::new(IpAddr::V4(GATEWAY_V4), 32).expect("valid");
@@ -283,7 +308,9 @@ pub fn setup(ns: &NetNs, pod: &PodInterface) -> Result<MacAddr> {
 /// too late: retry, toggling the link, for half a second as Calico does; then fail loudly instead
 /// of wiring a pod whose IPv6 cannot work (e.g. `addr_gen_mode` stable-privacy/random/none).
 fn host_link_local(host: &Handle, index: u32, name: &str) -> Result<Ipv6Addr> {
-    let mut problem = String::new();
+    let mut problem = LinkLocalProblem::Missing {
+        name: name.to_string(),
+    };
     for attempt in 0..10 {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -296,21 +323,22 @@ fn host_link_local(host: &Handle, index: u32, name: &str) -> Result<Ipv6Addr> {
         match link_local {
             Some(ip) if ip == GATEWAY_V6 => return Ok(ip),
             Some(ip) => {
-                problem = format!(
-                    "host-side interface {name} got wrong link-local IP address {ip} (expected {GATEWAY_V6}, the EUI-64 address of {HOST_MAC}): check net.ipv6.conf.default.addr_gen_mode on the host (0, eui64, is required)"
-                );
+                problem = LinkLocalProblem::Wrong {
+                    name: name.to_string(),
+                    got: ip,
+                };
                 // A re-up recomputes the address from the current MAC.
                 host.set_link_down(index)?;
                 host.set_link_up(index)?;
             }
             None => {
-                problem = format!(
-                    "failed to get IPv6 link-local address for host side of the pod interface {name}: check that IPv6 is enabled on the host and net.ipv6.conf.default.addr_gen_mode is 0 (eui64)"
-                );
+                problem = LinkLocalProblem::Missing {
+                    name: name.to_string(),
+                };
             }
         }
     }
-    Err(Error::HostLinkLocal(problem))
+    Err(Error::HostLinkLocal { problem })
 }
 
 /// `<ip>/32 dev <host veth> scope link`; an identical route (Felix may have been first) is fine,
@@ -380,7 +408,7 @@ fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
     if cond {
         Ok(())
     } else {
-        Err(Error::Check(what()))
+        Err(Error::check(what()))
     }
 }
 
@@ -389,7 +417,7 @@ pub fn check(ns: &NetNs, pod: &PodInterface) -> Result<()> {
     let host = Handle::new()?;
     let cont = Handle::in_netns(ns)?;
     let link = cont.link_by_name(&pod.ifname)?.ok_or_else(|| {
-        Error::Check(format!(
+        Error::check(format!(
             "interface {} not found in the container",
             pod.ifname
         ))
@@ -398,7 +426,7 @@ pub fn check(ns: &NetNs, pod: &PodInterface) -> Result<()> {
     let peer = cont.veth_peer_index(&pod.ifname)?;
     let host_link = host
         .link_by_name(&pod.host_veth)?
-        .ok_or_else(|| Error::Check(format!("host interface {} not found", pod.host_veth)))?;
+        .ok_or_else(|| Error::check(format!("host interface {} not found", pod.host_veth)))?;
     ensure(host_link.index == peer, || {
         format!("{} is not the veth peer of {}", pod.host_veth, pod.ifname)
     })?;

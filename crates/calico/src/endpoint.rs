@@ -25,6 +25,21 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde_json::{json, Map, Value};
 
+/// A stored Calico document (`what`: its kind) that does not decode; Calico's generic 999.
+#[derive(Debug, thiserror::Error)]
+#[error("error parsing {what}: {source}")]
+pub struct StoredDocError {
+    pub what: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl cni::CniCode for StoredDocError {
+    fn cni_code(&self) -> ErrorCode {
+        cni::error::GENERIC
+    }
+}
+
 /// Label keys Calico adds to Kubernetes endpoints.
 const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
 const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
@@ -227,7 +242,10 @@ pub fn require_datastore_ready(store: &dyn Store) -> Result<(), CniError> {
         )));
     };
     let ready = ipam::model::ClusterInformation::from_json(&kv.value)
-        .map_err(|e| CniError::generic(format!("error parsing ClusterInformation: {e}")))?
+        .map_err(|source| StoredDocError {
+            what: "ClusterInformation",
+            source,
+        })?
         .spec
         .datastore_ready
         == Some(true);
@@ -430,8 +448,10 @@ pub fn reuse_container_endpoint(
 /// Appends `profile` to the endpoint's profiles unless present; returns the stored spec.
 fn add_profile(store: &dyn Store, mut kv: KvPair, profile: &str) -> Result<Value, CniError> {
     for _ in 0..5 {
-        let mut v: Value = serde_json::from_str(&kv.value)
-            .map_err(|e| CniError::generic(format!("error parsing WorkloadEndpoint: {e}")))?;
+        let mut v: Value = serde_json::from_str(&kv.value).map_err(|source| StoredDocError {
+            what: "WorkloadEndpoint",
+            source,
+        })?;
         let profiles = v["spec"]["profiles"]
             .as_array()
             .cloned()

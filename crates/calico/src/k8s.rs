@@ -462,24 +462,15 @@ mod api {
             return Ok(());
         }
         log::info!("Endpoint already exists and ipAddrs is set. Release any old IPs: {ips:?}");
-        let fail = |e: &dyn std::fmt::Display, unavailable: bool| {
-            let code = if unavailable {
-                ErrorCode::TryAgainLater
-            } else {
-                ErrorCode::Other(999)
-            };
-            CniError::new(code, format!("failed to release ipAddrs: {e}"))
-        };
         let settings = datastore::DatastoreSettings::from_calico_config(&inv.config.raw, |k| {
             std::env::var(k).ok()
-        })
-        .map_err(|e| CniError::new(ErrorCode::InvalidConfig, e.to_string()))?;
-        let store = datastore::open(&settings).map_err(|e| fail(&e, e.is_unavailable()))?;
+        })?;
+        let store = datastore::open(&settings).context("failed to release ipAddrs")?;
         let reqs: Vec<ipam::ReleaseRequest> =
             ips.iter().map(|ip| ipam::ReleaseRequest::ip(*ip)).collect();
         let unallocated = ipam::Ipam::new(&*store)
             .release_ips(&reqs)
-            .map_err(|e| fail(&e, e.is_unavailable()))?;
+            .context("failed to release ipAddrs")?;
         for ip in unallocated {
             log::warn!("Asked to release address {ip} but it doesn't exist.");
         }

@@ -365,8 +365,7 @@ impl Plugin for Calico {
                 "calico CHECK requires a prevResult",
             )
         })?;
-        prev.check_interface_indexes()
-            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
+        prev.check_interface_indexes()?;
         let ns = open_netns(inv)?;
         let ours = prev
             .interfaces

@@ -31,6 +31,46 @@ pub struct Gate {
     target: String,
 }
 
+/// Why one probe of a gate did not find it ready (logged, and named in the final error).
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// The gate answered with a status outside 200–399.
+    #[error("endpoint is not ready, response code returned:{code}")]
+    Status { code: u16 },
+    #[error("stopped after {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
+    /// A `Location` that is not a usable URL (the message is the config error's).
+    #[error("{}", .0.msg)]
+    BadRedirect(#[source] CniError),
+    /// The probe's time budget ran out.
+    #[error("request timed out (context deadline exceeded)")]
+    Timeout,
+    #[error("dial tcp {target}: {source}")]
+    Dial {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("dial tcp {target}: no address")]
+    NoAddress { target: String },
+    #[error("setting the socket timeout: {0}")]
+    SocketTimeout(#[source] std::io::Error),
+    #[error("sending the request: {0}")]
+    Send(#[source] std::io::Error),
+    #[error("reading the response: {0}")]
+    Receive(#[source] std::io::Error),
+    #[error("malformed HTTP response {status_line:?}")]
+    Malformed { status_line: String },
+    #[error("TLS server name {host:?}: {source}")]
+    TlsServerName {
+        host: String,
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[source] rustls::Error),
+}
+
 fn invalid(url: &str, why: &str) -> CniError {
     CniError::new(
         ErrorCode::InvalidConfig,
@@ -88,9 +128,9 @@ impl Gate {
     }
 
     /// The gate a `Location` header points to (absolute, or a path on the same server).
-    fn follow(&self, location: &str) -> Result<Gate, String> {
+    fn follow(&self, location: &str) -> Result<Gate, ProbeError> {
         if location.contains("://") {
-            return Gate::parse(location).map_err(|e| e.msg);
+            return Gate::parse(location).map_err(ProbeError::BadRedirect);
         }
         let target = if location.starts_with('/') {
             location.to_string()
@@ -167,7 +207,7 @@ fn wait_one(url: &str, gate: &Gate, interval: Duration, timeout: Duration) -> Re
 }
 
 /// One GET (following redirects) within `budget`: Ok when the final status is 200–399.
-fn probe(gate: &Gate, budget: Duration) -> Result<(), String> {
+fn probe(gate: &Gate, budget: Duration) -> Result<(), ProbeError> {
     let deadline = Instant::now() + budget;
     let mut gate = gate.clone();
     for _ in 0..=MAX_REDIRECTS {
@@ -175,48 +215,53 @@ fn probe(gate: &Gate, budget: Duration) -> Result<(), String> {
         match (status, location) {
             (301 | 302 | 303 | 307 | 308, Some(loc)) => gate = gate.follow(&loc)?,
             (200..=399, _) => return Ok(()),
-            (code, _) => {
-                return Err(format!(
-                    "endpoint is not ready, response code returned:{code}"
-                ))
-            }
+            (code, _) => return Err(ProbeError::Status { code }),
         }
     }
-    Err(format!("stopped after {MAX_REDIRECTS} redirects"))
+    Err(ProbeError::TooManyRedirects)
 }
 
-fn remaining(deadline: Instant) -> Result<Duration, String> {
+fn remaining(deadline: Instant) -> Result<Duration, ProbeError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        Err("request timed out (context deadline exceeded)".into())
+        Err(ProbeError::Timeout)
     } else {
         Ok(left)
     }
 }
 
-fn connect(gate: &Gate, deadline: Instant) -> Result<TcpStream, String> {
+fn connect(gate: &Gate, deadline: Instant) -> Result<TcpStream, ProbeError> {
     let addrs: Vec<SocketAddr> = (gate.host.as_str(), gate.port)
         .to_socket_addrs()
-        .map_err(|e| format!("dial tcp {}: {e}", gate.host_header()))?
+        .map_err(|source| ProbeError::Dial {
+            target: gate.host_header(),
+            source,
+        })?
         .collect();
-    let mut last = format!("dial tcp {}: no address", gate.host_header());
+    let mut last = ProbeError::NoAddress {
+        target: gate.host_header(),
+    };
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, remaining(deadline)?) {
             Ok(s) => return Ok(s),
-            Err(e) => last = format!("dial tcp {addr}: {e}"),
+            Err(source) => {
+                last = ProbeError::Dial {
+                    target: addr.to_string(),
+                    source,
+                }
+            }
         }
     }
     Err(last)
 }
 
 /// Sends the GET and returns the status code and `Location` header.
-fn get(gate: &Gate, deadline: Instant) -> Result<(u16, Option<String>), String> {
+fn get(gate: &Gate, deadline: Instant) -> Result<(u16, Option<String>), ProbeError> {
     let tcp = connect(gate, deadline)?;
     let left = remaining(deadline)?;
     tcp.set_read_timeout(Some(left))
-        .map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(left))
-        .map_err(|e| e.to_string())?;
+        .and_then(|()| tcp.set_write_timeout(Some(left)))
+        .map_err(ProbeError::SocketTimeout)?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: calico-cni-rs\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         gate.target,
@@ -232,18 +277,18 @@ fn get(gate: &Gate, deadline: Instant) -> Result<(u16, Option<String>), String> 
     parse_head(&head)
 }
 
-fn exchange(stream: &mut impl ReadWrite, request: &[u8]) -> Result<String, String> {
+fn exchange(stream: &mut impl ReadWrite, request: &[u8]) -> Result<String, ProbeError> {
     stream
         .write_all(request)
         .and_then(|()| stream.flush())
-        .map_err(|e| format!("sending the request: {e}"))?;
+        .map_err(ProbeError::Send)?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("reading the response: {e}")),
+            Err(e) => return Err(ProbeError::Receive(e)),
         }
     }
     Ok(String::from_utf8_lossy(&head).into_owned())
@@ -252,14 +297,16 @@ fn exchange(stream: &mut impl ReadWrite, request: &[u8]) -> Result<String, Strin
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-fn parse_head(head: &str) -> Result<(u16, Option<String>), String> {
+fn parse_head(head: &str) -> Result<(u16, Option<String>), ProbeError> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
         .strip_prefix("HTTP/")
         .and_then(|s| s.split_whitespace().nth(1))
         .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("malformed HTTP response {status_line:?}"))?;
+        .ok_or_else(|| ProbeError::Malformed {
+            status_line: status_line.to_string(),
+        })?;
     let location = lines
         .take_while(|l| !l.is_empty())
         .filter_map(|l| l.split_once(':'))
@@ -272,7 +319,7 @@ fn parse_head(head: &str) -> Result<(u16, Option<String>), String> {
 fn tls_stream(
     host: &str,
     tcp: TcpStream,
-) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, ProbeError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -282,13 +329,16 @@ fn tls_stream(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(ProbeError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| format!("TLS server name {host:?}: {e}"))?;
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| format!("TLS: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|source| {
+        ProbeError::TlsServerName {
+            host: host.to_string(),
+            source,
+        }
+    })?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(ProbeError::Tls)?;
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
@@ -372,7 +422,7 @@ mod tests {
         ]);
         let gate = Gate::parse(&url).unwrap();
         let e = probe(&gate, Duration::from_secs(2)).unwrap_err();
-        assert!(e.contains("response code returned:503"), "{e}");
+        assert!(e.to_string().contains("response code returned:503"), "{e}");
         probe(&gate, Duration::from_secs(2)).unwrap();
     }
 

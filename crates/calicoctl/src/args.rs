@@ -71,17 +71,13 @@ impl Kind {
     }
 
     /// Parse a resource type argument (case-insensitive, any alias).
-    pub fn parse(s: &str) -> Result<Kind, String> {
+    pub fn parse(s: &str) -> Result<Kind, UnknownKind> {
         let l = s.to_ascii_lowercase();
         Kind::ALL
             .into_iter()
             .find(|k| k.aliases().contains(&l.as_str()))
-            .ok_or_else(|| {
-                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.aliases()[1]).collect();
-                format!(
-                    "resource type '{s}' is not supported by this calicoctl (supported: {})",
-                    names.join(", ")
-                )
+            .ok_or_else(|| UnknownKind {
+                kind: s.to_string(),
             })
     }
 
@@ -363,14 +359,30 @@ enum DatastoreSub {
     },
 }
 
-fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
-    let n: IpNetwork = s.parse().map_err(|e| format!("{e}"))?;
+/// A resource type argument that names no kind (the message lists the supported ones).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "resource type '{kind}' is not supported by this calicoctl (supported: {})",
+    Kind::ALL.iter().map(|k| k.aliases()[1]).collect::<Vec<_>>().join(", ")
+)]
+pub struct UnknownKind {
+    pub kind: String,
+}
+
+/// A `--cidr` value that is not a network.
+#[derive(Debug, thiserror::Error)]
+enum CidrArgError {
+    #[error(transparent)]
+    Parse(#[from] ipnetwork::IpNetworkError),
+    /// An address with host bits set.
+    #[error("not a network address (did you mean {}/{}?)", .0.network(), .0.prefix())]
+    HostBits(IpNetwork),
+}
+
+fn parse_cidr(s: &str) -> Result<IpNetwork, CidrArgError> {
+    let n: IpNetwork = s.parse()?;
     if n.network() != n.ip() {
-        return Err(format!(
-            "not a network address (did you mean {}/{}?)",
-            n.network(),
-            n.prefix()
-        ));
+        return Err(CidrArgError::HostBits(n));
     }
     Ok(n)
 }
@@ -394,7 +406,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
         Sub::Create(f) => Command::Create { file: f.filename },
         Sub::Apply(f) => Command::Apply { file: f.filename },
         Sub::Get(g) => {
-            let kind = Kind::parse(&g.kind).map_err(usage_error)?;
+            let kind = Kind::parse(&g.kind).map_err(|e| usage_error(e.to_string()))?;
             Command::Get {
                 kind,
                 name: g.name,
@@ -406,7 +418,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
             let target = match (d.filename, d.kind, d.name) {
                 (Some(f), _, _) => DeleteTarget::File(f),
                 (None, Some(k), Some(n)) => {
-                    let kind = Kind::parse(&k).map_err(usage_error)?;
+                    let kind = Kind::parse(&k).map_err(|e| usage_error(e.to_string()))?;
                     if !kind.writable() {
                         return Err(usage_error(format!(
                             "resource type '{k}' cannot be deleted by this calicoctl (supported: ippools, ipreservations)"

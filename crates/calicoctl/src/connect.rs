@@ -22,11 +22,13 @@ pub struct Opened {
 
 /// Open the datastore the environment selects.
 pub fn open_store(env: Env<'_>) -> CtlResult<Opened> {
-    let settings = datastore::DatastoreSettings::from_env(env)
-        .map_err(|e| CtlError::Datastore(e.to_string()))?;
+    let settings =
+        datastore::DatastoreSettings::from_env(env).map_err(CtlError::DatastoreSettings)?;
     let describe = settings.describe();
-    let store =
-        datastore::open(&settings).map_err(|e| CtlError::Datastore(format!("{describe}: {e}")))?;
+    let store = datastore::open(&settings).map_err(|source| CtlError::DatastoreOpen {
+        describe: describe.clone(),
+        source,
+    })?;
     Ok(Opened {
         store,
         describe,

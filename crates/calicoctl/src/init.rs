@@ -132,9 +132,7 @@ fn ensure_cluster_information(store: &dyn Store, r: &mut InitReport) -> CtlResul
             }
         }
     }
-    Err(CtlError::Failed(
-        "ClusterInformation default kept changing; try again".into(),
-    ))
+    Err(CtlError::ClusterInformationKeptChanging)
 }
 
 /// `datastore init` on the embedded local store: the pools come from the initialiser the
@@ -204,8 +202,12 @@ pub fn init(store: &dyn Store, o: &InitOptions) -> CtlResult<InitReport> {
             Err(e) => return Err(e),
         }
     }
-    let cfg = serde_json::to_string(&IpamConfig::default_when_absent())
-        .map_err(|e| CtlError::Failed(e.to_string()))?;
+    let cfg = serde_json::to_string(&IpamConfig::default_when_absent()).map_err(|source| {
+        CtlError::Encode {
+            what: "the IPAM config",
+            source,
+        }
+    })?;
     match store.create(&Key::IpamConfig, &cfg) {
         Ok(_) => r.ipam_config_created = true,
         Err(StoreError::AlreadyExists(_)) => {}

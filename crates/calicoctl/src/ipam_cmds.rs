@@ -378,7 +378,7 @@ pub fn check(store: &dyn Store, o: &CheckOptions) -> CtlResult<CheckReport> {
 pub fn release(store: &dyn Store, ip: IpAddr) -> CtlResult<String> {
     let unallocated = Ipam::new(store).release_ips(&[ReleaseRequest::ip(ip)])?;
     if unallocated.contains(&ip) {
-        return Err(CtlError::Failed(format!("IP address {ip} is not assigned")));
+        return Err(CtlError::NotAssigned { ip });
     }
     Ok(format!("Successfully released IP address {ip}\n"))
 }
@@ -397,8 +397,7 @@ pub fn configure(
     if let Some(v) = max_blocks_per_host {
         c.max_blocks_per_host = v;
     }
-    ipam.set_config(&c)
-        .map_err(|e| CtlError::Failed(format!("error: {e}")))?;
+    ipam.set_config(&c).map_err(CtlError::Configure)?;
     let mut out = String::new();
     if let Some(v) = strict_affinity {
         let _ = writeln!(out, "Successfully set StrictAffinity to: {v}");

@@ -415,9 +415,14 @@ pub fn scan(
 
 /// Write the report as calicoctl does (indented JSON).
 pub fn write_report(report: &CheckReport, path: &str) -> CtlResult<()> {
-    let json = serde_json::to_string_pretty(report)
-        .map_err(|e| CtlError::Failed(format!("failed to encode the report: {e}")))?;
-    std::fs::write(path, json).map_err(|e| CtlError::Failed(format!("failed to write {path}: {e}")))
+    let json = serde_json::to_string_pretty(report).map_err(|source| CtlError::Encode {
+        what: "the report",
+        source,
+    })?;
+    std::fs::write(path, json).map_err(|source| CtlError::Write {
+        path: path.to_string(),
+        source,
+    })
 }
 
 fn read_report(path: &str) -> CtlResult<CheckReport> {
@@ -483,16 +488,16 @@ pub fn release_from_reports(store: &dyn Store, files: &[String], force: bool) ->
     for f in files {
         let r = read_report(f)?;
         if r.cluster_guid != guid {
-            return Err(CtlError::Failed(format!(
-                "cluster does not match the provided report ({f}): mismatched cluster GUID. Refusing to release"
-            )));
+            return Err(CtlError::ReportOtherCluster {
+                report: f.to_string(),
+            });
         }
         if r.version != version() {
             if !force {
-                return Err(CtlError::Failed(format!(
-                    "the provided report ({f}) was produced using a different version ({}) of calicoctl. Refusing to release",
-                    r.version
-                )));
+                return Err(CtlError::ReportOtherVersion {
+                    report: f.to_string(),
+                    version: r.version.clone(),
+                });
             }
             out.push_str("WARNING: Report was produced using a different version of calicoctl. Ignoring due to --force option\n");
         }
@@ -500,16 +505,11 @@ pub fn release_from_reports(store: &dyn Store, files: &[String], force: bool) ->
         reports.push(r);
     }
     if !current {
-        return Err(CtlError::Failed(
-            "the provided reports are all stale - at least one should be up-to-date. Please generate a new report while the data store is locked and try again".into(),
-        ));
+        return Err(CtlError::ReportsStale);
     }
     if ci.spec.datastore_ready != Some(false) {
         if !force {
-            return Err(CtlError::Failed(
-                "data store is not locked. Either lock the data store, or re-run with --force"
-                    .into(),
-            ));
+            return Err(CtlError::NotLocked);
         }
         out.push_str("WARNING: Data store is not locked. Ignoring due to --force option\n");
     }

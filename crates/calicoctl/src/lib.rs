@@ -148,7 +148,7 @@ fn is_local(env: Env<'_>) -> bool {
 fn write_out(out: &mut dyn Write, s: &str) -> CtlResult<()> {
     out.write_all(s.as_bytes())
         .and_then(|_| out.flush())
-        .map_err(|e| CtlError::Failed(format!("failed to write output: {e}")))
+        .map_err(CtlError::Output)
 }
 
 fn read_input(file: &str, stdin: &mut dyn Read) -> CtlResult<String> {
@@ -181,14 +181,22 @@ fn for_each<T>(
     let (verb, past) = verb;
     for (i, d) in docs.iter().enumerate() {
         if let Err(e) = op(d) {
-            return Err(CtlError::Failed(if i == 0 {
-                format!("Failed to {verb} '{kind}' resource: [{e}]")
+            let source = Box::new(e);
+            return Err(if i == 0 {
+                CtlError::FirstResource {
+                    verb: verb.to_string(),
+                    kind: kind.to_string(),
+                    source,
+                }
             } else {
-                format!(
-                    "Partial success: {past} the first {i} out of {} '{kind}' resources:\nHit error: {e}",
-                    docs.len()
-                )
-            }));
+                CtlError::PartialSuccess {
+                    past: past.to_string(),
+                    done: i,
+                    total: docs.len(),
+                    kind: kind.to_string(),
+                    source,
+                }
+            });
         }
     }
     write_out(
@@ -277,11 +285,7 @@ pub fn execute_on(
             namespace,
         } => {
             if *kind == Kind::WorkloadEndpoint && !endpoints_stored {
-                return Err(CtlError::Failed(
-                    "workloadendpoints are not stored in the Kubernetes datastore (they are \
-                     derived from pods: use kubectl get pods -o wide)"
-                        .into(),
-                ));
+                return Err(CtlError::EndpointsNotStored);
             }
             write_out(
                 out,

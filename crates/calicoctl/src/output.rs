@@ -100,14 +100,22 @@ pub fn boxed(headers: &[&str], rows: &[Vec<String>]) -> String {
 pub fn json<T: Serialize>(v: &T) -> CtlResult<String> {
     serde_json::to_string_pretty(v)
         .map(|s| s + "\n")
-        .map_err(|e| CtlError::Failed(format!("failed to render JSON: {e}")))
+        .map_err(|e| CtlError::Render {
+            format: "JSON",
+            source: e.into(),
+        })
 }
 
 /// calicoctl `-o yaml`. Keys come out sorted (calicoctl converts via JSON maps, so does this).
 pub fn yaml<T: Serialize>(v: &T) -> CtlResult<String> {
-    let v = serde_json::to_value(v)
-        .map_err(|e| CtlError::Failed(format!("failed to render YAML: {e}")))?;
-    serde_norway::to_string(&v).map_err(|e| CtlError::Failed(format!("failed to render YAML: {e}")))
+    let v = serde_json::to_value(v).map_err(|e| CtlError::Render {
+        format: "YAML",
+        source: e.into(),
+    })?;
+    serde_norway::to_string(&v).map_err(|e| CtlError::Render {
+        format: "YAML",
+        source: e.into(),
+    })
 }
 
 #[cfg(test)]

@@ -189,17 +189,19 @@ pub fn apply(store: &dyn Store, doc: &PoolDoc) -> CtlResult<()> {
                 continue
             }
             Err(CtlError::Store(StoreError::Conflict(_))) => {
-                return Err(CtlError::Failed(format!(
-                    "update conflict: IPPool({name}) (resourceVersion {} is not current)",
-                    doc.resource_version.as_deref().unwrap_or_default()
-                )))
+                return Err(CtlError::StaleResourceVersion {
+                    kind: "IPPool",
+                    name: name.to_string(),
+                    resource_version: doc.resource_version.clone().unwrap_or_default(),
+                })
             }
             r => return r,
         }
     }
-    Err(CtlError::Failed(format!(
-        "update conflict: IPPool({name}) kept changing; try again"
-    )))
+    Err(CtlError::KeptChanging {
+        kind: "IPPool",
+        name: name.to_string(),
+    })
 }
 
 /// What [`delete`] left behind.
@@ -226,9 +228,10 @@ fn set_disabled(store: &dyn Store, name: &str) -> CtlResult<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(CtlError::Failed(format!(
-        "update conflict: IPPool({name}) kept changing; try again"
-    )))
+    Err(CtlError::KeptChanging {
+        kind: "IPPool",
+        name: name.to_string(),
+    })
 }
 
 /// Delete pool `name` (see module docs for the steps).

@@ -123,17 +123,19 @@ pub fn apply(store: &dyn Store, doc: &ReservationDoc) -> CtlResult<()> {
         match r {
             Err(StoreError::Conflict(_)) if doc.resource_version.is_none() => continue,
             Err(StoreError::Conflict(_)) => {
-                return Err(CtlError::Failed(format!(
-                    "update conflict: {KIND}({name}) (resourceVersion {} is not current)",
-                    doc.resource_version.as_deref().unwrap_or_default()
-                )))
+                return Err(CtlError::StaleResourceVersion {
+                    kind: KIND,
+                    name: name.to_string(),
+                    resource_version: doc.resource_version.clone().unwrap_or_default(),
+                })
             }
             r => return r.map_err(CtlError::from),
         }
     }
-    Err(CtlError::Failed(format!(
-        "update conflict: {KIND}({name}) kept changing; try again"
-    )))
+    Err(CtlError::KeptChanging {
+        kind: KIND,
+        name: name.to_string(),
+    })
 }
 
 /// Delete by name.

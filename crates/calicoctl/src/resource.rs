@@ -157,9 +157,9 @@ fn decode(v: Value, index: usize) -> CtlResult<Doc> {
         Some("IPPool") => SPEC_FIELDS,
         Some("IPReservation") => RESERVATION_SPEC_FIELDS,
         Some(other) => {
-            return Err(CtlError::Failed(format!(
-                "resource type '{other}' is not supported by this calicoctl (supported: IPPool, IPReservation)"
-            )))
+            return Err(CtlError::UnsupportedKind {
+                kind: other.to_string(),
+            })
         }
         None => return Err(CtlError::field("kind", "", "is required")),
     };
@@ -222,10 +222,9 @@ pub fn parse_pools(text: &str, source: &str) -> CtlResult<Vec<PoolDoc>> {
         .into_iter()
         .map(|d| match d {
             Doc::Pool(p) => Ok(p),
-            other => Err(CtlError::Failed(format!(
-                "resource type '{}' is not an IPPool",
-                other.kind()
-            ))),
+            other => Err(CtlError::NotAnIpPool {
+                kind: other.kind().to_string(),
+            }),
         })
         .collect()
 }

@@ -137,14 +137,15 @@ pub fn pool(p: &IpPool) -> CtlResult<()> {
     }
     if let Some(sel) = &s.node_selector {
         Selector::parse(sel)
-            .map_err(|e| CtlError::field("spec.nodeSelector", sel, e.reason.clone()))?;
+            .map_err(|e| CtlError::field("spec.nodeSelector", sel, e.reason.to_string()))?;
     }
     match s.extra.get("namespaceSelector") {
         None | Some(serde_json::Value::Null) => {}
         Some(serde_json::Value::String(sel)) if sel.is_empty() => {}
         Some(serde_json::Value::String(sel)) => {
-            Selector::parse(sel)
-                .map_err(|e| CtlError::field("spec.namespaceSelector", sel, e.reason.clone()))?;
+            Selector::parse(sel).map_err(|e| {
+                CtlError::field("spec.namespaceSelector", sel, e.reason.to_string())
+            })?;
         }
         Some(v) => {
             return Err(CtlError::field(

@@ -32,13 +32,29 @@ impl CiObject {
     }
 
     /// Decodes one field; absent and `null` are `None`; a wrong type names the field.
-    pub fn field<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
+    pub fn field<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, FieldError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => T::deserialize(v)
-                .map(Some)
-                .map_err(|e| format!("field {key:?}: {e}")),
+            Some(v) => T::deserialize(v).map(Some).map_err(|source| FieldError {
+                field: key.to_string(),
+                source,
+            }),
         }
+    }
+}
+
+/// A config field whose value has the wrong type or shape. Code 7: the config must be fixed.
+#[derive(Debug, thiserror::Error)]
+#[error("field {field:?}: {source}")]
+pub struct FieldError {
+    pub field: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl crate::error::CniCode for FieldError {
+    fn cni_code(&self) -> ErrorCode {
+        ErrorCode::InvalidConfig
     }
 }
 
@@ -102,7 +118,7 @@ pub struct BandwidthEntry {
 
 impl BandwidthEntry {
     /// Reads the four fields from any object (a plugin config or `runtimeConfig.bandwidth`).
-    pub fn from_object(o: &CiObject) -> Result<BandwidthEntry, String> {
+    pub fn from_object(o: &CiObject) -> Result<BandwidthEntry, FieldError> {
         Ok(BandwidthEntry {
             ingress_rate: o.field("ingressRate")?,
             ingress_burst: o.field("ingressBurst")?,

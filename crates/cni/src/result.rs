@@ -148,6 +148,27 @@ fn field<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// `prevResult.ips[ip].interface` points past the `interfaces` list (code 7).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid network config field \"prevResult.ips[{ip}].interface\": index {index} is out of \
+     range (prevResult lists {interfaces} interfaces)"
+)]
+pub struct InterfaceIndexError {
+    /// Position in `ips`.
+    pub ip: usize,
+    /// The out-of-range interface index.
+    pub index: usize,
+    /// How many interfaces the result lists.
+    pub interfaces: usize,
+}
+
+impl crate::error::CniCode for InterfaceIndexError {
+    fn cni_code(&self) -> ErrorCode {
+        ErrorCode::InvalidConfig
+    }
+}
+
 impl CniResult {
     /// Reads a result document. `fallback_version` labels documents without `cniVersion`
     /// (a prevResult takes its config's version).
@@ -300,18 +321,18 @@ impl CniResult {
     /// Refuses an `ips[i].interface` index that points past `interfaces`: such a result cannot
     /// say which interface the address is on, and guessing could act on another interface. The
     /// message names the field (`prevResult.ips[<i>].interface`); callers report it as code 7.
-    pub fn check_interface_indexes(&self) -> Result<(), String> {
-        let n = self.interfaces.len();
-        match self
-            .ips
-            .iter()
-            .enumerate()
-            .find_map(|(i, ip)| ip.interface.filter(|x| *x >= n).map(|x| (i, x)))
-        {
-            Some((i, x)) => Err(format!(
-                "invalid network config field \"prevResult.ips[{i}].interface\": index {x} \
-                 is out of range (prevResult lists {n} interfaces)"
-            )),
+    pub fn check_interface_indexes(&self) -> Result<(), InterfaceIndexError> {
+        let interfaces = self.interfaces.len();
+        match self.ips.iter().enumerate().find_map(|(ip, c)| {
+            c.interface
+                .filter(|x| *x >= interfaces)
+                .map(|index| (ip, index))
+        }) {
+            Some((ip, index)) => Err(InterfaceIndexError {
+                ip,
+                index,
+                interfaces,
+            }),
             None => Ok(()),
         }
     }
@@ -591,7 +612,8 @@ mod tests {
             "ips":[{"address":"10.0.0.2/24","interface":0},{"address":"10.0.0.3/24","interface":1}]});
         let r = CniResult::from_value(&doc, "1.0.0").unwrap();
         let e = r.check_interface_indexes().unwrap_err();
-        assert!(e.contains("prevResult.ips[1].interface"), "{e}");
+        assert!(e.to_string().contains("prevResult.ips[1].interface"), "{e}");
+        assert_eq!(CniError::from(e).code, ErrorCode::InvalidConfig);
         let ok = json!({"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],
             "ips":[{"address":"10.0.0.2/24","interface":0},{"address":"10.0.0.3/24"}]});
         assert!(CniResult::from_value(&ok, "1.0.0")

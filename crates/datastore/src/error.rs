@@ -6,9 +6,36 @@ use ipam::StoreError;
 /// (CNI code 11) apart from configuration mistakes (CNI code 7).
 #[derive(Debug, thiserror::Error)]
 pub enum DatastoreError {
-    /// The settings are unusable (unknown `datastore_type`, wrong JSON type, no kubeconfig…).
-    #[error("{0}")]
-    Config(String),
+    /// The network config is not a JSON object at all.
+    #[error("network config is not a JSON object")]
+    NotAnObject,
+    /// A nested settings object (`kubernetes`, `policy`) is not an object.
+    #[error("failed to load netconf: {field:?} is not an object")]
+    FieldNotAnObject { field: &'static str },
+    /// A settings field has the wrong JSON type.
+    #[error("failed to load netconf: {0}")]
+    Field(#[source] cni::caps::FieldError),
+    /// `datastore_type` names no backend we know.
+    #[error("unknown datastore_type {value:?} (expected etcdv3, kubernetes or local)")]
+    UnknownDatastoreType { value: String },
+    /// `calico_api_group` names no API group we know.
+    #[error(
+        "invalid calico_api_group {value:?} (expected crd.projectcalico.org/v1 or projectcalico.org/v3)"
+    )]
+    InvalidApiGroup { value: String },
+    /// One entry of `etcd_endpoints` is not a `host:port` or `http(s)://host:port`.
+    #[error("invalid etcd_endpoints {list:?}: {endpoint:?} {reason}")]
+    InvalidEtcdEndpoint {
+        list: String,
+        endpoint: String,
+        reason: &'static str,
+    },
+    /// `datastore_type` kubernetes with nothing that says how to reach an API server.
+    #[error(
+        "datastore_type kubernetes: no kubeconfig (kubernetes.kubeconfig or KUBECONFIG), no API \
+         endpoint (kubernetes.k8s_api_root or K8S_API_ENDPOINT), and not running in a cluster"
+    )]
+    NoKubernetesClient,
     /// This binary was built without the backend the settings ask for.
     #[error("datastore_type {0}: this build has no Kubernetes support")]
     Unsupported(String),
@@ -27,10 +54,8 @@ impl cni::CniCode for DatastoreError {
     fn cni_code(&self) -> cni::ErrorCode {
         match self {
             e if e.is_unavailable() => cni::ErrorCode::TryAgainLater,
-            DatastoreError::Config(_) | DatastoreError::Unsupported(_) => {
-                cni::ErrorCode::InvalidConfig
-            }
             DatastoreError::Open { source, .. } => source.cni_code(),
+            _ => cni::ErrorCode::InvalidConfig,
         }
     }
 }

@@ -68,12 +68,7 @@ pub(crate) fn open_kdd(
 ) -> Result<Box<dyn Store>, DatastoreError> {
     let opts = client_options(settings);
     if !opts.is_configured() {
-        return Err(DatastoreError::Config(
-            "datastore_type kubernetes: no kubeconfig (kubernetes.kubeconfig or KUBECONFIG), \
-             no API endpoint (kubernetes.k8s_api_root or K8S_API_ENDPOINT), and not running \
-             in a cluster"
-                .into(),
-        ));
+        return Err(DatastoreError::NoKubernetesClient);
     }
     let open_err = |source| DatastoreError::Open {
         kind: "kubernetes",
@@ -128,7 +123,7 @@ mod tests {
         ));
         assert!(!e.is_unavailable());
         let e = open_kdd(&settings(), None).err().expect("must fail");
-        assert!(matches!(e, DatastoreError::Config(_)), "{e:?}");
+        assert!(matches!(e, DatastoreError::NoKubernetesClient), "{e:?}");
     }
 
     #[test]

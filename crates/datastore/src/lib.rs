@@ -25,7 +25,7 @@ mod settings;
 
 pub use error::DatastoreError;
 pub use ipam_store_etcd::EtcdConfig;
-pub use node::{node_name, NodeNameSources, DEFAULT_NODENAME_FILE};
+pub use node::{node_name, HostnameError, NodeNameSources, DEFAULT_NODENAME_FILE};
 pub use open::{open, open_until, CALL_DEADLINE};
 pub use settings::{
     ApiGroup, DatastoreKind, DatastoreSettings, KubeSettings, DEFAULT_ETCD_ENDPOINT,

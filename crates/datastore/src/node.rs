@@ -48,9 +48,19 @@ fn node_name_from(sources: NodeNameSources<'_>, os_hostname: &Path) -> Result<St
     if let Some(h) = set(sources.hostname) {
         return Ok(h);
     }
-    let h = std::fs::read_to_string(os_hostname)
-        .map_err(|e| CniError::new(ErrorCode::Io, format!("failed to read the hostname: {e}")))?;
+    let h = std::fs::read_to_string(os_hostname).map_err(HostnameError)?;
     Ok(h.trim().to_lowercase())
+}
+
+/// The kernel's host name could not be read (CNI code 5, I/O).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read the hostname: {0}")]
+pub struct HostnameError(#[source] pub std::io::Error);
+
+impl cni::CniCode for HostnameError {
+    fn cni_code(&self) -> ErrorCode {
+        ErrorCode::Io
+    }
 }
 
 #[cfg(test)]

@@ -72,9 +72,9 @@ impl FromStr for DatastoreKind {
             "local" => Ok(DatastoreKind::Local),
             "etcdv3" => Ok(DatastoreKind::Etcdv3),
             "kubernetes" => Ok(DatastoreKind::Kubernetes),
-            _ => Err(DatastoreError::Config(format!(
-                "unknown datastore_type {s:?} (expected etcdv3, kubernetes or local)"
-            ))),
+            _ => Err(DatastoreError::UnknownDatastoreType {
+                value: s.to_string(),
+            }),
         }
     }
 }
@@ -205,19 +205,15 @@ fn non_empty(s: Option<String>) -> Option<String> {
 }
 
 fn string(o: &CiObject, key: &str) -> Result<Option<String>, DatastoreError> {
-    let v: Option<String> = o
-        .field(key)
-        .map_err(|e| DatastoreError::Config(format!("failed to load netconf: {e}")))?;
+    let v: Option<String> = o.field(key).map_err(DatastoreError::Field)?;
     Ok(non_empty(v))
 }
 
 /// A nested object of the network config (`kubernetes`, `policy`); absent/null is empty.
-fn object(top: &CiObject, key: &str) -> Result<CiObject, DatastoreError> {
+fn object(top: &CiObject, key: &'static str) -> Result<CiObject, DatastoreError> {
     match top.get(key) {
         None | Some(Value::Null) => Ok(CiObject::default()),
-        Some(v) => CiObject::from_value(v).ok_or_else(|| {
-            DatastoreError::Config(format!("failed to load netconf: {key:?} is not an object"))
-        }),
+        Some(v) => CiObject::from_value(v).ok_or(DatastoreError::FieldNotAnObject { field: key }),
     }
 }
 
@@ -384,9 +380,11 @@ fn checked_endpoints(list: &str) -> Result<Vec<String>, DatastoreError> {
     let endpoints = parse_endpoints(list);
     for e in &endpoints {
         if let Err(why) = check_endpoint(e) {
-            return Err(DatastoreError::Config(format!(
-                "invalid etcd_endpoints {list:?}: {e:?} {why}"
-            )));
+            return Err(DatastoreError::InvalidEtcdEndpoint {
+                list: list.to_string(),
+                endpoint: e.clone(),
+                reason: why,
+            });
         }
     }
     Ok(endpoints)
@@ -432,8 +430,7 @@ impl DatastoreSettings {
         conf: &Value,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, DatastoreError> {
-        let top = CiObject::from_value(conf)
-            .ok_or_else(|| DatastoreError::Config("network config is not a JSON object".into()))?;
+        let top = CiObject::from_value(conf).ok_or(DatastoreError::NotAnObject)?;
         let k8s = object(&top, "kubernetes")?;
         let policy = object(&top, "policy")?;
         let from_conf = Raw {
@@ -728,7 +725,11 @@ mod tests {
             (json!({"policy": 1}), "policy"),
         ] {
             let e = DatastoreSettings::from_calico_config(&conf, env(&[])).unwrap_err();
-            assert!(matches!(e, DatastoreError::Config(_)), "{conf}: {e:?}");
+            assert_eq!(
+                cni::CniCode::cni_code(&e),
+                cni::ErrorCode::InvalidConfig,
+                "{conf}: {e:?}"
+            );
             assert!(e.to_string().contains(field), "{conf}: {e}");
         }
         assert!(DatastoreSettings::from_calico_config(&json!([1]), env(&[])).is_err());

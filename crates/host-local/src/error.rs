@@ -8,6 +8,13 @@ use ipnetwork::IpNetwork;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // --- configuration -------------------------------------------------------------------
+    /// A `routes` entry that does not decode as a route (code 7).
+    #[error("invalid route {route}: {source}")]
+    InvalidRoute {
+        route: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("IPAM config missing 'ipam' key")]
     MissingIpam,
     #[error("no IP ranges specified")]
@@ -117,6 +124,7 @@ impl cni::CniCode for Error {
         use cni::ErrorCode;
         match self {
             Error::MissingIpam
+            | Error::InvalidRoute { .. }
             | Error::NoRanges
             | Error::InvalidRangeSet { .. }
             | Error::TooManyPerFamily(_)

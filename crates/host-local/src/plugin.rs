@@ -1,7 +1,7 @@
 //! CNI glue: maps invocations onto [`crate::ops`] (error codes: see [`crate::error`]).
 
 use cni::skel::{Invocation, Plugin};
-use cni::{CniError, CniResult, Dns, ErrorCode, IpConfig, Route};
+use cni::{CniError, CniResult, Dns, IpConfig, Route};
 
 use crate::config::IpamConfig;
 use crate::ops;
@@ -18,8 +18,12 @@ fn routes(conf: &IpamConfig) -> Result<Vec<Route>, CniError> {
     conf.routes
         .iter()
         .map(|r| {
-            serde_json::from_value(r.clone()).map_err(|e| {
-                CniError::new(ErrorCode::InvalidConfig, format!("invalid route {r}: {e}"))
+            serde_json::from_value(r.clone()).map_err(|source| {
+                crate::error::Error::InvalidRoute {
+                    route: r.to_string(),
+                    source,
+                }
+                .into()
             })
         })
         .collect()

@@ -9,7 +9,7 @@
 //! conf dir, and `SLEEP` defaulting to true as in Calico's installer. Flags win in both.
 
 use crate::settings::DEFAULT_SERVICEACCOUNT_DIR;
-use crate::{InstallReport, Installer, Paths, Settings};
+use crate::{InstallError, InstallReport, Installer, Paths, Settings};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::io::Write;
@@ -66,12 +66,28 @@ pub struct Flags {
     pub version: (),
 }
 
+/// A directory flag given as the empty string.
+#[derive(Debug, thiserror::Error)]
+#[error("needs a non-empty value")]
+pub struct EmptyPath;
+
 /// An empty directory flag is a mistake, not "the current directory".
-fn non_empty_path(s: &str) -> Result<PathBuf, String> {
+fn non_empty_path(s: &str) -> Result<PathBuf, EmptyPath> {
     if s.is_empty() {
-        return Err("needs a non-empty value".into());
+        return Err(EmptyPath);
     }
     Ok(PathBuf::from(s))
+}
+
+/// Why the command failed after its flags parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Settings, install or uninstall failed (the error names the path and action).
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// No `--source-dir` and the program's own directory is unknown.
+    #[error("cannot find the directory of install-cni; pass --source-dir")]
+    NoSourceDir,
 }
 
 /// Where the installer's defaults point.
@@ -148,8 +164,8 @@ pub fn installer(
     layout: Layout,
     env: &dyn Fn(&str) -> Option<String>,
     program_dir: Option<PathBuf>,
-) -> Result<(Installer, bool), String> {
-    let mut settings = Settings::from_lookup(env).map_err(|e| e.to_string())?;
+) -> Result<(Installer, bool), CliError> {
+    let mut settings = Settings::from_lookup(env)?;
     let unset = |k: &str| env(k).is_none_or(|v| v.is_empty());
     if layout == Layout::Image {
         // The config must name the host's paths, not the container's /host/... mounts.
@@ -164,9 +180,7 @@ pub fn installer(
     let source_dir = match (&flags.source_dir, program_dir) {
         (Some(d), _) => d.clone(),
         (None, Some(d)) => d,
-        (None, None) => {
-            return Err("cannot find the directory of install-cni; pass --source-dir".into())
-        }
+        (None, None) => return Err(CliError::NoSourceDir),
     };
     let conf_dir = match (&flags.conf_dir, layout) {
         (Some(d), _) => d.clone(),
@@ -219,7 +233,7 @@ pub fn main(
     let result = installer(&flags, Layout::for_program(program), env, program_dir).and_then(
         |(inst, sleep)| {
             if flags.uninstall {
-                uninstall(&inst)
+                Ok(uninstall(&inst)?)
             } else {
                 install(&inst)?;
                 if sleep {
@@ -238,8 +252,8 @@ pub fn main(
     }
 }
 
-fn install(inst: &Installer) -> Result<InstallReport, String> {
-    let r = inst.install().map_err(|e| e.to_string())?;
+fn install(inst: &Installer) -> Result<InstallReport, InstallError> {
+    let r = inst.install()?;
     if let Some(v) = &r.plugin_version {
         log::info!("CNI plugin version: {v}");
     }
@@ -253,8 +267,8 @@ fn install(inst: &Installer) -> Result<InstallReport, String> {
     Ok(r)
 }
 
-fn uninstall(inst: &Installer) -> Result<(), String> {
-    let r = inst.uninstall().map_err(|e| e.to_string())?;
+fn uninstall(inst: &Installer) -> Result<(), InstallError> {
+    let r = inst.uninstall()?;
     if !r.had_manifest {
         log::warn!(
             "no install manifest in {}: nothing recorded as installed, nothing removed",
@@ -462,7 +476,7 @@ mod tests {
             Some("/x".into()),
         )
         .unwrap_err();
-        assert!(e.contains("SLEEP"), "{e}");
+        assert!(e.to_string().contains("SLEEP"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use ipnetwork::IpNetwork;
+
 use crate::store::StoreError;
 
 /// Everything the allocator can fail with.
@@ -11,15 +13,15 @@ pub enum IpamError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Caller passed something unusable (bad host name, handle, family mismatch, ...).
-    #[error("{0}")]
-    InvalidArgument(String),
+    #[error(transparent)]
+    InvalidArgument(#[from] InvalidArgument),
     /// A stored value could not be parsed or violates invariants; we never write over it.
     #[error("corrupt datastore value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
     /// No pool qualifies (`cannot find a qualified ippool`, `no configured Calico pools for
     /// node …`, `the given pool (…) does not exist, or is not enabled`).
-    #[error("{0}")]
-    NoPools(String),
+    #[error(transparent)]
+    NoPools(#[from] NoPools),
     /// Fewer addresses available than requested (nothing stays allocated for this request):
     /// `Assigned 0 out of 1 requested IPv4 addresses; <reasons>`.
     #[error("{message}")]
@@ -47,12 +49,13 @@ pub enum IpamError {
     ReleaseRefused { ip: IpAddr, reason: String },
     /// A pool's selector does not parse: the request fails (as Calico's) instead of silently
     /// leaving the pool out.
-    #[error("IPPool {pool} has an invalid {field} {selector:?}: {reason}")]
+    #[error("IPPool {pool} has an invalid {field} {selector:?}: {source}")]
     InvalidPoolSelector {
         pool: String,
         field: &'static str,
         selector: String,
-        reason: String,
+        #[source]
+        source: crate::selector::SelectorError,
     },
     /// The host owns `maxBlocksPerHost` blocks, all full, and needs another: Calico fails the
     /// request here (no borrowing from other hosts' blocks).
@@ -64,6 +67,64 @@ pub enum IpamError {
     /// CAS retry budget exhausted.
     #[error("Max retries hit - excessive concurrent IPAM requests")]
     MaxRetries,
+}
+
+/// Which argument is unusable and why (CNI code 7 through [`IpamError::InvalidArgument`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidArgument {
+    #[error("invalid host name {host:?}")]
+    HostName { host: String },
+    #[error("invalid handle ID {handle:?}")]
+    Handle { handle: String },
+    /// An `ipv4_pools`/`ipv6_pools` entry that is neither a CIDR nor a pool name.
+    #[error("error parsing pool \"{pool}\": no pool with this name or CIDR")]
+    UnknownPool { pool: String },
+    /// A pool of the other IP family in `ipv4_pools`/`ipv6_pools`.
+    #[error("\"{ip}\" isn't a IPv{version} address")]
+    PoolFamily { ip: IpAddr, version: u8 },
+    #[error("pool {name}: invalid cidr or blockSize")]
+    PoolCidr { name: String },
+    #[error("invalid pool name {name:?}")]
+    PoolName { name: String },
+    #[error("IPPool({name}) CIDR overlaps with IPPool({other}) CIDR {other_cidr}")]
+    PoolOverlap {
+        name: String,
+        other: String,
+        other_cidr: IpNetwork,
+    },
+    /// `AssignIP` without an address.
+    #[error("no IP address given")]
+    NoAddress,
+    /// An address no block of its pool can hold.
+    #[error("bad address {ip}")]
+    BadAddress { ip: IpAddr },
+    #[error("{ip} not in block {block}")]
+    NotInBlock { ip: IpAddr, block: IpNetwork },
+    /// An IPAM configuration Calico refuses to write.
+    #[error(transparent)]
+    Config(#[from] crate::model::InvalidIpamConfig),
+}
+
+/// Why no pool can serve a request (CNI code 999 through [`IpamError::NoPools`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoPools {
+    /// No enabled pool of the family.
+    #[error("cannot find a qualified ippool")]
+    NoneEnabled,
+    #[error("the given pool ({pool}) does not exist, or is not enabled")]
+    RequestedNotEnabled { pool: IpNetwork },
+    /// No enabled, automatic pool selects the node and the namespace.
+    #[error("no configured Calico pools for node {host}")]
+    NoneForNode { host: String },
+    #[error("cannot find a qualified ippool, no pools match the required use ({intended_use})")]
+    NoneForUse { intended_use: &'static str },
+    #[error("the provided IP address is in pool {pool} which does not allow use {intended_use}")]
+    UseNotAllowed {
+        pool: String,
+        intended_use: &'static str,
+    },
+    #[error("block {block} does not exist and automatic block allocation is disabled")]
+    NoBlock { block: IpNetwork },
 }
 
 impl IpamError {

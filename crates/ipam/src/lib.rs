@@ -24,7 +24,7 @@ pub use allocator::{
     AllocationInfo, AssignIpRequest, AutoAssignRequest, AutoAssignResult, BlockInfo, IntendedUse,
     Ipam, IpamOptions, PoolUsage, ReleaseRequest,
 };
-pub use error::{IpamError, IpamResult};
+pub use error::{InvalidArgument, IpamError, IpamResult, NoPools};
 pub use keys::{IpVersion, Key, ListPrefix, ResourceKind};
 pub use memory::MemoryStore;
 pub use reserved::Reservations;

@@ -28,7 +28,34 @@ pub enum Selector {
 #[error("invalid selector {selector:?}: {reason}")]
 pub struct SelectorError {
     pub selector: String,
-    pub reason: String,
+    #[source]
+    pub reason: SyntaxError,
+}
+
+/// Where and why selector text does not parse (offsets are byte offsets into the text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("expected {token:?} at offset {offset}")]
+    Expected { token: &'static str, offset: usize },
+    #[error("unexpected '!=' at offset {offset}")]
+    UnexpectedNotEqual { offset: usize },
+    #[error("expected 'in' at offset {offset}")]
+    ExpectedIn { offset: usize },
+    #[error("expected 'with'")]
+    ExpectedWith,
+    #[error("expected an operator after {key:?}")]
+    ExpectedOperator { key: String },
+    #[error("expected a label key at offset {offset}")]
+    ExpectedKey { offset: usize },
+    #[error("expected a quoted string at offset {offset}")]
+    ExpectedString { offset: usize },
+    #[error("unexpected input at offset {offset}")]
+    Trailing { offset: usize },
+    /// The text ends where a quoted string should start.
+    #[error("expected a string")]
+    StringMissing,
+    #[error("unterminated string")]
+    Unterminated,
 }
 
 impl Selector {
@@ -38,7 +65,7 @@ impl Selector {
             s: s.as_bytes(),
             pos: 0,
         };
-        let err = |reason: String| SelectorError {
+        let err = |reason: SyntaxError| SelectorError {
             selector: s.to_string(),
             reason,
         };
@@ -49,7 +76,7 @@ impl Selector {
         let sel = p.or().map_err(err)?;
         p.ws();
         if p.pos != p.s.len() {
-            return Err(err(format!("unexpected input at offset {}", p.pos)));
+            return Err(err(SyntaxError::Trailing { offset: p.pos }));
         }
         Ok(sel)
     }
@@ -79,7 +106,7 @@ struct Parser<'a> {
     pos: usize,
 }
 
-type PResult<T> = Result<T, String>;
+type PResult<T> = Result<T, SyntaxError>;
 
 impl Parser<'_> {
     fn ws(&mut self) {
@@ -109,11 +136,14 @@ impl Parser<'_> {
         false
     }
 
-    fn expect(&mut self, tok: &str) -> PResult<()> {
+    fn expect(&mut self, tok: &'static str) -> PResult<()> {
         if self.eat(tok) {
             Ok(())
         } else {
-            Err(format!("expected {tok:?} at offset {}", self.pos))
+            Err(SyntaxError::Expected {
+                token: tok,
+                offset: self.pos,
+            })
         }
     }
 
@@ -136,7 +166,7 @@ impl Parser<'_> {
     fn unary(&mut self) -> PResult<Selector> {
         self.ws();
         if self.s[self.pos..].starts_with(b"!=") {
-            return Err(format!("unexpected '!=' at offset {}", self.pos));
+            return Err(SyntaxError::UnexpectedNotEqual { offset: self.pos });
         }
         if self.eat("!") {
             return Ok(Selector::Not(Box::new(self.unary()?)));
@@ -170,7 +200,7 @@ impl Parser<'_> {
         if self.eat_kw("not") {
             self.ws();
             if !self.eat_kw("in") {
-                return Err(format!("expected 'in' at offset {}", self.pos));
+                return Err(SyntaxError::ExpectedIn { offset: self.pos });
             }
             return Ok(Selector::NotIn(k, self.set()?));
         }
@@ -179,17 +209,17 @@ impl Parser<'_> {
         }
         if self.eat_kw("starts") {
             if !self.eat_kw("with") {
-                return Err("expected 'with'".into());
+                return Err(SyntaxError::ExpectedWith);
             }
             return Ok(Selector::StartsWith(k, self.string()?));
         }
         if self.eat_kw("ends") {
             if !self.eat_kw("with") {
-                return Err("expected 'with'".into());
+                return Err(SyntaxError::ExpectedWith);
             }
             return Ok(Selector::EndsWith(k, self.string()?));
         }
-        Err(format!("expected an operator after {k:?}"))
+        Err(SyntaxError::ExpectedOperator { key: k })
     }
 
     fn ident(&mut self) -> PResult<String> {
@@ -199,22 +229,22 @@ impl Parser<'_> {
             self.pos += 1;
         }
         if start == self.pos {
-            return Err(format!("expected a label key at offset {start}"));
+            return Err(SyntaxError::ExpectedKey { offset: start });
         }
         Ok(String::from_utf8_lossy(&self.s[start..self.pos]).into_owned())
     }
 
     fn string(&mut self) -> PResult<String> {
         self.ws();
-        let q = *self.s.get(self.pos).ok_or("expected a string")?;
+        let q = *self.s.get(self.pos).ok_or(SyntaxError::StringMissing)?;
         if q != b'\'' && q != b'"' {
-            return Err(format!("expected a quoted string at offset {}", self.pos));
+            return Err(SyntaxError::ExpectedString { offset: self.pos });
         }
         let start = self.pos + 1;
         let len = self.s[start..]
             .iter()
             .position(|&c| c == q)
-            .ok_or("unterminated string")?;
+            .ok_or(SyntaxError::Unterminated)?;
         self.pos = start + len + 1;
         Ok(String::from_utf8_lossy(&self.s[start..start + len]).into_owned())
     }

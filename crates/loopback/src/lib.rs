@@ -52,6 +52,23 @@ fn lo_flags(set_up: Option<bool>) -> io::Result<bool> {
     Ok(want)
 }
 
+/// Failures while setting `lo` up or down; all Calico's generic 999.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Opening or entering the namespace.
+    #[error(transparent)]
+    Netns(#[from] netns::Error),
+    /// The `SIOCGIFFLAGS`/`SIOCSIFFLAGS` ioctls on `lo`.
+    #[error("loopback: {0}")]
+    Flags(#[source] io::Error),
+}
+
+impl cni::CniCode for Error {
+    fn cni_code(&self) -> ErrorCode {
+        cni::error::GENERIC
+    }
+}
+
 fn netns_of(inv: &Invocation) -> Result<Option<NetNs>, CniError> {
     let Some(path) = inv.netns.as_deref() else {
         return Ok(None);
@@ -59,14 +76,12 @@ fn netns_of(inv: &Invocation) -> Result<Option<NetNs>, CniError> {
     match NetNs::open(path) {
         Ok(ns) => Ok(Some(ns)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(CniError::generic(e.to_string())),
+        Err(e) => Err(Error::from(e).into()),
     }
 }
 
-fn in_ns<T: Send>(ns: &NetNs, f: impl FnOnce() -> io::Result<T> + Send) -> Result<T, CniError> {
-    netns::in_netns(ns, f)
-        .map_err(|e| CniError::generic(e.to_string()))?
-        .map_err(|e| CniError::generic(format!("loopback: {e}")))
+fn in_ns<T: Send>(ns: &NetNs, f: impl FnOnce() -> io::Result<T> + Send) -> Result<T, Error> {
+    netns::in_netns(ns, f)?.map_err(Error::Flags)
 }
 
 fn required_netns(inv: &Invocation) -> Result<NetNs, CniError> {
@@ -113,7 +128,7 @@ impl Plugin for Loopback {
     fn del(&self, inv: &Invocation) -> Result<(), CniError> {
         // Nothing to undo once the namespace is gone.
         match netns_of(inv)? {
-            Some(ns) => in_ns(&ns, || lo_flags(Some(false))).map(|_| ()),
+            Some(ns) => Ok(in_ns(&ns, || lo_flags(Some(false))).map(|_| ())?),
             None => Ok(()),
         }
     }

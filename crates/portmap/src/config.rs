@@ -89,7 +89,7 @@ impl PortMapConf {
     pub fn from_json(v: &serde_json::Value) -> Result<PortMapConf, PortmapError> {
         // parse_named reports type errors with the field's path ("markMasqBit", "snat", …).
         let raw: RawConf =
-            cni::config::parse_named(v).map_err(|e| PortmapError::InvalidConfig(e.msg))?;
+            cni::config::parse_named(v).map_err(|source| PortmapError::NetConf { source })?;
         if raw.mark_masq_bit.is_some() && raw.external_set_mark_chain.is_some() {
             return Err(PortmapError::field(
                 "markMasqBit",
@@ -182,12 +182,11 @@ impl PortMapConf {
         if conflicting.is_empty() {
             return Ok(());
         }
-        Err(PortmapError::InvalidConfig(format!(
-            "{} backend was requested but configuration contains {}-specific options [{}]",
-            chosen.name(),
-            other.name(),
-            conflicting.join(" ")
-        )))
+        Err(PortmapError::OtherBackendOptions {
+            chosen: chosen.name(),
+            other: other.name(),
+            options: conflicting.iter().map(|o| o.to_string()).collect(),
+        })
     }
 
     /// Picks the backend: explicit choice, else the one the options are written for, else
@@ -200,10 +199,7 @@ impl PortMapConf {
         let ipt = !self.specific_options(Backend::Iptables).is_empty();
         let nft = !self.specific_options(Backend::Nftables).is_empty();
         match (ipt, nft) {
-            (true, true) => Err(PortmapError::InvalidConfig(
-                "configuration contains both iptables-specific and nftables-specific options"
-                    .into(),
-            )),
+            (true, true) => Err(PortmapError::BothBackendsOptions),
             (true, false) => Ok(Backend::Iptables),
             (false, true) => Ok(Backend::Nftables),
             (false, false) => {
@@ -212,9 +208,7 @@ impl PortMapConf {
                 } else if crate::exec::find_program("nft", path).is_some() {
                     Ok(Backend::Nftables)
                 } else {
-                    Err(PortmapError::Setup(
-                        "neither iptables-restore nor nft found in PATH".into(),
-                    ))
+                    Err(PortmapError::NoBackendTool)
                 }
             }
         }

@@ -46,8 +46,9 @@ pub struct Output {
 
 /// Runs `program args…`, feeding `stdin`, and collects its output.
 pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, PortmapError> {
-    let path = find_program(program, None)
-        .ok_or_else(|| PortmapError::Exec(format!("{program} not found in PATH")))?;
+    let path = find_program(program, None).ok_or_else(|| PortmapError::ToolNotFound {
+        tool: program.to_string(),
+    })?;
     log::debug!("exec {program} {}", args.join(" "));
     let mut child = Command::new(&path)
         .args(args)
@@ -59,7 +60,10 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| PortmapError::Exec(format!("failed to run {program}: {e}")))?;
+        .map_err(|source| PortmapError::ToolStart {
+            tool: program.to_string(),
+            source,
+        })?;
     // Feed stdin from a scoped thread while collecting output: a tool that reports many errors
     // could otherwise fill its stderr pipe while we are still writing a large script.
     let pipe = child.stdin.take();
@@ -75,7 +79,10 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, 
         }
         child.wait_with_output()
     })
-    .map_err(|e| PortmapError::Exec(format!("failed to wait for {program}: {e}")))?;
+    .map_err(|source| PortmapError::ToolWait {
+        tool: program.to_string(),
+        source,
+    })?;
     Ok(Output {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -35,5 +35,5 @@ pub fn enable(ifname: &str) -> Result<(), PortmapError> {
     sysctl::ipv4_conf(ifname, "route_localnet")
         .and_then(|key| sysctl::write(&key, "1"))
         .map(drop)
-        .map_err(|e| PortmapError::Setup(format!("unable to enable route_localnet: {e}")))
+        .map_err(PortmapError::RouteLocalnet)
 }

@@ -90,8 +90,7 @@ impl Plugin for Portmap {
                 "must be called as chained plugin: prevResult is missing",
             )
         })?;
-        prev.check_interface_indexes()
-            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
+        prev.check_interface_indexes()?;
         if mappings.is_empty() {
             return Ok(prev.clone());
         }
@@ -116,8 +115,7 @@ impl Plugin for Portmap {
         let prev = inv.config.prev_result.as_ref().ok_or_else(|| {
             CniError::new(ErrorCode::InvalidConfig, "Required prevResult missing")
         })?;
-        prev.check_interface_indexes()
-            .map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
+        prev.check_interface_indexes()?;
         if mappings.is_empty() {
             return Ok(());
         }
@@ -163,10 +161,13 @@ mod tests {
 
     #[test]
     fn errors_map_to_cni_codes() {
-        let e: CniError = PortmapError::InvalidConfig("x".into()).into();
+        let e: CniError = PortmapError::BothBackendsOptions.into();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
-        let e: CniError = PortmapError::Setup("y".into()).into();
+        let e: CniError = PortmapError::NftSetup("y".to_string().into()).into();
         assert_eq!(e.code.as_u32(), 999);
-        assert_eq!(e.msg, "y");
+        assert_eq!(
+            e.msg,
+            "unable to set up nftables rules for port mappings: y"
+        );
     }
 }

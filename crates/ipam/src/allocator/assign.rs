@@ -13,7 +13,7 @@ use super::typed::with_block_prefix;
 use super::typed::AffinityKv;
 use super::{check_handle, check_host, IntendedUse, Ipam};
 use crate::blockgen;
-use crate::error::{IpamError, IpamResult};
+use crate::error::{InvalidArgument, IpamError, IpamResult, NoPools};
 use crate::keys::IpVersion;
 use crate::model::IpamConfig;
 use crate::reserved::Reservations;
@@ -350,9 +350,7 @@ impl Ipam<'_> {
     pub fn assign_ip(&self, req: &AssignIpRequest) -> IpamResult<IpNetwork> {
         check_host(&req.hostname)?;
         check_handle(&req.handle_id)?;
-        let ip = req
-            .ip
-            .ok_or_else(|| IpamError::InvalidArgument("no IP address given".into()))?;
+        let ip = req.ip.ok_or(InvalidArgument::NoAddress)?;
         let config = self.get_config()?;
         let pool = self
             .enabled_pools(IpVersion::of(ip))?
@@ -360,22 +358,20 @@ impl Ipam<'_> {
             .find(|p| p.cidr.contains(ip))
             .ok_or(IpamError::NotInPool(ip))?;
         if !pool.pool.spec.allows_use(req.intended_use.as_str()) {
-            return Err(IpamError::NoPools(format!(
-                "the provided IP address is in pool {} which does not allow use {}",
-                pool.name,
-                req.intended_use.as_str()
-            )));
+            return Err(NoPools::UseNotAllowed {
+                pool: pool.name.clone(),
+                intended_use: req.intended_use.as_str(),
+            }
+            .into());
         }
         let cidr = pool
             .block_of(ip)
-            .ok_or_else(|| IpamError::InvalidArgument(format!("bad address {ip}")))?;
+            .ok_or(InvalidArgument::BadAddress { ip })?;
         let host = req.hostname.as_str();
         self.retry(|| {
             let Some(mut b) = self.get_block(cidr)? else {
                 if !config.auto_allocate_blocks {
-                    return Err(IpamError::NoPools(format!(
-                        "block {cidr} does not exist and automatic block allocation is disabled"
-                    )));
+                    return Err(NoPools::NoBlock { block: cidr }.into());
                 }
                 // Lost → someone else created it; re-read on the next round.
                 let _: Claim = self.claim_block(host, cidr)?;
@@ -387,7 +383,7 @@ impl Ipam<'_> {
             let ordinal = b
                 .block
                 .ip_to_ordinal(ip)
-                .ok_or_else(|| IpamError::InvalidArgument(format!("{ip} not in block {cidr}")))?;
+                .ok_or(InvalidArgument::NotInBlock { ip, block: cidr })?;
             if !b.block.assign_ordinal(ordinal, &req.handle_id, &req.attrs) {
                 return Err(IpamError::AlreadyAssigned(ip));
             }

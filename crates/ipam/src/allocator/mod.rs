@@ -23,7 +23,7 @@ pub use admin::{AllocationInfo, BlockInfo, PoolUsage};
 pub use assign::{AssignIpRequest, AutoAssignRequest, AutoAssignResult};
 pub use release::ReleaseRequest;
 
-use crate::error::{IpamError, IpamResult};
+use crate::error::{InvalidArgument, IpamError, IpamResult};
 use crate::keys::Key;
 use crate::reserved::Reservations;
 use crate::store::Store;
@@ -131,18 +131,20 @@ impl<'a> Ipam<'a> {
 
 fn check_host(host: &str) -> IpamResult<()> {
     if host.is_empty() || host.contains('/') {
-        return Err(IpamError::InvalidArgument(format!(
-            "invalid host name {host:?}"
-        )));
+        return Err(InvalidArgument::HostName {
+            host: host.to_string(),
+        }
+        .into());
     }
     Ok(())
 }
 
 fn check_handle(handle: &str) -> IpamResult<()> {
     if !Key::handle(handle).is_valid() {
-        return Err(IpamError::InvalidArgument(format!(
-            "invalid handle ID {handle:?}"
-        )));
+        return Err(InvalidArgument::Handle {
+            handle: handle.to_string(),
+        }
+        .into());
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use ipnetwork::IpNetwork;
 use log::warn;
 
 use super::{IntendedUse, Ipam};
-use crate::error::{IpamError, IpamResult};
+use crate::error::{InvalidArgument, IpamError, IpamResult, NoPools};
 use crate::keys::{IpVersion, Key, ListPrefix, ResourceKind};
 use crate::model::{IpPool, Node};
 use crate::selector::Selector;
@@ -57,7 +57,7 @@ impl Pool {
             pool: self.name.clone(),
             field,
             selector: sel.to_string(),
-            reason: e.to_string(),
+            source: e,
         })?;
         Ok(parsed.matches(labels))
     }
@@ -178,7 +178,7 @@ impl Ipam<'_> {
     ) -> IpamResult<PoolChoice> {
         let enabled = self.enabled_pools(version)?;
         if enabled.is_empty() {
-            return Err(IpamError::NoPools("cannot find a qualified ippool".into()));
+            return Err(NoPools::NoneEnabled.into());
         }
         let node_labels = self.node_labels(host)?;
         let chosen: Vec<Pool> = if !requested.is_empty() {
@@ -189,11 +189,7 @@ impl Ipam<'_> {
                         .iter()
                         .find(|p| p.cidr == *r)
                         .cloned()
-                        .ok_or_else(|| {
-                            IpamError::NoPools(format!(
-                                "the given pool ({r}) does not exist, or is not enabled"
-                            ))
-                        })
+                        .ok_or_else(|| NoPools::RequestedNotEnabled { pool: *r }.into())
                 })
                 .collect::<IpamResult<_>>()?
         } else {
@@ -209,9 +205,10 @@ impl Ipam<'_> {
                 }
             }
             if selected.is_empty() {
-                return Err(IpamError::NoPools(format!(
-                    "no configured Calico pools for node {host}"
-                )));
+                return Err(NoPools::NoneForNode {
+                    host: host.to_string(),
+                }
+                .into());
             }
             selected
         };
@@ -221,10 +218,10 @@ impl Ipam<'_> {
             .cloned()
             .collect();
         if usable.is_empty() {
-            return Err(IpamError::NoPools(format!(
-                "cannot find a qualified ippool, no pools match the required use ({})",
-                use_.as_str()
-            )));
+            return Err(NoPools::NoneForUse {
+                intended_use: use_.as_str(),
+            }
+            .into());
         }
         Ok(PoolChoice {
             usable,
@@ -254,18 +251,14 @@ impl Ipam<'_> {
                         .iter()
                         .find(|p| p.name == *e)
                         .map(|p| p.cidr)
-                        .ok_or_else(|| {
-                            IpamError::InvalidArgument(format!(
-                                "error parsing pool \"{e}\": no pool with this name or CIDR"
-                            ))
-                        })?,
+                        .ok_or_else(|| InvalidArgument::UnknownPool { pool: e.clone() })?,
                 };
                 if IpVersion::of_net(&cidr) != version {
-                    return Err(IpamError::InvalidArgument(format!(
-                        "\"{}\" isn't a IPv{} address",
-                        cidr.ip(),
-                        version.number()
-                    )));
+                    return Err(InvalidArgument::PoolFamily {
+                        ip: cidr.ip(),
+                        version: version.number(),
+                    }
+                    .into());
                 }
                 Ok(cidr)
             })
@@ -276,14 +269,11 @@ impl Ipam<'_> {
     /// CIDR and block size and rejects overlap with existing pools.
     pub fn create_pool(&self, pool: &IpPool) -> IpamResult<()> {
         let name = &pool.metadata.name;
-        let parsed = parse_pool(pool.clone()).ok_or_else(|| {
-            IpamError::InvalidArgument(format!("pool {name}: invalid cidr or blockSize"))
-        })?;
+        let parsed = parse_pool(pool.clone())
+            .ok_or_else(|| InvalidArgument::PoolCidr { name: name.clone() })?;
         let key = Key::resource(ResourceKind::IpPool, name);
         if !key.is_valid() {
-            return Err(IpamError::InvalidArgument(format!(
-                "invalid pool name {name:?}"
-            )));
+            return Err(InvalidArgument::PoolName { name: name.clone() }.into());
         }
         for p in self.all_pools()? {
             // Same name: report it as the store would. Checked before overlap because a pool
@@ -293,10 +283,12 @@ impl Ipam<'_> {
                 return Err(StoreError::AlreadyExists(key.to_string()).into());
             }
             if p.cidr.contains(parsed.cidr.network()) || parsed.cidr.contains(p.cidr.network()) {
-                return Err(IpamError::InvalidArgument(format!(
-                    "IPPool({name}) CIDR overlaps with IPPool({}) CIDR {}",
-                    p.name, p.cidr
-                )));
+                return Err(InvalidArgument::PoolOverlap {
+                    name: name.clone(),
+                    other: p.name.clone(),
+                    other_cidr: p.cidr,
+                }
+                .into());
             }
         }
         self.store.create(&key, &pool.to_json())?;

@@ -9,7 +9,7 @@ use ipnetwork::IpNetwork;
 use log::warn;
 
 use super::Ipam;
-use crate::error::{IpamError, IpamResult};
+use crate::error::{InvalidArgument, IpamError, IpamResult};
 use crate::keys::{IpVersion, Key, ListPrefix};
 use crate::model::{AffinityState, AllocationBlock, BlockAffinity, IpamConfig, IpamHandle};
 use crate::store::{Revision, StoreError};
@@ -187,7 +187,7 @@ impl Ipam<'_> {
 
     /// Validate and store the IPAM config (CAS; creates it when absent).
     pub fn set_config(&self, cfg: &IpamConfig) -> IpamResult<()> {
-        cfg.validate().map_err(IpamError::InvalidArgument)?;
+        cfg.validate().map_err(InvalidArgument::from)?;
         let json = serde_json::to_string(cfg).unwrap_or_default();
         self.retry(|| {
             let r = match self.store.get_opt(&Key::IpamConfig)? {

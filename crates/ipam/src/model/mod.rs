@@ -139,14 +139,12 @@ impl IpamConfig {
     }
 
     /// Calico's write-time validation.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidIpamConfig> {
         if !self.strict_affinity && !self.auto_allocate_blocks {
-            return Err(
-                "Cannot disable 'StrictAffinity' and 'AutoAllocateBlocks' at the same time".into(),
-            );
+            return Err(InvalidIpamConfig::NoAffinityNorAutoAllocate);
         }
         if self.max_blocks_per_host > 0 && !self.strict_affinity {
-            return Err("MaxBlocksPerHost requires StrictAffinity to be enabled".into());
+            return Err(InvalidIpamConfig::BlockLimitWithoutStrictAffinity);
         }
         Ok(())
     }
@@ -160,6 +158,15 @@ impl IpamConfig {
             (r, c) => r.min(c),
         }
     }
+}
+
+/// An [`IpamConfig`] Calico refuses to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidIpamConfig {
+    #[error("Cannot disable 'StrictAffinity' and 'AutoAllocateBlocks' at the same time")]
+    NoAffinityNorAutoAllocate,
+    #[error("MaxBlocksPerHost requires StrictAffinity to be enabled")]
+    BlockLimitWithoutStrictAffinity,
 }
 
 #[cfg(test)]

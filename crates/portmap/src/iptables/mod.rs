@@ -165,7 +165,7 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
         }
         direct::Outcome::Fallback(why) => log::debug!("{family} netlink ADD not used: {why}"),
     }
-    let setup_err = |e: String| PortmapError::Setup(format!("unable to setup DNAT: {e}"));
+    let setup_err = |e: String| PortmapError::SetupDnat(e.into());
     let mut chains = shared_rule_chains(req);
     let shared = read_chains(family, &chains).map_err(setup_err)?;
     let present = render::shared_rules(req)
@@ -227,8 +227,10 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
             dn.as_str(),
             sn.as_str(),
         ];
-        let teardown_err =
-            |e: String| PortmapError::Setup(format!("could not teardown {family} dnat: {e}"));
+        let teardown_err = |e: String| PortmapError::TeardownDnat {
+            family: family.to_string(),
+            source: e.into(),
+        };
         let state = read_chains(family, &parents).map_err(teardown_err)?;
         restore_with_fallback(family, render::del_full(req, &state), |full| {
             render::del_full(req, full)
@@ -236,10 +238,7 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
         .map_err(teardown_err)?;
     }
     if unusable.len() == Family::BOTH.len() {
-        return Err(PortmapError::Setup(format!(
-            "neither iptables nor ip6tables is usable, {}",
-            unusable.join(", ")
-        )));
+        return Err(PortmapError::NoUsableIptables { reasons: unusable });
     }
     Ok(())
 }
@@ -247,11 +246,10 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
 /// Verifies the rules of one container address with a `-C`-only script (changes nothing).
 pub fn check(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
     let family = Family::of(&addr.ip());
-    restore(family, &render::check(req, addr)).map_err(|e| {
-        PortmapError::CheckFailed(format!(
-            "could not check {family} dnat: rule of chain {} not found: {e}",
-            req.attachment.dnat_chain()
-        ))
+    restore(family, &render::check(req, addr)).map_err(|e| PortmapError::DnatMissing {
+        family: family.to_string(),
+        chain: req.attachment.dnat_chain().to_string(),
+        source: e.into(),
     })
 }
 

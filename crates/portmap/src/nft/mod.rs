@@ -50,10 +50,7 @@ fn run(txn: &Txn) -> Result<(), Failure> {
 }
 
 fn setup_error(f: &Failure) -> PortmapError {
-    PortmapError::Setup(format!(
-        "unable to set up nftables rules for port mappings: {}",
-        f.stderr
-    ))
+    PortmapError::NftSetup(f.stderr.clone().into())
 }
 
 /// Installs static structures and this attachment's elements for `addrs` (one per family).
@@ -85,14 +82,12 @@ pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
                 if owned.contains(&g) => {}
             Some(Tag::Dnat(g)) => {
                 let (family, key, _) = &groups[g];
-                let on = key
-                    .host_ip
-                    .map(|ip| format!(" on {ip}"))
-                    .unwrap_or_default();
-                return Err(PortmapError::Conflict(format!(
-                    "{family} host port {}/{}{on} is already mapped by another container",
-                    key.proto, key.port
-                )));
+                return Err(PortmapError::HostPortTaken {
+                    family: family.to_string(),
+                    proto: key.proto.to_string(),
+                    port: key.port,
+                    host_ip: key.host_ip,
+                });
             }
             _ => return Err(setup_error(&failure)),
         }
@@ -163,19 +158,16 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
             .map(|(l, _)| txn.tag_of_line(*l).and_then(Tag::group))
             .collect();
         let Some(mut failed) = failed.filter(|f| !f.is_empty()) else {
-            return Err(PortmapError::Setup(format!(
-                "unable to remove nftables port mappings: {}",
-                failure.stderr
-            )));
+            return Err(PortmapError::NftRemove(failure.stderr.into()));
         };
         failed.sort_unstable();
         failed.dedup();
         log::debug!("nft DEL: {} key group(s) not present", failed.len());
         txn = txn.without_groups(&failed);
     }
-    Err(PortmapError::Setup(format!(
-        "unable to remove nftables port mappings: still failing after {DEL_ATTEMPTS} transactions"
-    )))
+    Err(PortmapError::NftRemoveRetries {
+        attempts: DEL_ATTEMPTS,
+    })
 }
 
 /// Verifies every expected element exists (and re-asserts it) in one transaction.
@@ -184,12 +176,9 @@ pub fn check(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
     if txn.is_empty() {
         return Ok(());
     }
-    run(&txn).map_err(|f| {
-        PortmapError::CheckFailed(format!(
-            "missing hostport elements in table {}: {}",
-            render::TABLE,
-            f.stderr
-        ))
+    run(&txn).map_err(|f| PortmapError::ElementsMissing {
+        table: render::TABLE,
+        source: f.stderr.into(),
     })
 }
 
