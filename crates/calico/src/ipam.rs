@@ -18,6 +18,19 @@ pub trait PodCidrs {
     fn pod_cidrs(&self) -> Option<Result<(String, Vec<IpNetwork>), CniError>>;
 }
 
+/// An IPAM plugin run from [`Ipam::start`]; dropped unfinished, the plugin is killed unfed.
+pub struct Started(Option<(cni::delegate::Spawned, Vec<u8>)>);
+
+impl Started {
+    /// Feeds the plugin its config and waits for it (nothing to do: `Ok`).
+    pub fn finish(self) -> Result<(), CniError> {
+        match self.0 {
+            Some((child, stdin)) => child.finish(&stdin).map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
 pub struct Ipam<'a> {
     inv: &'a Invocation,
     plugin: &'a str,
@@ -243,16 +256,23 @@ impl<'a> Ipam<'a> {
     }
 
     pub fn run(&self, command: Command) -> Result<(), CniError> {
+        self.start(command)?.finish()
+    }
+
+    /// Starts the plugin for `command` without letting it act yet: it gets its config (and so
+    /// does anything) only at [`Started::finish`]. Lets its exec overlap with other work.
+    pub fn start(&self, command: Command) -> Result<Started, CniError> {
         if let Err(e) = cni::delegate::check_ipam_type(self.plugin) {
             if command == Command::Del {
                 // ADD refused this config, so that plugin never allocated anything to release.
                 log::warn!("{e}; nothing to release");
-                return Ok(());
+                return Ok(Started(None));
             }
             return Err(e);
         }
         let stdin = self.stdin(command)?;
-        self.delegation().run(command, &stdin)
+        let child = self.delegation().spawn(command)?;
+        Ok(Started(Some((child, stdin))))
     }
 
     /// Releases what ADD allocated; used on ADD failure, where the original error matters more.

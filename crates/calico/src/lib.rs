@@ -344,14 +344,22 @@ impl Plugin for Calico {
             endpoint::remove(store.as_ref(), &key, &inv.container_id, check_owner)?;
         }
         // The interface goes first: releasing an address still configured on a live interface
-        // could hand it to another pod while this one still answers for it.
+        // could hand it to another pod while this one still answers for it. The IPAM plugin is
+        // started before (it loads while the kernel tears the veth down) but fed its config, and
+        // so releases, only after.
+        let release = if reused {
+            log::info!("attachment reused the container's endpoint: its addresses stay allocated");
+            None
+        } else {
+            // A config IPAM cannot run is reported after the interface is gone, as before.
+            Some(Ipam::new(inv).and_then(|ipam| ipam.start(Command::Del)))
+        };
         dataplane::remove(inv.netns.as_deref(), &inv.ifname)
             .context("failed to remove the pod interface")?;
-        if reused {
-            log::info!("attachment reused the container's endpoint: its addresses stay allocated");
-            return Ok(());
+        match release {
+            Some(started) => started?.finish(),
+            None => Ok(()),
         }
-        Ipam::new(inv)?.run(Command::Del)
     }
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {

@@ -172,6 +172,13 @@ impl<'a> Delegation<'a> {
         self.exec(command, stdin).map(|_| ())
     }
 
+    /// Starts the plugin for `command` now and lets the caller feed its config later (see
+    /// [`Spawned`]): its exec and start-up overlap with whatever the caller does meanwhile.
+    pub fn spawn(&self, command: Command) -> Result<Spawned, CniError> {
+        let path = find_plugin(self.plugin, self.cni_path)?;
+        spawn_path(&path, command, &self.env, self.timeout)
+    }
+
     /// Executes the plugin and returns its stdout on success.
     pub fn exec(&self, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
         let path = find_plugin(self.plugin, self.cni_path)?;
@@ -187,6 +194,27 @@ pub fn exec_path(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<Vec<u8>, CniError> {
+    spawn_path(path, command, env, timeout)?.finish(stdin)
+}
+
+/// A delegated plugin already started and waiting for its stdin (see [`Delegation::spawn`]).
+/// Dropped without [`Spawned::finish`], the child is killed before it could read any config.
+#[derive(Debug)]
+pub struct Spawned {
+    name: String,
+    child: Option<Child>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// Starts a plugin binary by path; it runs nothing until [`Spawned::finish`] feeds its stdin
+/// (every plugin reads its whole config before acting).
+pub fn spawn_path(
+    path: &Path,
+    command: Command,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Spawned, CniError> {
     let name = path.display().to_string();
     let depth = current_depth();
     check_depth(depth, &name)?;
@@ -217,53 +245,89 @@ pub fn exec_path(
             Ok(())
         });
     }
-    let mut child = process
+    let child = process
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| CniError::generic(format!("failed to execute plugin {name}: {e}")))?;
-    let input = child.stdin.take();
-    let data = stdin.to_vec();
-    // Feed stdin and drain stdout/stderr on their own threads so a plugin that writes before
-    // reading, or fills a pipe, cannot deadlock us.
-    std::thread::spawn(move || {
-        if let Some(mut w) = input {
-            let _ = w.write_all(&data);
+    Ok(Spawned {
+        name,
+        child: Some(child),
+        deadline: Instant::now() + timeout,
+        timeout,
+    })
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-    });
-    let stdout = read_in_background(child.stdout.take());
-    let stderr = read_in_background(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let timed_out = || {
-        CniError::new(
-            ErrorCode::TryAgainLater,
-            format!("plugin {name} timed out after {}s", timeout.as_secs()),
+    }
+}
+
+impl Spawned {
+    /// Feeds `stdin`, waits for the plugin (within the timeout counted from the spawn) and
+    /// returns its stdout on success.
+    pub fn finish(mut self, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+        let Some(mut child) = self.child.take() else {
+            return Err(CniError::generic(format!(
+                "plugin {} already ran",
+                self.name
+            )));
+        };
+        let name = std::mem::take(&mut self.name);
+        let (deadline, timeout) = (self.deadline, self.timeout);
+        let input = child.stdin.take();
+        let data = stdin.to_vec();
+        // Feed stdin and drain stdout/stderr on their own threads so a plugin that writes before
+        // reading, or fills a pipe, cannot deadlock us.
+        std::thread::spawn(move || {
+            if let Some(mut w) = input {
+                let _ = w.write_all(&data);
+            }
+        });
+        let stdout = read_in_background(child.stdout.take());
+        let stderr = read_in_background(child.stderr.take());
+        let timed_out = || {
+            CniError::new(
+                ErrorCode::TryAgainLater,
+                format!("plugin {name} timed out after {}s", timeout.as_secs()),
+            )
+        };
+        let mut stdout_data = None;
+        let status = wait_until(&mut child, deadline, &stdout, &mut stdout_data)
+            .map_err(|e| CniError::generic(format!("failed to run plugin {name}: {e}")))?;
+        let Some(status) = status else {
+            // Still running, and not reaped (only `wait_until` reaps): the pid is still the child's.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(timed_out());
+        };
+        // The plugin has exited; a process it left behind may still hold the pipes open.
+        let remaining = || deadline.saturating_duration_since(Instant::now());
+        let stdout = match stdout_data {
+            Some(data) => Ok(data),
+            None => stdout.recv_timeout(remaining()),
+        };
+        let (Ok(stdout), Ok(stderr)) = (stdout, stderr.recv_timeout(remaining())) else {
+            return Err(timed_out());
+        };
+        outcome(
+            &name,
+            Output {
+                status,
+                stdout,
+                stderr,
+            },
         )
-    };
-    let mut stdout_data = None;
-    let status = wait_until(&mut child, deadline, &stdout, &mut stdout_data)
-        .map_err(|e| CniError::generic(format!("failed to run plugin {name}: {e}")))?;
-    let Some(status) = status else {
-        // Still running, and not reaped (only `wait_until` reaps): the pid is still the child's.
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(timed_out());
-    };
-    // The plugin has exited; a process it left behind may still hold the pipes open.
-    let remaining = || deadline.saturating_duration_since(Instant::now());
-    let stdout = match stdout_data {
-        Some(data) => Ok(data),
-        None => stdout.recv_timeout(remaining()),
-    };
-    let (Ok(stdout), Ok(stderr)) = (stdout, stderr.recv_timeout(remaining())) else {
-        return Err(timed_out());
-    };
-    let output = Output {
-        status,
-        stdout,
-        stderr,
-    };
+    }
+}
+
+/// The plugin's stdout on success, else its CNI error (or one made from what it printed).
+fn outcome(name: &str, output: Output) -> Result<Vec<u8>, CniError> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !stderr.is_empty() {
         // Pass the delegate's logs through, as Go's invoke does.
@@ -380,6 +444,30 @@ printf '{"ips":[{"address":"10.0.0.9/32"}],"dns":{"domain":"%s-%s-%s"}}' "$n" "$
             .unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.9/32");
         assert_eq!(r.dns.domain, "net7-ADD-x1");
+    }
+
+    #[test]
+    fn spawned_plugin_acts_only_when_fed_and_is_killed_when_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("ran");
+        script(
+            d.path(),
+            "ipam",
+            &format!(r#"in=$(cat); printf '%s' "$in" > {}"#, marker.display()),
+        );
+        let path = vec![d.path().to_path_buf()];
+        let started = Delegation::new("ipam", &path).spawn(Command::Del).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !marker.exists(),
+            "the plugin acted before getting its config"
+        );
+        started.finish(b"conf-1").unwrap();
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "conf-1");
+        std::fs::remove_file(&marker).unwrap();
+        drop(Delegation::new("ipam", &path).spawn(Command::Del).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!marker.exists(), "a dropped plugin ran anyway");
     }
 
     #[test]
