@@ -355,6 +355,14 @@ fn conforms_to_the_store_contract_in_projectcalico_org_v3() {
     ipam::conformance::run_all(&v3_store(&api));
 }
 
+/// Calico's exact JSON (cooling blocks, affinities in every state, handle, config, pool with a
+/// status) through the native v3 objects, read back field by field and allocated from.
+#[test]
+fn calico_fixtures_in_projectcalico_org_v3() {
+    let api = TestApiServer::start().unwrap();
+    ipam::conformance::calico_fixtures(&v3_store(&api));
+}
+
 #[test]
 fn v3_group_writes_projectcalico_org_v3_objects_only() {
     let api = TestApiServer::start().unwrap();
