@@ -7,19 +7,25 @@
 # ADD within 1.5x, steady ADD p99 within 1.2x), and renders scale.png beside this script.
 # Every run also checks that no address was handed out twice. Figures: README "Scale".
 #   usage: netns-tests/bench/scale.sh [SIZES=10,100,1000,5000] [PODS=20] [PROBE=40] [STORES="etcd local kdd"]
+#   SCALE_OUT=<file of a saved run's output> prints the ratios and renders the plot from it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; source "$here/lib.sh"
 SIZES="${1:-10,100,1000,5000}"; PODS="${2:-20}"; PROBE="${3:-40}"; STORES="${4:-etcd local kdd}"
 top="$(cd "$here/../.." && pwd)"
-(cd "$top" && cargo build --profile scale-bench -q -p netns-tests --bin ipam-scale >&2)
-TARGET="$(cd "$top" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-BIN="$TARGET/scale-bench/ipam-scale"
-command -v etcd >/dev/null || { echo "needs etcd (Debian etcd-server)" >&2; exit 1; }
-
 out="$(mktemp)"; trap 'rm -f "$out"' EXIT
-for s in $STORES; do
-  "$BIN" "$s" --sizes "$SIZES" --pods "$PODS" --probe "$PROBE" | tee -a "$out"
-done
+if [ -n "${SCALE_OUT:-}" ]; then
+  # Tables and plot from a saved run's output (what this script printed before).
+  grep -v '^#' "$SCALE_OUT" > "$out"
+  STORES="$(awk '{print $1}' "$out" | uniq | tr '\n' ' ')"
+else
+  (cd "$top" && cargo build --profile scale-bench -q -p netns-tests --bin ipam-scale >&2)
+  TARGET="$(cd "$top" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+  BIN="$TARGET/scale-bench/ipam-scale"
+  command -v etcd >/dev/null || { echo "needs etcd (Debian etcd-server)" >&2; exit 1; }
+  for s in $STORES; do
+    "$BIN" "$s" --sizes "$SIZES" --pods "$PODS" --probe "$PROBE" | tee -a "$out"
+  done
+fi
 
 echo
 echo "ratios, largest size / smallest (first ADD p50 and p99; steady ADD p99; requests per first ADD):"
@@ -40,7 +46,7 @@ done
 gnuplot <<G
 set terminal pngcairo size 900,520 noenhanced
 set output '$here/scale.png'
-set title 'calico-ipam: ADD latency as the cluster grows ($PODS pods per node; $(date -u +%F), $(nproc) cores)'
+set title 'calico-ipam ADD latency vs cluster size ($(date -u +%F), $(nproc) cores)'
 set logscale x
 set xlabel 'nodes in the cluster'
 set ylabel 'ms'
