@@ -3,7 +3,7 @@
 //! Kubernetes datastore (see `upgrade`). Runtimes exec the plugin without arguments, which is
 //! the CNI path.
 
-use cni::flags::{self, Flag, Parsed};
+use cni::flags::{self, Flag};
 
 /// Printed by `-v`: one line, `v` and the version, as Calico prints its release.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
@@ -21,16 +21,9 @@ const FLAGS: &[Flag] = &[
 
 /// Handles the flags; `None` means "no flags: run as a CNI plugin", else the exit code.
 pub fn run(args: &[String]) -> Option<i32> {
-    let set = match flags::parse("calico-ipam", FLAGS, args) {
-        Parsed::Set(set) => set,
-        Parsed::Help(usage) => {
-            eprint!("{usage}");
-            return Some(0);
-        }
-        Parsed::Error(msg) => {
-            eprint!("{msg}");
-            return Some(2);
-        }
+    let set = match flags::parse_or_exit("calico-ipam", FLAGS, args) {
+        Ok(set) => set,
+        Err(code) => return Some(code),
     };
     if set.contains(&"v") {
         println!("{VERSION}");

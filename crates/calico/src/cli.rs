@@ -3,7 +3,7 @@
 //! exec the plugin without arguments, which is the CNI path.
 
 use crate::config::CalicoConfig;
-use cni::flags::{self, Flag, Parsed};
+use cni::flags::{self, Flag};
 use cni::{CniArgs, CniError, Command, ErrorCode, Invocation, NetConf};
 use std::io::Read;
 
@@ -23,16 +23,9 @@ const FLAGS: &[Flag] = &[
 
 /// Handles the flags; `None` means "no flags: run as a CNI plugin", else the exit code.
 pub fn run(args: &[String]) -> Option<i32> {
-    let set = match flags::parse("Calico", FLAGS, args) {
-        Parsed::Set(set) => set,
-        Parsed::Help(usage) => {
-            eprint!("{usage}");
-            return Some(0);
-        }
-        Parsed::Error(msg) => {
-            eprint!("{msg}");
-            return Some(2);
-        }
+    let set = match flags::parse_or_exit("Calico", FLAGS, args) {
+        Ok(set) => set,
+        Err(code) => return Some(code),
     };
     if set.contains(&"v") {
         println!("{VERSION}");

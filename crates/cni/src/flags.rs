@@ -76,6 +76,22 @@ pub fn parse(set: &str, flags: &[Flag], args: &[String]) -> Parsed {
     Parsed::Set(on)
 }
 
+/// [`parse`] for a binary's `main`: the flags given, or — after printing the usage (`-h`, exit
+/// 0) or the error (exit 2) to stderr, as Go's `flag.ExitOnError` does — the exit code.
+pub fn parse_or_exit(set: &str, flags: &[Flag], args: &[String]) -> Result<Vec<&'static str>, i32> {
+    match parse(set, flags, args) {
+        Parsed::Set(on) => Ok(on),
+        Parsed::Help(usage) => {
+            eprint!("{usage}");
+            Err(0)
+        }
+        Parsed::Error(msg) => {
+            eprint!("{msg}");
+            Err(2)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
