@@ -11,7 +11,7 @@ pub mod save;
 
 use ipnetwork::IpNetwork;
 
-use crate::error::PortmapError;
+use crate::error::{PortmapError, ToolFailure};
 use crate::exec;
 use crate::mapping::Family;
 use crate::Request;
@@ -39,19 +39,19 @@ fn save_tool(family: Family) -> &'static str {
 }
 
 /// Applies a restore script; the error names the failing line when the tool reports it.
-fn restore(family: Family, script: &str) -> Result<(), String> {
+fn restore(family: Family, script: &str) -> Result<(), ToolFailure> {
     // -w: queue behind other xtables users (kube-proxy) instead of failing.
     let out = exec::run(restore_tool(family), &["--noflush", "-w"], Some(script))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ToolFailure::from(e.to_string()))?;
     if out.success {
         return Ok(());
     }
     let stderr = out.stderr.trim();
     let failed_line = parse_failed_line(stderr).and_then(|n| render::Script::line_of(script, n));
-    Err(match failed_line {
+    Err(ToolFailure::from(match failed_line {
         Some(l) => format!("{stderr} (at {l:?})"),
         None => stderr.to_string(),
-    })
+    }))
 }
 
 /// Extracts N from "line N failed" / "Error occurred at line: N".
@@ -66,14 +66,15 @@ fn parse_failed_line(stderr: &str) -> Option<usize> {
     None
 }
 
-fn read_state(family: Family) -> Result<NatState, String> {
-    let out = exec::run(save_tool(family), &["-t", "nat"], None).map_err(|e| e.to_string())?;
+fn read_state(family: Family) -> Result<NatState, ToolFailure> {
+    let out = exec::run(save_tool(family), &["-t", "nat"], None)
+        .map_err(|e| ToolFailure::from(e.to_string()))?;
     if !out.success {
-        return Err(format!(
+        return Err(ToolFailure::from(format!(
             "{} failed: {}",
             save_tool(family),
             out.stderr.trim()
-        ));
+        )));
     }
     Ok(NatState::parse(&out.stdout))
 }
@@ -81,10 +82,10 @@ fn read_state(family: Family) -> Result<NatState, String> {
 /// Lists one chain with `iptables -S <chain>`: `None` when it does not exist. With iptables-nft
 /// this loads only that chain, unlike `iptables-save` (or a `-C`/`-D` in a restore script), which
 /// loads every rule of the table, kube-proxy's included.
-fn list_chain(family: Family, chain: &str) -> Result<Option<Vec<SavedRule>>, String> {
+fn list_chain(family: Family, chain: &str) -> Result<Option<Vec<SavedRule>>, ToolFailure> {
     let tool = iptables_tool(family);
-    let out =
-        exec::run(tool, &["-w", "-t", "nat", "-S", chain], None).map_err(|e| e.to_string())?;
+    let out = exec::run(tool, &["-w", "-t", "nat", "-S", chain], None)
+        .map_err(|e| ToolFailure::from(e.to_string()))?;
     if out.success {
         return Ok(Some(NatState::parse_listing(&out.stdout)));
     }
@@ -94,22 +95,28 @@ fn list_chain(family: Family, chain: &str) -> Result<Option<Vec<SavedRule>>, Str
     if missing.iter().any(|m| out.stderr.contains(m)) {
         Ok(None)
     } else {
-        Err(format!("{tool} -S {chain} failed: {}", out.stderr.trim()))
+        Err(ToolFailure::from(format!(
+            "{tool} -S {chain} failed: {}",
+            out.stderr.trim()
+        )))
     }
 }
 
 /// The nat-table state restricted to `chains` (listed concurrently): the ones that exist, with
 /// their rules. Enough for rendering as long as our rules sit where upstream puts them.
-fn read_chains(family: Family, chains: &[&str]) -> Result<NatState, String> {
-    let listings: Vec<Result<Option<Vec<SavedRule>>, String>> = std::thread::scope(|scope| {
+fn read_chains(family: Family, chains: &[&str]) -> Result<NatState, ToolFailure> {
+    let listings: Vec<Result<Option<Vec<SavedRule>>, ToolFailure>> = std::thread::scope(|scope| {
         let jobs: Vec<_> = chains
             .iter()
             .map(|c| scope.spawn(move || list_chain(family, c)))
             .collect();
         jobs.into_iter()
             .map(|j| {
-                j.join()
-                    .unwrap_or_else(|_| Err("chain listing thread panicked".to_string()))
+                j.join().unwrap_or_else(|_| {
+                    Err(ToolFailure::from(
+                        "chain listing thread panicked".to_string(),
+                    ))
+                })
             })
             .collect()
     });
@@ -137,7 +144,7 @@ fn restore_with_fallback(
     family: Family,
     script: Option<String>,
     render_full: impl FnOnce(&NatState) -> Option<String>,
-) -> Result<(), String> {
+) -> Result<(), ToolFailure> {
     let first = match script {
         Some(s) => restore(family, &s),
         None => return Ok(()),
@@ -165,7 +172,7 @@ pub fn add(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
         }
         direct::Outcome::Fallback(why) => log::debug!("{family} netlink ADD not used: {why}"),
     }
-    let setup_err = |e: String| PortmapError::SetupDnat(e.into());
+    let setup_err = PortmapError::SetupDnat;
     let mut chains = shared_rule_chains(req);
     let shared = read_chains(family, &chains).map_err(setup_err)?;
     let present = render::shared_rules(req)
@@ -227,9 +234,9 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
             dn.as_str(),
             sn.as_str(),
         ];
-        let teardown_err = |e: String| PortmapError::TeardownDnat {
+        let teardown_err = |source: ToolFailure| PortmapError::TeardownDnat {
             family: family.to_string(),
-            source: e.into(),
+            source,
         };
         let state = read_chains(family, &parents).map_err(teardown_err)?;
         restore_with_fallback(family, render::del_full(req, &state), |full| {
@@ -249,7 +256,7 @@ pub fn check(req: &Request, addr: &IpNetwork) -> Result<(), PortmapError> {
     restore(family, &render::check(req, addr)).map_err(|e| PortmapError::DnatMissing {
         family: family.to_string(),
         chain: req.attachment.dnat_chain().to_string(),
-        source: e.into(),
+        source: e,
     })
 }
 
