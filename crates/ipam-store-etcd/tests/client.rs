@@ -477,3 +477,26 @@ fn user_authentication() {
     let c = EtcdClient::connect(&with(Some("root"), "s3cret", &both)).unwrap();
     assert_eq!(c.get(key).unwrap().unwrap().value, b"v1");
 }
+
+/// A list larger than gRPC's 4 MiB message limit (a large cluster's blocks or handles) comes
+/// back whole, in key order, and stops at the prefix (a key just past it is not included).
+#[test]
+fn lists_larger_than_one_grpc_message() {
+    let etcd = cluster(1);
+    let c = EtcdClient::connect(&etcd.config()).unwrap();
+    // 1,200 keys: more than two pages of the client's list, 12 MiB in all.
+    let value = vec![b'x'; 10 * 1024];
+    for i in 0..1200 {
+        c.create(&format!("/calico/ipam/v2/handle/h{i:04}"), &value)
+            .unwrap();
+    }
+    c.create("/calico/ipam/v2/handle0", b"past the prefix")
+        .unwrap();
+    let all = c.list("/calico/ipam/v2/handle/").unwrap();
+    assert_eq!(all.len(), 1200, "12 MiB of values in one list");
+    let keys: Vec<&str> = all.iter().map(|kv| kv.key.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys[1199], "/calico/ipam/v2/handle/h1199");
+}
