@@ -18,11 +18,6 @@ pub enum DatastoreError {
     /// `datastore_type` names no backend we know.
     #[error("unknown datastore_type {value:?} (expected etcdv3, kubernetes or local)")]
     UnknownDatastoreType { value: String },
-    /// `calico_api_group` names no API group we know.
-    #[error(
-        "invalid calico_api_group {value:?} (expected crd.projectcalico.org/v1 or projectcalico.org/v3)"
-    )]
-    InvalidApiGroup { value: String },
     /// One entry of `etcd_endpoints` is not a `host:port` or `http(s)://host:port`.
     #[error("invalid etcd_endpoints {list:?}: {endpoint:?} {reason}")]
     InvalidEtcdEndpoint {
