@@ -17,6 +17,13 @@ const RECV_BUF_LEN: usize = 64 * 1024;
 const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
 const DUMP_ATTEMPTS: usize = 5;
 
+/// A change of a batch the kernel refused: its index in the batch and the (positive) errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub index: usize,
+    pub errno: i32,
+}
+
 /// A NETLINK_NETFILTER socket in the calling thread's netns.
 pub struct NfSocket {
     socket: Socket,
@@ -84,8 +91,22 @@ impl NfSocket {
     /// The error names the first change the kernel refused. An overrun receive buffer is
     /// reported as a protocol error: the transaction's outcome is then unknown.
     pub fn apply(&mut self, batch: &Batch) -> Result<()> {
+        match self.apply_or_refusals(batch)?.first() {
+            None => Ok(()),
+            Some(r) => Err(Error::Kernel {
+                op: batch.describe(r.index).unwrap_or("transaction").to_string(),
+                errno: r.errno,
+            }),
+        }
+    }
+
+    /// Applies `batch` like [`apply`](Self::apply), but a transaction the kernel refuses is
+    /// answered with every refused change (the kernel checks them all before aborting), in
+    /// batch order; an empty list means it was committed. Errors that concern no single change
+    /// are errors.
+    pub fn apply_or_refusals(&mut self, batch: &Batch) -> Result<Vec<Refusal>> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let n = batch.ops.len() as u32;
         let first = self.next_seqs(n + 2);
@@ -97,7 +118,8 @@ impl NfSocket {
         // The kernel handles the whole batch inside sendmsg, so every reply is queued by now:
         // wait for the first one, then drain without blocking.
         let mut acked = false;
-        let mut first_error: Option<(u32, i32)> = None;
+        let mut refused: Vec<Refusal> = Vec::new();
+        let mut frame_error: Option<i32> = None;
         let mut seen_ours = false;
         loop {
             let flags = if seen_ours { libc::MSG_DONTWAIT } else { 0 };
@@ -117,25 +139,28 @@ impl NfSocket {
                 }
                 seen_ours = true;
                 let code = error_code(r.body).unwrap_or(-libc::EPROTO);
-                if code != 0 {
-                    first_error.get_or_insert((r.seq, code));
-                } else if r.seq == last_change {
-                    acked = true;
+                let index = r.seq.wrapping_sub(first).wrapping_sub(1) as usize;
+                if code == 0 {
+                    acked |= r.seq == last_change;
+                } else if index < batch.ops.len() {
+                    refused.push(Refusal {
+                        index,
+                        errno: -code,
+                    });
+                } else {
+                    // BATCH_BEGIN or END refused: the batch as a whole.
+                    frame_error.get_or_insert(-code);
                 }
             }
         }
-        match first_error {
-            Some((seq, code)) => {
-                let index = seq.wrapping_sub(first).wrapping_sub(1) as usize;
-                let op = batch
-                    .ops
-                    .get(index)
-                    .map(|o| o.describe.clone())
-                    .unwrap_or_else(|| "transaction".to_string());
-                Err(Error::Kernel { op, errno: -code })
-            }
-            None if acked => Ok(()),
-            None => Err(Error::Protocol(
+        refused.sort_by_key(|r| r.index);
+        match frame_error {
+            Some(errno) if refused.is_empty() => Err(Error::Kernel {
+                op: "transaction".into(),
+                errno,
+            }),
+            _ if !refused.is_empty() || acked => Ok(refused),
+            _ => Err(Error::Protocol(
                 "the kernel neither acknowledged nor refused the transaction".into(),
             )),
         }
