@@ -1,87 +1,156 @@
-//! nftables backend: one `nft -f -` transaction per operation (two when a first attempt reports
-//! elements that must be treated differently); nothing is ever listed.
+//! nftables backend: per-attachment state is only set/map elements, changed with one nf_tables
+//! netlink transaction per operation (two when a first attempt reports elements that must be
+//! treated differently). The static structures (table, sets, chains, rules) are written with
+//! one `nft -f -` run when an ADD finds them missing or stale (the node's first ADD, or after
+//! someone else rewrote our chains); a steady ADD checks them with one rule dump per chain we own
+//! and runs no `nft`.
 
 pub mod render;
 
 use ipnetwork::IpNetwork;
 
-use crate::error::PortmapError;
+use nf_tables::{ElementChange, NfSocket};
+
+use crate::error::{PortmapError, ToolFailure};
 use crate::exec;
 use crate::mapping::Family;
 use crate::Request;
-use render::{Tag, Txn};
+use render::{Change, ElemKey, ElemOp, Tag, Txn, TABLE};
 
-/// A failed transaction: nft's stderr and the (1-based line, message) pairs it reported.
-#[derive(Debug)]
-struct Failure {
-    stderr: String,
-    lines: Vec<(usize, String)>,
-}
-
-/// Extracts `(line, message)` from nft's `/dev/stdin:LINE:COLS: Error: MESSAGE` lines.
-fn parse_errors(stderr: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    for l in stderr.lines() {
-        let Some((location, msg)) = l.split_once(": Error: ") else {
-            continue;
-        };
-        let mut parts = location.rsplitn(3, ':');
-        let _cols = parts.next();
-        if let Some(Ok(n)) = parts.next().map(str::parse::<usize>) {
-            out.push((n, msg.trim().to_string()));
-        }
-    }
-    out
-}
-
-fn run(txn: &Txn) -> Result<(), Failure> {
+/// Runs the static script with `nft -f -`; the error is nft's stderr.
+fn run(txn: &Txn) -> Result<(), ToolFailure> {
     let text = txn.text();
-    let out = exec::run("nft", &["-f", "-"], Some(&text)).map_err(|e| Failure {
-        stderr: e.to_string(),
-        lines: Vec::new(),
-    })?;
+    let out = exec::run("nft", &["-f", "-"], Some(&text))
+        .map_err(|e| ToolFailure::from(e.to_string()))?;
     if out.success {
         return Ok(());
     }
-    Err(Failure {
-        lines: parse_errors(&out.stderr),
-        stderr: out.stderr.trim().to_string(),
+    Err(ToolFailure::from(out.stderr.trim().to_string()))
+}
+
+fn nf_family(f: Family) -> nf_tables::Family {
+    match f {
+        Family::V4 => nf_tables::Family::Ipv4,
+        Family::V6 => nf_tables::Family::Ipv6,
+    }
+}
+
+fn netlink_failure(e: nf_tables::Error) -> ToolFailure {
+    ToolFailure::from(e.to_string())
+}
+
+/// The nf_tables form of one element change.
+fn element(op: &ElemOp) -> Result<nf_tables::Element, nf_tables::Error> {
+    use nf_tables::Concat;
+    let (fields, owner) = match &op.key {
+        ElemKey::Owner { token, key } => (key, Some(token)),
+        ElemKey::Mapping(key) => (key, None),
+    };
+    let mut k = Concat::new();
+    if let Some(token) = owner {
+        let any = op.family.unspecified();
+        k = k.ifname(token)?.addr(fields.host_ip.unwrap_or(any));
+    } else if let Some(ip) = fields.host_ip {
+        k = k.addr(ip);
+    }
+    let k = k
+        .inet_proto(fields.proto.number())
+        .inet_service(fields.port);
+    let mut e = match op.data {
+        Some((ip, port)) => {
+            nf_tables::Element::mapping(k, Concat::new().addr(ip).inet_service(port))
+        }
+        None => nf_tables::Element::key(k),
+    };
+    e.comment = op.comment.clone();
+    Ok(e)
+}
+
+/// Applies the element changes of `txn` as one netlink transaction. Committed: an empty list;
+/// refused: the tag and errno of every refused change.
+fn apply(sock: &mut NfSocket, txn: &Txn) -> Result<Vec<(Tag, i32)>, nf_tables::Error> {
+    let mut batch = nf_tables::Batch::new();
+    let mut tags = Vec::new();
+    for (tag, op) in txn.elems() {
+        let change = match op.change {
+            Change::Create => ElementChange::Create,
+            Change::Add => ElementChange::Add,
+            Change::Delete => ElementChange::Delete,
+        };
+        batch.element(change, nf_family(op.family), TABLE, op.set, &element(op)?)?;
+        tags.push(tag);
+    }
+    let refused = sock.apply_or_refusals(&batch)?;
+    Ok(refused.iter().map(|r| (tags[r.index], r.errno)).collect())
+}
+
+/// Whether the chains we own in `family` end with this config's marker (one dump per chain).
+fn static_is_current(sock: &mut NfSocket, req: &Request, family: Family) -> bool {
+    let marker = render::static_marker(req, family);
+    render::marked_chains(req).iter().all(|chain| {
+        match sock.rules(nf_family(family), TABLE, chain) {
+            Ok(rules) => rules.last().and_then(|r| r.comment.as_deref()) == Some(&marker),
+            Err(e) => {
+                log::debug!("listing {family} {TABLE} {chain}: {e}");
+                false
+            }
+        }
     })
 }
 
-fn setup_error(f: &Failure) -> PortmapError {
-    PortmapError::NftSetup(f.stderr.clone().into())
+/// Writes the static structures of `families` with one `nft -f` run (the node's first ADD, or
+/// a repair after someone else changed our chains).
+fn install_static(req: &Request, families: &[Family]) -> Result<(), PortmapError> {
+    if families.is_empty() {
+        return Ok(());
+    }
+    log::debug!("installing the static nftables structures of {families:?}");
+    run(&render::static_txn(req, families)).map_err(PortmapError::NftSetup)
 }
 
-/// Installs static structures and this attachment's elements for `addrs` (one per family).
+/// Installs this attachment's elements for `addrs` (one per family) in one netlink transaction,
+/// after making sure the static structures are in place (`nft -f` only when they are not).
 pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
-    let txn = render::add(req, addrs);
-    let failure = match run(&txn) {
-        Ok(()) => return Ok(()),
-        Err(f) => f,
+    let setup = |e| PortmapError::NftSetup(netlink_failure(e));
+    let mut sock = NfSocket::new().map_err(setup)?;
+    let families = render::families_of(addrs);
+    let stale: Vec<Family> = families
+        .iter()
+        .copied()
+        .filter(|f| !static_is_current(&mut sock, req, *f))
+        .collect();
+    install_static(req, &stale)?;
+    let mut repaired = !stale.is_empty();
+    let txn = render::add_elements(req, addrs);
+    let refused = loop {
+        let refused = apply(&mut sock, &txn).map_err(setup)?;
+        // A set missing although our chains are intact (deleted by hand): restore once.
+        if !repaired && refused.iter().any(|(_, errno)| *errno == libc::ENOENT) {
+            install_static(req, &families)?;
+            repaired = true;
+            continue;
+        }
+        break refused;
     };
-    if failure.lines.is_empty() {
-        return Err(setup_error(&failure));
+    if refused.is_empty() {
+        return Ok(());
     }
     let groups = render::add_groups(req, addrs);
     // Our own owner element exists: a repeated ADD; those keys are replaced below.
-    let mut owned: Vec<usize> = failure
-        .lines
+    let mut owned: Vec<usize> = refused
         .iter()
-        .filter(|(_, msg)| msg.contains("File exists"))
-        .filter_map(|(line, _)| match txn.tag_of_line(*line) {
-            Some(Tag::Owner(g)) => Some(g),
+        .filter_map(|(tag, errno)| match tag {
+            Tag::Owner(g) if *errno == libc::EEXIST => Some(*g),
             _ => None,
         })
         .collect();
     owned.sort_unstable();
     owned.dedup();
-    for (line, _) in &failure.lines {
-        match txn.tag_of_line(*line) {
-            Some(Tag::Owner(g)) | Some(Tag::Dnat(g)) | Some(Tag::Other(g))
-                if owned.contains(&g) => {}
-            Some(Tag::Dnat(g)) => {
-                let (family, key, _) = &groups[g];
+    for (tag, errno) in &refused {
+        match tag {
+            Tag::Owner(g) | Tag::Dnat(g) | Tag::Other(g) if owned.contains(g) => {}
+            Tag::Dnat(g) if *errno == libc::EEXIST => {
+                let (family, key, _) = &groups[*g];
                 return Err(PortmapError::HostPortTaken {
                     family: family.to_string(),
                     proto: key.proto.to_string(),
@@ -89,7 +158,13 @@ pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
                     host_ip: key.host_ip,
                 });
             }
-            _ => return Err(setup_error(&failure)),
+            _ => {
+                let e = nf_tables::Error::Kernel {
+                    op: format!("{tag:?}"),
+                    errno: *errno,
+                };
+                return Err(setup(e));
+            }
         }
     }
     log::debug!(
@@ -97,33 +172,28 @@ pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
         owned.len()
     );
     let mut retry = txn.without_groups(&owned);
-    let replaced: Vec<_> = owned.iter().map(|g| (*g, groups[*g].clone())).collect();
+    let replaced: Vec<_> = owned.iter().map(|g| (*g, groups[*g])).collect();
     retry.append(render::replace(req, &replaced));
-    run(&retry).map_err(|f| setup_error(&f))
+    match apply(&mut sock, &retry).map_err(setup)?.first() {
+        None => Ok(()),
+        Some((tag, errno)) => Err(setup(nf_tables::Error::Kernel {
+            op: format!("{tag:?}"),
+            errno: *errno,
+        })),
+    }
 }
 
 /// The families whose `cni_hostport` table exists (both when that cannot be told: the
-/// transaction then reports what is missing, if slowly).
-fn existing_families() -> Vec<Family> {
-    let mut sock = match nf_tables::NfSocket::new() {
-        Ok(s) => s,
-        Err(e) => {
-            log::debug!("nf_tables socket: {e}; assuming both tables exist");
-            return Family::BOTH.to_vec();
-        }
-    };
+/// transaction then reports what is missing).
+fn existing_families(sock: &mut NfSocket) -> Vec<Family> {
     Family::BOTH
         .into_iter()
         .filter(|f| {
-            let nf = match f {
-                Family::V4 => nf_tables::Family::Ipv4,
-                Family::V6 => nf_tables::Family::Ipv6,
-            };
             // Both our layout and upstream's have the `prerouting` base chain.
-            match sock.chain(nf, render::TABLE, "prerouting") {
+            match sock.chain(nf_family(*f), TABLE, "prerouting") {
                 Ok(found) => found.is_some(),
                 Err(e) => {
-                    log::debug!("looking up {f} {}: {e}", render::TABLE);
+                    log::debug!("looking up {f} {TABLE}: {e}");
                     true
                 }
             }
@@ -132,34 +202,35 @@ fn existing_families() -> Vec<Family> {
 }
 
 /// At most this many transactions per DEL: the first reports every element this attachment
-/// does not own (the kernel reports each failed message), the second removes the rest; a third
+/// does not own (the kernel reports each refused change), the second removes the rest; a third
 /// covers a concurrent change in between.
 const DEL_ATTEMPTS: usize = 3;
 
-/// Removes this attachment's elements from both families, in one transaction when everything is
-/// there. Keys that do not exist or belong to someone else are skipped (their owner element is
-/// missing, so their group fails and is dropped). A family without our table is not touched.
+/// Removes this attachment's elements from both families, in one netlink transaction when
+/// everything is there. Keys that do not exist or belong to someone else are skipped (their
+/// owner element is missing, so their group fails and is dropped), as are keys of a table
+/// without our sets (upstream's). A family without our table is not touched.
 pub fn del(req: &Request) -> Result<(), PortmapError> {
-    let families = existing_families();
+    let remove = |e| PortmapError::NftRemove(netlink_failure(e));
+    let mut sock = NfSocket::new().map_err(remove)?;
+    let families = existing_families(&mut sock);
     let mut txn = render::del_existing(req, &families);
     for _ in 0..DEL_ATTEMPTS {
-        if !txn.lines.iter().any(|(t, _)| t.group().is_some()) {
+        if txn.elems().next().is_none() {
             return Ok(());
         }
-        let failure = match run(&txn) {
-            Ok(()) => return Ok(()),
-            Err(f) => f,
-        };
-        // Only element lines may fail; anything else (no line, a set line) is not a key
-        // this attachment lacks and would fail again.
-        let failed: Option<Vec<usize>> = failure
-            .lines
-            .iter()
-            .map(|(l, _)| txn.tag_of_line(*l).and_then(Tag::group))
-            .collect();
-        let Some(mut failed) = failed.filter(|f| !f.is_empty()) else {
-            return Err(PortmapError::NftRemove(failure.stderr.into()));
-        };
+        let refused = apply(&mut sock, &txn).map_err(remove)?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        // Only absent elements (or sets) are expected; anything else would fail again.
+        if let Some((tag, errno)) = refused.iter().find(|(_, e)| *e != libc::ENOENT) {
+            return Err(remove(nf_tables::Error::Kernel {
+                op: format!("{tag:?}"),
+                errno: *errno,
+            }));
+        }
+        let mut failed: Vec<usize> = refused.iter().filter_map(|(t, _)| t.group()).collect();
         failed.sort_unstable();
         failed.dedup();
         log::debug!("nft DEL: {} key group(s) not present", failed.len());
@@ -176,33 +247,19 @@ pub fn check(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
     if txn.is_empty() {
         return Ok(());
     }
-    run(&txn).map_err(|f| PortmapError::ElementsMissing {
-        table: render::TABLE,
-        source: f.stderr.into(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_lines() {
-        let stderr =
-            "/dev/stdin:1:26-33: Error: Could not process rule: No such file or directory\n\
-                      delete element ip6 t w { tcp . 81 }\n\
-                      ^^^^\n\
-                      /dev/stdin:12:20-23: Error: Could not process rule: File exists\n";
-        assert_eq!(
-            parse_errors(stderr),
-            vec![
-                (
-                    1,
-                    "Could not process rule: No such file or directory".to_string()
-                ),
-                (12, "Could not process rule: File exists".to_string())
-            ]
-        );
-        assert!(parse_errors("Error: syntax error").is_empty());
+    let missing = |source| PortmapError::ElementsMissing {
+        table: TABLE,
+        source,
+    };
+    let mut sock = NfSocket::new().map_err(|e| missing(netlink_failure(e)))?;
+    match apply(&mut sock, &txn)
+        .map_err(|e| missing(netlink_failure(e)))?
+        .first()
+    {
+        None => Ok(()),
+        Some((tag, errno)) => Err(missing(netlink_failure(nf_tables::Error::Kernel {
+            op: format!("{tag:?}"),
+            errno: *errno,
+        }))),
     }
 }
