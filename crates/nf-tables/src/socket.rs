@@ -16,6 +16,10 @@ const RECV_BUF_LEN: usize = 64 * 1024;
 /// Batches up to this size fit any socket's default send buffer.
 const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
 const DUMP_ATTEMPTS: usize = 5;
+/// What one queued error reply costs the receive buffer (socket buffer overhead included).
+const ERROR_REPLY_TRUESIZE: usize = 1024;
+/// Below this the default receive buffer (net.core.rmem_default, 208 KiB) is left alone.
+const DEFAULT_RECEIVE_BUFFER: usize = 128 * 1024;
 
 /// A change of a batch the kernel refused: its index in the batch and the (positive) errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,26 @@ impl NfSocket {
         set(true).or_else(|_| set(false))
     }
 
+    /// Every refused change of a batch is answered with its own error message, queued while
+    /// the kernel handles the batch; once the receive buffer is full the rest are dropped
+    /// (ENOBUFS) and the refusals cannot be told. Grow the buffer to hold one per change.
+    fn fit_receive_buffer(&mut self, changes: usize) -> io::Result<()> {
+        let size = changes.saturating_mul(ERROR_REPLY_TRUESIZE);
+        if size <= DEFAULT_RECEIVE_BUFFER {
+            return Ok(());
+        }
+        let size = size.min(libc::c_int::MAX as usize);
+        let set = |force: bool| {
+            let done = if force {
+                setsockopt(&self.socket, sockopt::RcvBufForce, &size)
+            } else {
+                setsockopt(&self.socket, sockopt::RcvBuf, &size)
+            };
+            done.map_err(io::Error::from)
+        };
+        set(true).or_else(|_| set(false))
+    }
+
     fn recv(&mut self, flags: i32) -> io::Result<usize> {
         self.buf.clear();
         loop {
@@ -114,6 +138,7 @@ impl NfSocket {
         let ours = |seq: u32| seq.wrapping_sub(first) <= n + 1;
         let wire = batch.encode(first);
         self.fit_send_buffer(wire.len())?;
+        self.fit_receive_buffer(batch.ops.len())?;
         self.socket.send(&wire, 0)?;
         // The kernel handles the whole batch inside sendmsg, so every reply is queued by now:
         // wait for the first one, then drain without blocking.

@@ -225,3 +225,18 @@ fn rule_comments_are_read_back() {
     let comments: Vec<_> = rules.iter().map(|r| r.comment.as_deref()).collect();
     assert_eq!(comments, [Some("portmap abc"), None]);
 }
+
+#[test]
+fn thousands_of_refusals_are_all_reported() {
+    private_sets();
+    let mut sock = NfSocket::new().unwrap();
+    let mut b = Batch::new();
+    for port in 1..=5000 {
+        b.element(Delete, F, "t", "dmap", &dnat(port, "0.0.0.0", 0))
+            .unwrap();
+    }
+    let refused = sock.apply_or_refusals(&b).unwrap();
+    assert_eq!(refused.len(), 5000);
+    assert!(refused.iter().all(|r| r.errno == libc::ENOENT));
+    assert_eq!(refused[4999].index, 4999);
+}
