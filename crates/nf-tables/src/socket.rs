@@ -28,6 +28,11 @@ pub struct Refusal {
     pub errno: i32,
 }
 
+enum Buffer {
+    Send,
+    Receive,
+}
+
 /// A NETLINK_NETFILTER socket in the calling thread's netns.
 pub struct NfSocket {
     socket: Socket,
@@ -64,18 +69,22 @@ impl NfSocket {
         if len <= DEFAULT_SEND_BUFFER {
             return Ok(());
         }
+        self.grow_buffer(Buffer::Send, len + 4096)
+    }
+
+    fn grow_buffer(&self, which: Buffer, size: usize) -> io::Result<()> {
         // The kernel takes an int; larger requests could never fit anyway.
-        let size = (len + 4096).min(libc::c_int::MAX as usize);
-        let set = |force: bool| {
-            let done = if force {
-                setsockopt(&self.socket, sockopt::SndBufForce, &size)
-            } else {
-                setsockopt(&self.socket, sockopt::SndBuf, &size)
-            };
-            done.map_err(io::Error::from)
+        let size = size.min(libc::c_int::MAX as usize);
+        let s = &self.socket;
+        // FORCE ignores net.core.[rw]mem_max (needs CAP_NET_ADMIN, which changing rules needs
+        // too); without it the kernel caps the size.
+        let done = match which {
+            Buffer::Send => setsockopt(s, sockopt::SndBufForce, &size)
+                .or_else(|_| setsockopt(s, sockopt::SndBuf, &size)),
+            Buffer::Receive => setsockopt(s, sockopt::RcvBufForce, &size)
+                .or_else(|_| setsockopt(s, sockopt::RcvBuf, &size)),
         };
-        // FORCE ignores net.core.wmem_max (needs CAP_NET_ADMIN, which changing rules needs too).
-        set(true).or_else(|_| set(false))
+        done.map_err(io::Error::from)
     }
 
     /// Every refused change of a batch is answered with its own error message, queued while
@@ -86,16 +95,7 @@ impl NfSocket {
         if size <= DEFAULT_RECEIVE_BUFFER {
             return Ok(());
         }
-        let size = size.min(libc::c_int::MAX as usize);
-        let set = |force: bool| {
-            let done = if force {
-                setsockopt(&self.socket, sockopt::RcvBufForce, &size)
-            } else {
-                setsockopt(&self.socket, sockopt::RcvBuf, &size)
-            };
-            done.map_err(io::Error::from)
-        };
-        set(true).or_else(|_| set(false))
+        self.grow_buffer(Buffer::Receive, size)
     }
 
     fn recv(&mut self, flags: i32) -> io::Result<usize> {
