@@ -8,7 +8,13 @@
 //!   `hostip_hostport_dnat`/`hostport_dnat` (→ `podIP . containerPort`), the masquerade key sets,
 //!   and `hostport_owner` (`token . hostIP|any . proto . port`, token = hash of name+container ID).
 //!
-//! Why elements instead of upstream's comment-tagged rules: nft can add and delete an element
+//! The static part (table, sets, chains, rules) is an `nft -f` script, run by the first ADD on a
+//! node and whenever an ADD finds a chain we own not ending with the [`static_marker`] comment
+//! (flushed or re-created by someone else, or written for another config); per-attachment
+//! changes are [`ElemOp`]s, sent as one nf_tables netlink batch (their nft form is shown by
+//! [`Txn::text`] for review and logs).
+//!
+//! Why elements instead of upstream's comment-tagged rules: an element is added and deleted
 //! without reading the ruleset, whereas deleting a rule needs its handle (a listing that grows
 //! with every mapping on the node: upstream DEL takes 1.2 s at 10k mappings), and `nft` fetches all
 //! chains of a table before adding a rule, so per-container chains would make ADD grow too.
@@ -31,7 +37,7 @@
 //!   being shadowed by the first one's rule.
 //! * Rules written by upstream's nft backend keep working (reached through `hostports_all`) but
 //!   are not removed by our DEL, and an upstream ADD re-creates `hostports_all` without our map
-//!   lookups (restored by our next ADD).
+//!   lookups (restored by our next ADD, which finds the marker gone).
 
 use std::net::IpAddr;
 
