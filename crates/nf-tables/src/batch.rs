@@ -21,6 +21,20 @@ pub(crate) struct Op {
     pub(crate) describe: String,
 }
 
+/// The attributes naming one element of `set` (by key alone with `key_only`).
+pub(crate) fn element_attrs(
+    table: &str,
+    set: &str,
+    elem: &Element,
+    key_only: bool,
+) -> Result<attr::Writer> {
+    let mut a = attr::Writer::default();
+    a.str(NFTA_SET_ELEM_LIST_TABLE, table)
+        .str(NFTA_SET_ELEM_LIST_SET, set);
+    elem.write_list(&mut a, key_only)?;
+    Ok(a)
+}
+
 /// What [`Batch::element`] does with an element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementChange {
@@ -156,10 +170,7 @@ impl Batch {
             ),
             ElementChange::Delete => (NFT_MSG_DELSETELEM, 0, format!("delete element of {set}")),
         };
-        let mut a = attr::Writer::default();
-        a.str(NFTA_SET_ELEM_LIST_TABLE, table)
-            .str(NFTA_SET_ELEM_LIST_SET, set);
-        elem.write_list(&mut a, change == ElementChange::Delete)?;
+        let a = element_attrs(table, set, elem, change == ElementChange::Delete)?;
         Ok(self.push(kind, flags, family, a, describe))
     }
 

@@ -1,6 +1,6 @@
 //! nf_tables over netlink, synchronous and minimal: atomic batches of chain/rule changes and of
-//! set/map element changes, chain lookups by name, rule lookups by handle, and per-chain rule
-//! dumps.
+//! set/map element changes, chain lookups by name, rule lookups by handle, element lookups by
+//! key, and per-chain rule dumps.
 //!
 //! Owns: the NETLINK_NETFILTER socket, nfnetlink message framing and batching
 //! (`NFNL_MSG_BATCH_BEGIN`..`END`, one kernel transaction), the encoding of the expressions
@@ -28,7 +28,7 @@ use std::io;
 pub use batch::{Batch, ElementChange};
 pub use expr::{Expr, PayloadBase, RawExpr, NFT_META_L4PROTO, NFT_META_MARK};
 pub use set::{Concat, Element};
-pub use socket::{NfSocket, Refusal};
+pub use socket::{ElementLookup, NfSocket, Refusal};
 
 /// Address family of a table (`ip` or `ip6`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

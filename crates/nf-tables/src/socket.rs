@@ -21,6 +21,15 @@ const ERROR_REPLY_TRUESIZE: usize = 1024;
 /// Below this the default receive buffer (net.core.rmem_default, 208 KiB) is left alone.
 const DEFAULT_RECEIVE_BUFFER: usize = 128 * 1024;
 
+/// One element to look up with [`NfSocket::elements_exist`].
+#[derive(Debug, Clone, Copy)]
+pub struct ElementLookup<'a> {
+    pub family: Family,
+    pub table: &'a str,
+    pub set: &'a str,
+    pub element: &'a crate::Element,
+}
+
 /// A change of a batch the kernel refused: its index in the batch and the (positive) errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
@@ -230,6 +239,83 @@ impl NfSocket {
                     }
                     NLMSG_DONE => return Ok(out),
                     _ => out.push(r.body.to_vec()),
+                }
+            }
+        }
+    }
+
+    /// Which of `lookups` (family, table, set, element) have an element with that key, all
+    /// asked in one datagram: one round trip whatever their number. A missing table or set
+    /// counts as absent. Nothing is changed, so nothing is committed or aborted.
+    pub fn elements_exist(&mut self, lookups: &[ElementLookup<'_>]) -> Result<Vec<bool>> {
+        if lookups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = lookups.len() as u32;
+        let first = self.next_seqs(n);
+        let mut wire = Vec::new();
+        for (i, l) in lookups.iter().enumerate() {
+            let a = crate::batch::element_attrs(l.table, l.set, l.element, true)?;
+            let seq = first.wrapping_add(i as u32);
+            let flags = NLM_F_REQUEST | NLM_F_ACK;
+            wire.extend_from_slice(&message(
+                NFT_MSG_GETSETELEM,
+                flags,
+                seq,
+                l.family.nfproto(),
+                &a,
+            ));
+        }
+        self.fit_send_buffer(wire.len())?;
+        // Each answer is an element message and an acknowledgement, or an error.
+        self.fit_receive_buffer(2 * lookups.len())?;
+        self.socket.send(&wire, 0)?;
+        let mut found = vec![false; lookups.len()];
+        let mut answered = 0;
+        let mut failure: Option<(usize, i32)> = None;
+        while answered < lookups.len() {
+            match self.recv(0) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    return Err(Error::Protocol("receive buffer overrun".into()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for r in replies(&self.buf) {
+                let i = r.seq.wrapping_sub(first) as usize;
+                if i >= lookups.len() {
+                    continue; // a late reply to an earlier request on this socket
+                }
+                if r.kind != NLMSG_ERROR {
+                    found[i] = true;
+                    continue;
+                }
+                answered += 1;
+                match -error_code(r.body).unwrap_or(-libc::EPROTO) {
+                    0 | libc::ENOENT => {}
+                    errno => {
+                        failure.get_or_insert((i, errno));
+                    }
+                }
+            }
+            if let Some((i, errno)) = failure {
+                // Read the remaining answers first, so the socket stays usable.
+                self.drain_answers(first, n, lookups.len() - answered);
+                return Err(Error::Kernel {
+                    op: format!("get element of {}", lookups[i].set),
+                    errno,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Reads and drops up to `rest` outstanding answers to requests `first..first + n`.
+    fn drain_answers(&mut self, first: u32, n: u32, mut rest: usize) {
+        while rest > 0 && self.recv(0).is_ok() {
+            for r in replies(&self.buf) {
+                if r.kind == NLMSG_ERROR && r.seq.wrapping_sub(first) < n {
+                    rest = rest.saturating_sub(1);
                 }
             }
         }

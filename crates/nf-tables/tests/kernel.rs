@@ -240,3 +240,42 @@ fn thousands_of_refusals_are_all_reported() {
     assert!(refused.iter().all(|r| r.errno == libc::ENOENT));
     assert_eq!(refused[4999].index, 4999);
 }
+
+fn in_dmap(elems: &[Element]) -> Vec<nf_tables::ElementLookup<'_>> {
+    elems
+        .iter()
+        .map(|e| nf_tables::ElementLookup {
+            family: F,
+            table: "t",
+            set: "dmap",
+            element: e,
+        })
+        .collect()
+}
+
+#[test]
+fn elements_are_looked_up_by_key_in_one_round_trip() {
+    use nf_tables::ElementLookup;
+    private_sets();
+    let mut sock = NfSocket::new().unwrap();
+    nft("add element ip t dmap { tcp . 81 : 10.0.0.1 . 1, tcp . 83 : 10.0.0.1 . 1 }");
+    let elems: Vec<Element> = (80..85).map(|p| dnat(p, "0.0.0.0", 0)).collect();
+    let mut lookups = in_dmap(&elems);
+    // A missing set and a missing table count as absent.
+    lookups.push(ElementLookup {
+        set: "nosuchset",
+        ..lookups[1]
+    });
+    lookups.push(ElementLookup {
+        table: "nosuchtable",
+        ..lookups[1]
+    });
+    let found = sock.elements_exist(&lookups).unwrap();
+    assert_eq!(found, [false, true, false, true, false, false, false]);
+    // Many at once, and the socket answers the next request.
+    let many: Vec<Element> = (1..=3000).map(|p| dnat(p, "0.0.0.0", 0)).collect();
+    let found = sock.elements_exist(&in_dmap(&many)).unwrap();
+    assert_eq!(found.iter().filter(|f| **f).count(), 2);
+    assert!(found[80] && found[82]);
+    assert_eq!(sock.rules(F, "t", "c").unwrap().len(), 0);
+}

@@ -9,7 +9,7 @@ pub mod render;
 
 use ipnetwork::IpNetwork;
 
-use nf_tables::{ElementChange, NfSocket};
+use nf_tables::{ElementChange, ElementLookup, NfSocket};
 
 use crate::error::{PortmapError, ToolFailure};
 use crate::exec;
@@ -66,11 +66,28 @@ fn element(op: &ElemOp) -> Result<nf_tables::Element, nf_tables::Error> {
     Ok(e)
 }
 
+/// A change of an element transaction the kernel refused.
+struct Refused {
+    tag: Tag,
+    errno: i32,
+    /// The change in nft syntax, for the error message.
+    what: String,
+}
+
+impl Refused {
+    fn error(&self) -> nf_tables::Error {
+        nf_tables::Error::Kernel {
+            op: self.what.clone(),
+            errno: self.errno,
+        }
+    }
+}
+
 /// Applies the element changes of `txn` as one netlink transaction. Committed: an empty list;
-/// refused: the tag and errno of every refused change.
-fn apply(sock: &mut NfSocket, txn: &Txn) -> Result<Vec<(Tag, i32)>, nf_tables::Error> {
+/// refused: every refused change.
+fn apply(sock: &mut NfSocket, txn: &Txn) -> Result<Vec<Refused>, nf_tables::Error> {
     let mut batch = nf_tables::Batch::new();
-    let mut tags = Vec::new();
+    let mut ops = Vec::new();
     for (tag, op) in txn.elems() {
         let change = match op.change {
             Change::Create => ElementChange::Create,
@@ -78,10 +95,50 @@ fn apply(sock: &mut NfSocket, txn: &Txn) -> Result<Vec<(Tag, i32)>, nf_tables::E
             Change::Delete => ElementChange::Delete,
         };
         batch.element(change, nf_family(op.family), TABLE, op.set, &element(op)?)?;
-        tags.push(tag);
+        ops.push((tag, op));
     }
     let refused = sock.apply_or_refusals(&batch)?;
-    Ok(refused.iter().map(|r| (tags[r.index], r.errno)).collect())
+    Ok(refused
+        .iter()
+        .map(|r| Refused {
+            tag: ops[r.index].0,
+            errno: r.errno,
+            what: ops[r.index].1.text(),
+        })
+        .collect())
+}
+
+/// The tags of the element changes of `txn` selected by `want` whose key exists (a missing
+/// table or set counts as absent); one round trip, no transaction. Looking first keeps the
+/// common repeated operations (a second DEL, a repeated ADD) from sending a transaction the
+/// kernel refuses: an aborted transaction costs an RCU grace period (≈ 10 ms) in the kernel.
+fn existing(
+    sock: &mut NfSocket,
+    txn: &Txn,
+    want: impl Fn(Tag) -> bool,
+) -> Result<Vec<Tag>, nf_tables::Error> {
+    let ops: Vec<(Tag, &ElemOp)> = txn.elems().filter(|(t, _)| want(*t)).collect();
+    let elements = ops
+        .iter()
+        .map(|(_, op)| element(op))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lookups: Vec<ElementLookup> = ops
+        .iter()
+        .zip(&elements)
+        .map(|((_, op), e)| ElementLookup {
+            family: nf_family(op.family),
+            table: TABLE,
+            set: op.set,
+            element: e,
+        })
+        .collect();
+    let found = sock.elements_exist(&lookups)?;
+    Ok(ops
+        .iter()
+        .zip(found)
+        .filter(|(_, f)| *f)
+        .map(|((t, _), _)| *t)
+        .collect())
 }
 
 /// Whether the chains we own in `family` end with this config's marker (one dump per chain).
@@ -121,65 +178,66 @@ pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
         .collect();
     install_static(req, &stale)?;
     let mut repaired = !stale.is_empty();
-    let txn = render::add_elements(req, addrs);
-    let refused = loop {
+    let groups = render::add_groups(req, addrs);
+    let fresh = render::add_elements(req, addrs);
+    // Our own owner element exists: a repeated ADD, whose keys are replaced. A DNAT key that
+    // exists without our owner element belongs to another attachment.
+    let present = existing(&mut sock, &fresh, |t| {
+        matches!(t, Tag::Owner(_) | Tag::Dnat(_))
+    })
+    .map_err(setup)?;
+    let owned: Vec<usize> = present
+        .iter()
+        .filter_map(|t| match t {
+            Tag::Owner(g) => Some(*g),
+            _ => None,
+        })
+        .collect();
+    let taken = |g: usize| {
+        let (family, key, _) = &groups[g];
+        PortmapError::HostPortTaken {
+            family: family.to_string(),
+            proto: key.proto.to_string(),
+            port: key.port,
+            host_ip: key.host_ip,
+        }
+    };
+    if let Some(g) = present.iter().find_map(|t| match t {
+        Tag::Dnat(g) if !owned.contains(g) => Some(*g),
+        _ => None,
+    }) {
+        return Err(taken(g));
+    }
+    if !owned.is_empty() {
+        log::debug!(
+            "replacing {} existing port mapping(s) of this attachment",
+            owned.len()
+        );
+    }
+    let mut txn = fresh.without_groups(&owned);
+    let replaced: Vec<_> = owned.iter().map(|g| (*g, groups[*g])).collect();
+    txn.append(render::replace(req, &replaced));
+    loop {
         let refused = apply(&mut sock, &txn).map_err(setup)?;
         // A set missing although our chains are intact (deleted by hand): restore once.
-        if !repaired && refused.iter().any(|(_, errno)| *errno == libc::ENOENT) {
+        if !repaired && refused.iter().any(|r| r.errno == libc::ENOENT) {
             install_static(req, &families)?;
             repaired = true;
             continue;
         }
-        break refused;
-    };
-    if refused.is_empty() {
-        return Ok(());
-    }
-    let groups = render::add_groups(req, addrs);
-    // Our own owner element exists: a repeated ADD; those keys are replaced below.
-    let mut owned: Vec<usize> = refused
-        .iter()
-        .filter_map(|(tag, errno)| match tag {
-            Tag::Owner(g) if *errno == libc::EEXIST => Some(*g),
+        let Some(first) = refused.first() else {
+            return Ok(());
+        };
+        // The kernel's create semantics still decide: a concurrent ADD may have taken a key
+        // since the lookup.
+        let raced = refused.iter().find_map(|r| match r.tag {
+            Tag::Dnat(g) if r.errno == libc::EEXIST => Some(g),
             _ => None,
-        })
-        .collect();
-    owned.sort_unstable();
-    owned.dedup();
-    for (tag, errno) in &refused {
-        match tag {
-            Tag::Owner(g) | Tag::Dnat(g) | Tag::Other(g) if owned.contains(g) => {}
-            Tag::Dnat(g) if *errno == libc::EEXIST => {
-                let (family, key, _) = &groups[*g];
-                return Err(PortmapError::HostPortTaken {
-                    family: family.to_string(),
-                    proto: key.proto.to_string(),
-                    port: key.port,
-                    host_ip: key.host_ip,
-                });
-            }
-            _ => {
-                let e = nf_tables::Error::Kernel {
-                    op: format!("{tag:?}"),
-                    errno: *errno,
-                };
-                return Err(setup(e));
-            }
-        }
-    }
-    log::debug!(
-        "replacing {} existing port mapping(s) of this attachment",
-        owned.len()
-    );
-    let mut retry = txn.without_groups(&owned);
-    let replaced: Vec<_> = owned.iter().map(|g| (*g, groups[*g])).collect();
-    retry.append(render::replace(req, &replaced));
-    match apply(&mut sock, &retry).map_err(setup)?.first() {
-        None => Ok(()),
-        Some((tag, errno)) => Err(setup(nf_tables::Error::Kernel {
-            op: format!("{tag:?}"),
-            errno: *errno,
-        })),
+        });
+        return Err(match raced {
+            Some(g) => taken(g),
+            None => setup(first.error()),
+        });
     }
 }
 
@@ -214,7 +272,15 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
     let remove = |e| PortmapError::NftRemove(netlink_failure(e));
     let mut sock = NfSocket::new().map_err(remove)?;
     let families = existing_families(&mut sock);
-    let mut txn = render::del_existing(req, &families);
+    let all = render::del_existing(req, &families);
+    // Keys whose owner element (ours) is absent are not ours to remove: drop them up front.
+    let owners = existing(&mut sock, &all, |t| matches!(t, Tag::Owner(_))).map_err(remove)?;
+    let absent: Vec<usize> = all
+        .elems()
+        .filter_map(|(t, _)| t.group())
+        .filter(|g| !owners.contains(&Tag::Owner(*g)))
+        .collect();
+    let mut txn = all.without_groups(&absent);
     for _ in 0..DEL_ATTEMPTS {
         if txn.elems().next().is_none() {
             return Ok(());
@@ -223,14 +289,11 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
         if refused.is_empty() {
             return Ok(());
         }
-        // Only absent elements (or sets) are expected; anything else would fail again.
-        if let Some((tag, errno)) = refused.iter().find(|(_, e)| *e != libc::ENOENT) {
-            return Err(remove(nf_tables::Error::Kernel {
-                op: format!("{tag:?}"),
-                errno: *errno,
-            }));
+        // Only elements removed since the lookup are expected; anything else would fail again.
+        if let Some(r) = refused.iter().find(|r| r.errno != libc::ENOENT) {
+            return Err(remove(r.error()));
         }
-        let mut failed: Vec<usize> = refused.iter().filter_map(|(t, _)| t.group()).collect();
+        let mut failed: Vec<usize> = refused.iter().filter_map(|r| r.tag.group()).collect();
         failed.sort_unstable();
         failed.dedup();
         log::debug!("nft DEL: {} key group(s) not present", failed.len());
@@ -257,9 +320,6 @@ pub fn check(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
         .first()
     {
         None => Ok(()),
-        Some((tag, errno)) => Err(missing(netlink_failure(nf_tables::Error::Kernel {
-            op: format!("{tag:?}"),
-            errno: *errno,
-        }))),
+        Some(r) => Err(missing(netlink_failure(r.error()))),
     }
 }
