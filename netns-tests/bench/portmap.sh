@@ -4,7 +4,7 @@
 # by side in one run, with 0 / 1,000 / 10,000 existing mappings on the node plus 30,000 foreign
 # (kube-proxy-like) nat rules in every cell. One TCP mapping, snat, Calico-style /32 prevResult.
 # Last: one pod with 100 / 1,000 / 10,000 mappings (nftables over netlink, no ip6 table):
-# 2026-12-07, release build, load ~10: ADD 6.2 / 29 / 346 ms, DEL 13 / 41 / 544 ms.
+# 2026-12-07, release build, load ~9: ADD 7.6 / 35 / 355 ms, DEL 16 / 49 / 378 ms.
 # Prints medians and ratios. Everything happens in private namespaces (`pmb-<pid>-*`), removed on
 # exit; the machine's own netns is never touched.
 #

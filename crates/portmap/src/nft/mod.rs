@@ -7,6 +7,8 @@
 
 pub mod render;
 
+use std::collections::HashSet;
+
 use ipnetwork::IpNetwork;
 
 use nf_tables::{ElementChange, ElementLookup, NfSocket};
@@ -193,6 +195,7 @@ pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
             _ => None,
         })
         .collect();
+    let owned_set: HashSet<usize> = owned.iter().copied().collect();
     let taken = |g: usize| {
         let (family, key, _) = &groups[g];
         PortmapError::HostPortTaken {
@@ -203,7 +206,7 @@ pub fn add(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
         }
     };
     if let Some(g) = present.iter().find_map(|t| match t {
-        Tag::Dnat(g) if !owned.contains(g) => Some(*g),
+        Tag::Dnat(g) if !owned_set.contains(g) => Some(*g),
         _ => None,
     }) {
         return Err(taken(g));
@@ -274,11 +277,16 @@ pub fn del(req: &Request) -> Result<(), PortmapError> {
     let families = existing_families(&mut sock);
     let all = render::del_existing(req, &families);
     // Keys whose owner element (ours) is absent are not ours to remove: drop them up front.
-    let owners = existing(&mut sock, &all, |t| matches!(t, Tag::Owner(_))).map_err(remove)?;
+    let owners: HashSet<Tag> = existing(&mut sock, &all, |t| matches!(t, Tag::Owner(_)))
+        .map_err(remove)?
+        .into_iter()
+        .collect();
     let absent: Vec<usize> = all
         .elems()
-        .filter_map(|(t, _)| t.group())
-        .filter(|g| !owners.contains(&Tag::Owner(*g)))
+        .filter_map(|(t, _)| match t {
+            Tag::Owner(g) if !owners.contains(&t) => Some(g),
+            _ => None,
+        })
         .collect();
     let mut txn = all.without_groups(&absent);
     for _ in 0..DEL_ATTEMPTS {
