@@ -1,6 +1,6 @@
-//! nftables backend: per-attachment state is only set/map elements, changed with one nf_tables
-//! netlink transaction per operation (two when a first attempt reports elements that must be
-//! treated differently). The static structures (table, sets, chains, rules) are written with
+//! nftables backend: per-attachment state is only set/map elements. An operation looks its keys
+//! up (one round trip for all) and then changes them with one nf_tables netlink transaction
+//! (DEL retries without keys removed concurrently in between). The static structures (table, sets, chains, rules) are written with
 //! one `nft -f -` run when an ADD finds them missing or stale (the node's first ADD, or after
 //! someone else rewrote our chains); a steady ADD checks them with one rule dump per chain we own
 //! and runs no `nft`.
@@ -329,5 +329,60 @@ pub fn check(req: &Request, addrs: &[IpNetwork]) -> Result<(), PortmapError> {
     {
         None => Ok(()),
         Some(r) => Err(missing(netlink_failure(r.error()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Protocol;
+    use render::Key;
+
+    #[test]
+    fn element_keys_follow_the_set_types() {
+        // hostport_owner in ip6: ifname . ipv6_addr . inet_proto . inet_service = 16+16+4+4.
+        let key = Key {
+            host_ip: None,
+            proto: Protocol::Udp,
+            port: 53,
+        };
+        let owner = ElemOp {
+            change: Change::Create,
+            family: Family::V6,
+            set: "hostport_owner",
+            key: ElemKey::Owner {
+                token: "ce0bd88d2c9cb28".into(),
+                key,
+            },
+            data: None,
+            comment: Some("net cid".into()),
+        };
+        let e = element(&owner).unwrap();
+        let k = e.key.as_bytes();
+        assert_eq!(k.len(), 40);
+        assert_eq!(&k[..16], b"ce0bd88d2c9cb28\0");
+        assert_eq!(&k[16..32], [0; 16], "any address");
+        assert_eq!(&k[32..], [17, 0, 0, 0, 0, 53, 0, 0]);
+        assert_eq!(e.comment.as_deref(), Some("net cid"));
+        // hostip_hostport_dnat in ip: ipv4_addr . inet_proto . inet_service : ipv4_addr .
+        // inet_service.
+        let dnat = ElemOp {
+            change: Change::Create,
+            family: Family::V4,
+            set: "hostip_hostport_dnat",
+            key: ElemKey::Mapping(Key {
+                host_ip: Some("192.0.2.1".parse().unwrap()),
+                proto: Protocol::Sctp,
+                port: 8080,
+            }),
+            data: Some(("10.244.1.5".parse().unwrap(), 80)),
+            comment: None,
+        };
+        let e = element(&dnat).unwrap();
+        assert_eq!(
+            e.key.as_bytes(),
+            [192, 0, 2, 1, 132, 0, 0, 0, 0x1f, 0x90, 0, 0]
+        );
+        assert_eq!(e.data.unwrap().as_bytes(), [10, 244, 1, 5, 0, 80, 0, 0]);
     }
 }
