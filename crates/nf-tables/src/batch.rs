@@ -1,9 +1,11 @@
-//! [`Batch`]: the chain and rule changes of one nf_tables transaction, and their wire form.
+//! [`Batch`]: the chain, rule and element changes of one nf_tables transaction, and their wire
+//! form.
 
 use crate::attr;
 use crate::expr;
+use crate::set::{NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_TABLE};
 use crate::wire::*;
-use crate::{Family, NewRule};
+use crate::{Element, Family, NewRule, Result};
 
 /// One change of a batch.
 #[derive(Debug, Clone)]
@@ -17,6 +19,32 @@ pub(crate) struct Op {
     pub(crate) attrs: attr::Writer,
     /// What the change does, for the error when the kernel refuses it.
     pub(crate) describe: String,
+}
+
+/// The attributes naming one element of `set` (by key alone with `key_only`).
+pub(crate) fn element_attrs(
+    table: &str,
+    set: &str,
+    elem: &Element,
+    key_only: bool,
+) -> Result<attr::Writer> {
+    let mut a = attr::Writer::default();
+    a.str(NFTA_SET_ELEM_LIST_TABLE, table)
+        .str(NFTA_SET_ELEM_LIST_SET, set);
+    elem.write_list(&mut a, key_only)?;
+    Ok(a)
+}
+
+/// What [`Batch::element`] does with an element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementChange {
+    /// Add it; the change fails (EEXIST) if its key is present (`nft create element`).
+    Create,
+    /// Add it; a present key is no error (`nft add element`; for maps only with the same
+    /// datum).
+    Add,
+    /// Delete the element with its key; the change fails (ENOENT) if there is none.
+    Delete,
 }
 
 /// The changes of one transaction, applied all or nothing by [`NfSocket::apply`].
@@ -119,6 +147,43 @@ impl Batch {
         )
     }
 
+    /// Changes one element of set or map `set` (one element per change, so a refusal names
+    /// the element).
+    pub fn element(
+        &mut self,
+        change: ElementChange,
+        family: Family,
+        table: &str,
+        set: &str,
+        elem: &Element,
+    ) -> Result<&mut Self> {
+        let (kind, flags, describe) = match change {
+            ElementChange::Create => (
+                NFT_MSG_NEWSETELEM,
+                NLM_F_CREATE | NLM_F_EXCL,
+                format!("create element in {set}"),
+            ),
+            ElementChange::Add => (
+                NFT_MSG_NEWSETELEM,
+                NLM_F_CREATE,
+                format!("add element to {set}"),
+            ),
+            ElementChange::Delete => (NFT_MSG_DELSETELEM, 0, format!("delete element of {set}")),
+        };
+        let a = element_attrs(table, set, elem, change == ElementChange::Delete)?;
+        Ok(self.push(kind, flags, family, a, describe))
+    }
+
+    /// The number of changes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// What change `index` does (as named in errors).
+    pub fn describe(&self, index: usize) -> Option<&str> {
+        self.ops.get(index).map(|o| o.describe.as_str())
+    }
+
     fn push(
         &mut self,
         kind: u16,
@@ -218,5 +283,42 @@ mod tests {
             Some(6)
         );
         assert!(msg.flags & NLM_F_APPEND != 0);
+    }
+
+    #[test]
+    fn element_changes_name_table_and_set_with_create_semantics() {
+        use crate::{Concat, Element};
+        let e = Element::mapping(
+            Concat::new().inet_proto(6).inet_service(8080),
+            Concat::new()
+                .addr("10.244.0.5".parse().unwrap())
+                .inet_service(80),
+        );
+        let mut b = Batch::new();
+        let t = "cni_hostport";
+        b.element(ElementChange::Create, Family::Ipv4, t, "hostport_dnat", &e)
+            .unwrap()
+            .element(ElementChange::Add, Family::Ipv4, t, "hostport_masq", &e)
+            .unwrap()
+            .element(ElementChange::Delete, Family::Ipv6, t, "hostport_dnat", &e)
+            .unwrap();
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.describe(2), Some("delete element of hostport_dnat"));
+        let wire = b.encode(1);
+        let msgs: Vec<_> = replies(&wire).collect();
+        let sub = NFNL_SUBSYS_NFTABLES << 8;
+        assert_eq!(msgs[1].kind, sub | NFT_MSG_NEWSETELEM);
+        assert_eq!(
+            msgs[1].flags,
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
+            "create = fail if present"
+        );
+        assert_eq!(msgs[2].flags, NLM_F_REQUEST | NLM_F_CREATE);
+        assert_eq!(msgs[3].kind, sub | NFT_MSG_DELSETELEM);
+        assert_eq!(msgs[3].body[0], libc::NFPROTO_IPV6 as u8);
+        let a = attrs_of(msgs[1].body);
+        let table = attr::find(a, NFTA_SET_ELEM_LIST_TABLE).and_then(attr::as_str);
+        let set = attr::find(a, NFTA_SET_ELEM_LIST_SET).and_then(attr::as_str);
+        assert_eq!((table, set), (Some("cni_hostport"), Some("hostport_dnat")));
     }
 }

@@ -1,9 +1,11 @@
-//! nf_tables over netlink, synchronous and minimal: atomic batches of chain/rule changes, chain
-//! lookups by name, rule lookups by handle, and per-chain rule dumps.
+//! nf_tables over netlink, synchronous and minimal: atomic batches of chain/rule changes and of
+//! set/map element changes, chain lookups by name, rule lookups by handle, element lookups by
+//! key, and per-chain rule dumps.
 //!
 //! Owns: the NETLINK_NETFILTER socket, nfnetlink message framing and batching
 //! (`NFNL_MSG_BATCH_BEGIN`..`END`, one kernel transaction), the encoding of the expressions
-//! callers build rules from ([`Expr`]), and decoding of dumped rules into [`Rule`]
+//! callers build rules from ([`Expr`]), the layout of set/map keys and data ([`Concat`],
+//! [`Element`]), and decoding of dumped rules into [`Rule`]
 //! (handle + raw expressions). Requests are plain functions of their inputs so they can be
 //! unit-tested without root.
 //!
@@ -17,14 +19,16 @@
 mod attr;
 mod batch;
 mod expr;
+mod set;
 mod socket;
 mod wire;
 
 use std::io;
 
-pub use batch::Batch;
+pub use batch::{Batch, ElementChange};
 pub use expr::{Expr, PayloadBase, RawExpr, NFT_META_L4PROTO, NFT_META_MARK};
-pub use socket::NfSocket;
+pub use set::{Concat, Element};
+pub use socket::{ElementLookup, NfSocket, Refusal};
 
 /// Address family of a table (`ip` or `ip6`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,9 @@ pub enum Error {
     Kernel { op: String, errno: i32 },
     #[error("nf_tables protocol error: {0}")]
     Protocol(String),
+    /// A value that cannot be encoded (too long a name or comment).
+    #[error("nf_tables value: {0}")]
+    Value(String),
 }
 
 impl Error {
@@ -85,6 +92,8 @@ pub struct Rule {
     pub chain: String,
     pub handle: u64,
     pub exprs: Vec<RawExpr>,
+    /// The comment nft stores in the rule's userdata (`comment "..."`).
+    pub comment: Option<String>,
 }
 
 impl Rule {
@@ -125,6 +134,7 @@ mod tests {
             chain: "c".into(),
             handle: 7,
             exprs: vec![counted, RawExpr::of(&Expr::Jump("CNI-DN-y".into()))],
+            comment: None,
         };
         assert!(rule.matches(&[Expr::Counter, Expr::Jump("CNI-DN-y".into())]));
         assert!(!rule.matches(&[Expr::Counter, Expr::Jump("CNI-DN-z".into())]));

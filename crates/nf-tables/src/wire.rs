@@ -13,6 +13,9 @@ pub(crate) const NFT_MSG_DELCHAIN: u16 = 5;
 pub(crate) const NFT_MSG_NEWRULE: u16 = 6;
 pub(crate) const NFT_MSG_GETRULE: u16 = 7;
 pub(crate) const NFT_MSG_DELRULE: u16 = 8;
+pub(crate) const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(crate) const NFT_MSG_GETSETELEM: u16 = 13;
+pub(crate) const NFT_MSG_DELSETELEM: u16 = 14;
 
 pub(crate) const NFTA_CHAIN_TABLE: u16 = 1;
 pub(crate) const NFTA_CHAIN_HANDLE: u16 = 2;
@@ -23,6 +26,7 @@ pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
 pub(crate) const NFTA_RULE_HANDLE: u16 = 3;
 pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
 pub(crate) const NFTA_RULE_COMPAT: u16 = 5;
+pub(crate) const NFTA_RULE_USERDATA: u16 = 7;
 pub(crate) const NFTA_RULE_COMPAT_PROTO: u16 = 1;
 pub(crate) const NFTA_RULE_COMPAT_FLAGS: u16 = 2;
 
@@ -123,6 +127,7 @@ pub(crate) fn parse_rule(body: &[u8]) -> Option<Rule> {
         exprs: attr::find(a, NFTA_RULE_EXPRESSIONS)
             .map(expr::read_list)
             .unwrap_or_default(),
+        comment: attr::find(a, NFTA_RULE_USERDATA).and_then(crate::set::udata_comment),
     })
 }
 

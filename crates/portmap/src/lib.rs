@@ -21,7 +21,10 @@
 //!   is added, rebuilding the 10,000-rule `CNI-HOSTPORT-DNAT` on every change).
 //! * nftables: upstream's `cni_hostport` tables and base chains, with per-attachment state kept
 //!   in set/map elements so ADD and DEL never list the ruleset and never add rules (see
-//!   [`nft::render`]): the backend whose cost does not grow with the node's mappings.
+//!   [`nft::render`]): the backend whose cost does not grow with the node's mappings. Elements
+//!   are changed over nf_tables netlink; `nft -f -` writes the static structures only when an
+//!   ADD finds them missing or stale (one rule dump per chain we own tells), so a steady
+//!   ADD/DEL/CHECK execs nothing.
 //!
 //! Everything an attachment owns is found from network name + container ID (+ the mappings),
 //! never from prevResult, so DEL works with nothing but the config and the environment.

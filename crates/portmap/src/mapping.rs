@@ -69,6 +69,15 @@ impl Protocol {
         }
     }
 
+    /// IPPROTO_* number (nftables `inet_proto`).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => libc::IPPROTO_TCP as u8,
+            Protocol::Udp => libc::IPPROTO_UDP as u8,
+            Protocol::Sctp => libc::IPPROTO_SCTP as u8,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",

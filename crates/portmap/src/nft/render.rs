@@ -8,7 +8,13 @@
 //!   `hostip_hostport_dnat`/`hostport_dnat` (→ `podIP . containerPort`), the masquerade key sets,
 //!   and `hostport_owner` (`token . hostIP|any . proto . port`, token = hash of name+container ID).
 //!
-//! Why elements instead of upstream's comment-tagged rules: nft can add and delete an element
+//! The static part (table, sets, chains, rules) is an `nft -f` script, run by the first ADD on a
+//! node and whenever an ADD finds a chain we own not ending with the [`static_marker`] comment
+//! (flushed or re-created by someone else, or written for another config); per-attachment
+//! changes are [`ElemOp`]s, sent as one nf_tables netlink batch (their nft form is shown by
+//! [`Txn::text`] for review and logs).
+//!
+//! Why elements instead of upstream's comment-tagged rules: an element is added and deleted
 //! without reading the ruleset, whereas deleting a rule needs its handle (a listing that grows
 //! with every mapping on the node: upstream DEL takes 1.2 s at 10k mappings), and `nft` fetches all
 //! chains of a table before adding a rule, so per-container chains would make ADD grow too.
@@ -31,7 +37,7 @@
 //!   being shadowed by the first one's rule.
 //! * Rules written by upstream's nft backend keep working (reached through `hostports_all`) but
 //!   are not removed by our DEL, and an upstream ADD re-creates `hostports_all` without our map
-//!   lookups (restored by our next ADD).
+//!   lookups (restored by our next ADD, which finds the marker gone).
 
 use std::net::IpAddr;
 
@@ -60,7 +66,7 @@ fn addr_type(f: Family) -> &'static str {
 }
 
 /// One host-side match: the destination address (if restricted), protocol and host port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     pub host_ip: Option<IpAddr>,
     pub proto: Protocol,
@@ -102,21 +108,22 @@ impl Key {
 /// DNAT rule does with iptables).
 pub fn keys<'a>(req: &'a Request, family: Family) -> Vec<(Key, &'a PortMapping)> {
     let mut out: Vec<(Key, &PortMapping)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for m in req.mappings.iter().filter(|m| m.applies_to(family)) {
         let key = Key {
             host_ip: m.dest_ip(),
             proto: m.protocol,
             port: m.host_port,
         };
-        if !out.iter().any(|(k, _)| *k == key) {
+        if seen.insert(key) {
             out.push((key, m));
         }
     }
     out
 }
 
-/// What a line of a transaction is, so failures reported by line number can be attributed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a line of a transaction is, so refused changes can be attributed to their key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tag {
     /// Table, chains, sets and static rules.
     Static,
@@ -137,33 +144,116 @@ impl Tag {
     }
 }
 
-/// An `nft -f -` script whose lines are tagged.
+/// What an element change does (`create` fails if the key is present, `delete` if absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    Add,
+    Delete,
+}
+
+/// The key of an element: an owner key (`token . hostIP|any . proto . port`) or a mapping key
+/// (`[hostIP .] proto . port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElemKey {
+    Owner { token: String, key: Key },
+    Mapping(Key),
+}
+
+/// One element change of one family's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElemOp {
+    pub change: Change,
+    pub family: Family,
+    pub set: &'static str,
+    pub key: ElemKey,
+    /// DNAT map datum: pod address and container port.
+    pub data: Option<(IpAddr, u16)>,
+    pub comment: Option<String>,
+}
+
+impl ElemOp {
+    /// The same change as an nft command.
+    pub fn text(&self) -> String {
+        let verb = match self.change {
+            Change::Create => "create",
+            Change::Add => "add",
+            Change::Delete => "delete",
+        };
+        let key = match &self.key {
+            ElemKey::Owner { token, key } => key.owner_text(self.family, token),
+            ElemKey::Mapping(key) => key.text(),
+        };
+        let data = self
+            .data
+            .map(|(ip, port)| format!(" : {ip} . {port}"))
+            .unwrap_or_default();
+        let comment = self
+            .comment
+            .as_ref()
+            .map(|c| format!(" comment \"{c}\""))
+            .unwrap_or_default();
+        format!(
+            "{verb} element {} {TABLE} {} {{ {key}{data}{comment} }}",
+            fam(self.family),
+            self.set
+        )
+    }
+}
+
+/// A line of a transaction: nft text (static structures) or an element change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Text(String),
+    Elem(ElemOp),
+}
+
+impl Line {
+    pub fn text(&self) -> String {
+        match self {
+            Line::Text(t) => t.clone(),
+            Line::Elem(e) => e.text(),
+        }
+    }
+}
+
+/// A transaction whose lines are tagged: static lines run as an `nft -f -` script, element
+/// changes as one netlink batch.
 #[derive(Debug, Default, Clone)]
 pub struct Txn {
-    pub lines: Vec<(Tag, String)>,
+    pub lines: Vec<(Tag, Line)>,
 }
 
 impl Txn {
     fn push(&mut self, tag: Tag, line: String) {
-        self.lines.push((tag, line));
+        self.lines.push((tag, Line::Text(line)));
+    }
+
+    fn elem(&mut self, tag: Tag, op: ElemOp) {
+        self.lines.push((tag, Line::Elem(op)));
     }
 
     pub fn text(&self) -> String {
         let mut s = String::new();
         for (_, l) in &self.lines {
-            s.push_str(l);
+            s.push_str(&l.text());
             s.push('\n');
         }
         s
     }
 
-    /// Tag of 1-based line `n`.
-    pub fn tag_of_line(&self, n: usize) -> Option<Tag> {
-        self.lines.get(n.checked_sub(1)?).map(|(t, _)| *t)
+    /// The element changes, in order, with their tags.
+    pub fn elems(&self) -> impl Iterator<Item = (Tag, &ElemOp)> {
+        self.lines.iter().filter_map(|(t, l)| match l {
+            Line::Elem(e) => Some((*t, e)),
+            Line::Text(_) => None,
+        })
     }
 
     /// The same transaction without the lines of `groups`.
     pub fn without_groups(&self, groups: &[usize]) -> Txn {
+        // A set: a pod with 10,000 mappings has 60,000 lines.
+        let groups: std::collections::HashSet<usize> = groups.iter().copied().collect();
         Txn {
             lines: self
                 .lines
@@ -209,10 +299,55 @@ fn sets(family: Family) -> Txn {
     x
 }
 
-/// Table, sets, chains and static rules of one family, asserted on every ADD (the `add`
-/// commands are idempotent; the chains we own are flushed and refilled, so the conditions and
-/// mark of the latest ADD apply, as with upstream).
+/// The chains whose rules we own (flushed and refilled by [`static_part`]); the last rule of each
+/// carries the [`static_marker`].
+pub fn marked_chains(req: &Request) -> &'static [&'static str] {
+    if req.conf.snat {
+        &[
+            "hostports_all",
+            "prerouting",
+            "output",
+            "hostports_mark",
+            "hostports_masquerade",
+        ]
+    } else {
+        &["hostports_all", "prerouting", "output"]
+    }
+}
+
+/// The comment on the last rule of each chain we own: a digest of the whole static part, so
+/// one dump per chain tells whether the chains are as this ADD would write them (a flush by
+/// someone else, rules appended after ours, or another config's conditions or mark all change
+/// the last rule or its comment).
+pub fn static_marker(req: &Request, family: Family) -> String {
+    use sha2::{Digest, Sha256};
+    let text = static_unmarked(req, family).text();
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("cni-portmap static {hex}")
+}
+
+/// Table, sets, chains and static rules of one family, applied with `nft -f` when the steady
+/// path finds them missing or stale (the `add` commands are idempotent; the chains we own are
+/// flushed and refilled, so the conditions and mark of the latest ADD apply, as with upstream).
 pub fn static_part(req: &Request, family: Family) -> Txn {
+    let mut x = static_unmarked(req, family);
+    let comment = format!(" comment \"{}\"", static_marker(req, family));
+    let t = format!("{} {TABLE}", fam(family));
+    for chain in marked_chains(req) {
+        let prefix = format!("add rule {t} {chain} ");
+        let last = x.lines.iter_mut().rev().find_map(|(_, l)| match l {
+            Line::Text(text) if text.starts_with(&prefix) => Some(text),
+            _ => None,
+        });
+        if let Some(text) = last {
+            text.push_str(&comment);
+        }
+    }
+    x
+}
+
+fn static_unmarked(req: &Request, family: Family) -> Txn {
     let f = fam(family);
     let t = format!("{f} {TABLE}");
     let mut x = Txn::default();
@@ -303,39 +438,67 @@ pub fn static_part(req: &Request, family: Family) -> Txn {
     x
 }
 
-fn dnat_data(addr: &IpNetwork, m: &PortMapping) -> String {
-    format!("{} . {}", addr.ip(), m.container_port)
+fn dnat_data(addr: &IpNetwork, m: &PortMapping) -> (IpAddr, u16) {
+    (addr.ip(), m.container_port)
 }
 
+/// Builds the element changes of one key of one family.
+struct KeyOps<'a> {
+    req: &'a Request<'a>,
+    family: Family,
+    key: Key,
+}
+
+impl KeyOps<'_> {
+    fn op(&self, change: Change, set: &'static str, owner: bool) -> ElemOp {
+        let key = if owner {
+            ElemKey::Owner {
+                token: self.req.attachment.nft_token(),
+                key: self.key,
+            }
+        } else {
+            ElemKey::Mapping(self.key)
+        };
+        ElemOp {
+            change,
+            family: self.family,
+            set,
+            key,
+            data: None,
+            comment: None,
+        }
+    }
+
+    fn owner(&self, change: Change) -> ElemOp {
+        let mut op = self.op(change, OWNER_SET, true);
+        if change != Change::Delete {
+            op.comment = Some(self.req.attachment.nft_comment());
+        }
+        op
+    }
+
+    fn dnat(&self, change: Change, data: Option<(IpAddr, u16)>) -> ElemOp {
+        ElemOp {
+            data,
+            ..self.op(change, self.key.dnat_map(), false)
+        }
+    }
+}
+
+const OWNER_SET: &str = "hostport_owner";
+
 /// Elements of one key: owner (create), DNAT (create), masquerade key (add).
-fn add_lines(x: &mut Txn, g: usize, req: &Request, family: Family, key: &Key, data: &str) {
-    let t = format!("{} {TABLE}", fam(family));
-    let token = req.attachment.nft_token();
-    let comment = req.attachment.nft_comment();
-    x.push(
-        Tag::Owner(g),
-        format!(
-            "create element {t} hostport_owner {{ {} comment \"{comment}\" }}",
-            key.owner_text(family, &token)
-        ),
-    );
-    x.push(
-        Tag::Dnat(g),
-        format!(
-            "create element {t} {} {{ {} : {data} }}",
-            key.dnat_map(),
-            key.text()
-        ),
-    );
+fn add_lines(x: &mut Txn, g: usize, req: &Request, family: Family, key: &Key, data: (IpAddr, u16)) {
+    let k = KeyOps {
+        req,
+        family,
+        key: *key,
+    };
+    x.elem(Tag::Owner(g), k.owner(Change::Create));
+    x.elem(Tag::Dnat(g), k.dnat(Change::Create, Some(data)));
     if req.conf.snat {
-        x.push(
-            Tag::Other(g),
-            format!(
-                "add element {t} {} {{ {} }}",
-                key.masq_set(req.conf.masq_all),
-                key.text()
-            ),
-        );
+        let set = key.masq_set(req.conf.masq_all);
+        x.elem(Tag::Other(g), k.op(Change::Add, set, false));
     }
 }
 
@@ -343,47 +506,64 @@ fn add_lines(x: &mut Txn, g: usize, req: &Request, family: Family, key: &Key, da
 /// the whole transaction before anything of another attachment could be removed. The masquerade
 /// sets are cleared with add+delete so DEL succeeds whatever `snat`/`masqAll` were at ADD time.
 fn del_lines(x: &mut Txn, g: usize, req: &Request, family: Family, key: &Key) {
-    let t = format!("{} {TABLE}", fam(family));
-    let token = req.attachment.nft_token();
-    x.push(
-        Tag::Owner(g),
-        format!(
-            "delete element {t} hostport_owner {{ {} }}",
-            key.owner_text(family, &token)
-        ),
-    );
-    x.push(
-        Tag::Dnat(g),
-        format!("delete element {t} {} {{ {} }}", key.dnat_map(), key.text()),
-    );
+    let k = KeyOps {
+        req,
+        family,
+        key: *key,
+    };
+    x.elem(Tag::Owner(g), k.owner(Change::Delete));
+    x.elem(Tag::Dnat(g), k.dnat(Change::Delete, None));
     for all in [false, true] {
         let set = key.masq_set(all);
-        x.push(
-            Tag::Other(g),
-            format!("add element {t} {set} {{ {} }}", key.text()),
-        );
-        x.push(
-            Tag::Other(g),
-            format!("delete element {t} {set} {{ {} }}", key.text()),
-        );
+        x.elem(Tag::Other(g), k.op(Change::Add, set, false));
+        x.elem(Tag::Other(g), k.op(Change::Delete, set, false));
     }
 }
 
-/// ADD transaction for the container addresses (one per family): static parts and one group per
-/// key. Group numbers index [`add_groups`].
-pub fn add(req: &Request, addrs: &[IpNetwork]) -> Txn {
-    let mut x = Txn::default();
-    for addr in addrs {
-        x.append(static_part(req, Family::of(&addr.ip())));
+/// The families of `addrs`, each once, in order.
+pub fn families_of(addrs: &[IpNetwork]) -> Vec<Family> {
+    let mut out = Vec::new();
+    for a in addrs {
+        let f = Family::of(&a.ip());
+        if !out.contains(&f) {
+            out.push(f);
+        }
     }
-    for (g, (family, key, data)) in add_groups(req, addrs).iter().enumerate() {
-        add_lines(&mut x, g, req, *family, key, data);
+    out
+}
+
+/// The static structures of `families`: the script run when they are missing or stale.
+pub fn static_txn(req: &Request, families: &[Family]) -> Txn {
+    let mut x = Txn::default();
+    for family in families {
+        x.append(static_part(req, *family));
     }
     x
 }
 
+/// ADD as a whole, for review (golden files): the static structures (run only when missing or
+/// stale) and this attachment's elements (one netlink batch). Group numbers index
+/// [`add_groups`].
+pub fn add(req: &Request, addrs: &[IpNetwork]) -> Txn {
+    let mut x = static_txn(req, &families_of(addrs));
+    x.append(add_elements(req, addrs));
+    x
+}
+
+/// The element changes of an ADD: one group per key and family.
+pub fn add_elements(req: &Request, addrs: &[IpNetwork]) -> Txn {
+    let mut x = Txn::default();
+    for (g, (family, key, data)) in add_groups(req, addrs).iter().enumerate() {
+        add_lines(&mut x, g, req, *family, key, *data);
+    }
+    x
+}
+
+/// A key of an ADD: family, key and DNAT datum.
+pub type Group = (Family, Key, (IpAddr, u16));
+
 /// The (family, key, DNAT data) groups of an ADD, in group-number order.
-pub fn add_groups(req: &Request, addrs: &[IpNetwork]) -> Vec<(Family, Key, String)> {
+pub fn add_groups(req: &Request, addrs: &[IpNetwork]) -> Vec<Group> {
     let mut out = Vec::new();
     for addr in addrs {
         let family = Family::of(&addr.ip());
@@ -396,37 +576,24 @@ pub fn add_groups(req: &Request, addrs: &[IpNetwork]) -> Vec<(Family, Key, Strin
 
 /// Replacement of groups this attachment already owns (a repeated ADD): delete, then create
 /// with the new data, in the same transaction.
-pub fn replace(req: &Request, groups: &[(usize, (Family, Key, String))]) -> Txn {
+pub fn replace(req: &Request, groups: &[(usize, Group)]) -> Txn {
     let mut x = Txn::default();
     for (g, (family, key, data)) in groups {
         del_lines(&mut x, *g, req, *family, key);
-        add_lines(&mut x, *g, req, *family, key, data);
+        add_lines(&mut x, *g, req, *family, key, *data);
     }
     x
 }
 
 /// DEL transaction: every key of both families (the container address is unknown at DEL).
 pub fn del(req: &Request) -> Txn {
-    let mut x = Txn::default();
-    let mut g = 0;
-    for family in Family::BOTH {
-        for (key, _) in keys(req, family) {
-            del_lines(&mut x, g, req, family, &key);
-            g += 1;
-        }
-    }
-    x
+    del_existing(req, &Family::BOTH)
 }
 
-/// DEL transaction for the families whose table exists: their sets are asserted first, so
-/// every line that can fail is an element the kernel reports by itself (nft stops reporting
-/// user-space errors, such as a missing table or set, after ten, which made attributing them
-/// one group at a time cost one `nft` run per mapping).
+/// DEL transaction for the families whose table exists. Group numbers are those of [`del`]
+/// whatever families are left out.
 pub fn del_existing(req: &Request, families: &[Family]) -> Txn {
     let mut x = Txn::default();
-    for family in families {
-        x.append(sets(*family));
-    }
     let mut g = 0;
     for family in Family::BOTH {
         for (key, _) in keys(req, family) {
@@ -444,29 +611,19 @@ pub fn del_existing(req: &Request, families: &[Family]) -> Txn {
 pub fn check(req: &Request, addrs: &[IpNetwork]) -> Txn {
     let mut x = Txn::default();
     for (g, (family, key, data)) in add_groups(req, addrs).iter().enumerate() {
-        let t = format!("{} {TABLE}", fam(*family));
-        let token = req.attachment.nft_token();
-        let comment = req.attachment.nft_comment();
-        let owner = key.owner_text(*family, &token);
-        x.push(
-            Tag::Owner(g),
-            format!("delete element {t} hostport_owner {{ {owner} }}"),
-        );
-        x.push(
-            Tag::Owner(g),
-            format!("add element {t} hostport_owner {{ {owner} comment \"{comment}\" }}"),
-        );
-        let map = key.dnat_map();
-        let k = key.text();
-        x.push(Tag::Dnat(g), format!("delete element {t} {map} {{ {k} }}"));
-        x.push(
-            Tag::Dnat(g),
-            format!("add element {t} {map} {{ {k} : {data} }}"),
-        );
+        let k = KeyOps {
+            req,
+            family: *family,
+            key: *key,
+        };
+        x.elem(Tag::Owner(g), k.owner(Change::Delete));
+        x.elem(Tag::Owner(g), k.owner(Change::Add));
+        x.elem(Tag::Dnat(g), k.dnat(Change::Delete, None));
+        x.elem(Tag::Dnat(g), k.dnat(Change::Add, Some(*data)));
         if req.conf.snat {
             let set = key.masq_set(req.conf.masq_all);
-            x.push(Tag::Other(g), format!("delete element {t} {set} {{ {k} }}"));
-            x.push(Tag::Other(g), format!("add element {t} {set} {{ {k} }}"));
+            x.elem(Tag::Other(g), k.op(Change::Delete, set, false));
+            x.elem(Tag::Other(g), k.op(Change::Add, set, false));
         }
     }
     x
@@ -502,32 +659,46 @@ mod tests {
     }
 
     #[test]
-    fn del_existing_asserts_sets_and_skips_absent_families() {
+    fn del_existing_skips_absent_families_and_keeps_group_numbers() {
         let (conf, m) = (PortMapConf::default(), mappings());
         let req = Request::for_test(&conf, &m);
         let d = del_existing(&req, &[Family::V4]);
-        let text = d.text();
-        assert!(!text.contains("ip6 "), "{text}");
-        assert!(
-            text.starts_with("add set ip cni_hostport hostport_owner"),
-            "{text}"
-        );
+        assert!(d.elems().all(|(_, e)| e.family == Family::V4));
         // Element lines are exactly the v4 groups of the full DEL, with the same group numbers.
         let full = del(&req);
         let v4: Vec<_> = full
             .lines
             .iter()
-            .filter(|(t, l)| t.group().is_some() && l.contains(" ip cni_hostport "))
+            .filter(|(_, l)| matches!(l, Line::Elem(e) if e.family == Family::V4))
             .cloned()
             .collect();
-        let ours: Vec<_> = d
-            .lines
-            .iter()
-            .filter(|(t, _)| t.group().is_some())
-            .cloned()
-            .collect();
-        assert_eq!(ours, v4);
+        assert_eq!(d.lines, v4);
         assert!(del_existing(&req, &[]).is_empty());
+    }
+
+    #[test]
+    fn owned_chains_end_with_a_marker_of_the_whole_static_part() {
+        let m = mappings();
+        let conf = PortMapConf::default();
+        let req = Request::for_test(&conf, &m);
+        let marker = static_marker(&req, Family::V4);
+        let text = static_part(&req, Family::V4).text();
+        assert_eq!(text.matches(&marker).count(), marked_chains(&req).len());
+        assert!(text.contains(&format!("jump hostports comment \"{marker}\"\n")));
+        assert_ne!(marker, static_marker(&req, Family::V6));
+        let other: PortMapConf =
+            PortMapConf::from_json(&serde_json::json!({"markMasqBit": 14})).unwrap();
+        let req2 = Request::for_test(&other, &m);
+        assert_ne!(
+            marker,
+            static_marker(&req2, Family::V4),
+            "the mark is covered"
+        );
+        let nosnat = PortMapConf::from_json(&serde_json::json!({"snat": false})).unwrap();
+        let req3 = Request::for_test(&nosnat, &m);
+        assert_eq!(marked_chains(&req3).len(), 3);
+        let t3 = static_part(&req3, Family::V4).text();
+        assert_eq!(t3.matches(&static_marker(&req3, Family::V4)).count(), 3);
     }
 
     #[test]
@@ -536,8 +707,8 @@ mod tests {
         let req = Request::for_test(&conf, &m);
         let d = del(&req);
         assert_eq!(d.lines.len(), 4 * 6);
-        assert_eq!(d.tag_of_line(1), Some(Tag::Owner(0)));
-        assert_eq!(d.tag_of_line(7), Some(Tag::Owner(1)));
+        assert_eq!(d.lines[0].0, Tag::Owner(0));
+        assert_eq!(d.lines[6].0, Tag::Owner(1));
         let rest = d.without_groups(&[0, 2]);
         assert_eq!(rest.lines.len(), 12);
         assert!(rest
