@@ -4,7 +4,8 @@
 //!
 //! Label selectors are answered from an index of `key=value` pairs when the selector has an
 //! equality or `in` term (Calico's per-host BlockAffinity query is one): only the objects
-//! carrying the pair are looked at. The index only narrows the candidates; every candidate is
+//! carrying the pair are looked at. A `!key` term when every object carries `key` (Calico's
+//! query for affinities not yet labelled, in an upgraded cluster) matches nothing at once. The index only narrows the candidates; every candidate is
 //! still checked against the whole selector, so results are exactly those of a full scan.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,6 +24,8 @@ pub struct Collection {
     objects: BTreeMap<ObjName, Value>,
     /// `(label key, label value)` → objects carrying that label.
     by_label: HashMap<(String, String), BTreeSet<ObjName>>,
+    /// Label key → how many objects carry it.
+    key_count: HashMap<String, usize>,
 }
 
 fn labels_of(obj: &Value) -> impl Iterator<Item = (&String, &str)> {
@@ -57,6 +60,7 @@ impl Collection {
             self.unindex(&k, &old);
         }
         for (lk, lv) in labels_of(&obj) {
+            *self.key_count.entry(lk.clone()).or_default() += 1;
             self.by_label
                 .entry((lk.clone(), lv.to_string()))
                 .or_default()
@@ -73,6 +77,12 @@ impl Collection {
 
     fn unindex(&mut self, k: &ObjName, old: &Value) {
         for (lk, lv) in labels_of(old) {
+            if let Some(n) = self.key_count.get_mut(lk) {
+                *n -= 1;
+                if *n == 0 {
+                    self.key_count.remove(lk);
+                }
+            }
             let pair = (lk.clone(), lv.to_string());
             if let Some(set) = self.by_label.get_mut(&pair) {
                 set.remove(k);
@@ -118,9 +128,13 @@ impl Collection {
     }
 
     /// The smallest candidate set the index gives for the selector's `k=v` / `k in (...)`
-    /// terms (an object matching the selector must be in each of them); `None` when the
-    /// selector has no such term.
+    /// terms (an object matching the selector must be in each of them), or none at all for a
+    /// `!k` term every object fails; `None` when the index cannot narrow the selector.
     fn narrowest(&self, labels: &Selector) -> Option<BTreeSet<&ObjName>> {
+        let everyone_has = |k: &str| self.key_count.get(k).copied() == Some(self.objects.len());
+        if labels.absent_keys().any(everyone_has) {
+            return Some(BTreeSet::new());
+        }
         let mut best: Option<(usize, Vec<&BTreeSet<ObjName>>)> = None;
         for (key, values) in labels.required_values() {
             // A pair no object carries contributes nothing (and costs nothing).

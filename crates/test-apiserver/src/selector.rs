@@ -88,6 +88,14 @@ impl Selector {
         })
     }
 
+    /// The keys of `!k` terms: an object matches only if it lacks the label.
+    pub fn absent_keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|r| match r {
+            Req::NotExists(k) => Some(k.as_str()),
+            _ => None,
+        })
+    }
+
     /// Match against a lookup function (label map or field accessor).
     pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
         self.0.iter().all(|r| match r {

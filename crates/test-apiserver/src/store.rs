@@ -738,6 +738,9 @@ mod tests {
             "!v",
             "host=nobody",
             "v=6,host in (n0,n1,n2,n3)",
+            "!host",
+            "!host,type=host",
+            "!type,host=n1",
         ];
         let check = |s: &mut ObjectStore| {
             let all: Vec<Value> = {
@@ -841,6 +844,55 @@ mod tests {
         )
         .contains(&"a21".to_string()));
         check(&mut s);
+    }
+
+    /// `!k` finds exactly the objects without the label as labels come and go, including
+    /// when every object has it (answered without looking at them) and when none has.
+    #[test]
+    fn absent_label_selectors_follow_writes() {
+        let mut s = ObjectStore::default();
+        let unlabelled = format!("{CRD}/blockaffinities?labelSelector=!type");
+        assert!(list(&mut s, &unlabelled).is_empty(), "empty collection");
+        for (name, labels) in [
+            ("a", json!({"type": "host"})),
+            ("b", json!({})),
+            ("c", json!({"type": "host"})),
+        ] {
+            s.seed(affinity(name, labels)).unwrap();
+        }
+        assert_eq!(list(&mut s, &unlabelled), ["b"]);
+        let label = |s: &mut ObjectStore, name: &str, labels: Value| {
+            let p = json!({"metadata": {"labels": labels}});
+            let path = format!("{CRD}/blockaffinities/{name}");
+            assert_eq!(call(s, "PATCH", &path, &p).unwrap().0, 200);
+        };
+        label(&mut s, "b", json!({"type": "tunnel"}));
+        assert!(list(&mut s, &unlabelled).is_empty(), "all labelled");
+        label(&mut s, "a", json!({"type": null}));
+        assert_eq!(list(&mut s, &unlabelled), ["a"]);
+        call(
+            &mut s,
+            "DELETE",
+            &format!("{CRD}/blockaffinities/a"),
+            &Value::Null,
+        )
+        .unwrap();
+        assert!(
+            list(&mut s, &unlabelled).is_empty(),
+            "the unlabelled one deleted"
+        );
+        s.seed(affinity("d", json!({}))).unwrap();
+        assert_eq!(list(&mut s, &unlabelled), ["d"]);
+        for name in ["b", "c"] {
+            call(
+                &mut s,
+                "DELETE",
+                &format!("{CRD}/blockaffinities/{name}"),
+                &Value::Null,
+            )
+            .unwrap();
+        }
+        assert_eq!(list(&mut s, &unlabelled), ["d"], "none labelled");
     }
 
     /// Pages follow key order (namespace, then name) even where `<ns>/<name>` strings sort
