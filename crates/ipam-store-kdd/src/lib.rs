@@ -16,8 +16,9 @@
 //! read as absent, and a `get` finishes their deletion as Calico's readers do.
 //!
 //! Per-host affinity listings use Calico's (v3.31+) `projectcalico.org/hostname-hash` label
-//! query; when it finds nothing, all affinities are listed and this host's unlabelled rows
-//! (written by older Calico) are labelled, as Calico's own upgrade step does.
+//! query; when it finds nothing, the affinities without labels (written by older Calico) are
+//! listed, and this host's are labelled, with the query and the writes of Calico's own upgrade
+//! step (`UpgradeHost`). No ADD lists every affinity of the cluster.
 //!
 //! The group is either chosen ([`KddStore::with_api_group`]) or, with
 //! [`KddStore::with_discovered_api_group`], found as Calico's client finds it when
@@ -292,10 +293,13 @@ impl Store for KddStore {
         }
         let mut out = self.fetch(kind, prefix, &lp)?;
         if out.is_empty() && matches!(prefix, ListPrefix::Affinities { host: Some(_), .. }) {
-            // Calico before v3.31 wrote affinities without the labels the query above uses:
-            // look at all of them, and label this host's rows (as Calico's upgrade does) so
-            // the next listing finds them directly.
-            out = self.fetch(kind, prefix, &ListParams::default())?;
+            // Calico before v3.31 wrote affinities without the labels the query above uses.
+            // Look at those only (Calico's upgrade query: rows lacking the affinity-type label;
+            // in an upgraded cluster none, whatever its size), and label this host's (as
+            // Calico's upgrade does) so the next listing finds them directly.
+            let unlabelled =
+                ListParams::default().labels(&format!("!{}", names::LABEL_AFFINITY_TYPE));
+            out = self.fetch(kind, prefix, &unlabelled)?;
             for kv in &mut out {
                 if let Ok(rev) = self.update(&kv.key, &kv.value, &kv.revision) {
                     kv.revision = rev;

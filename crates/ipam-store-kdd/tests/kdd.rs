@@ -343,6 +343,68 @@ fn finds_and_labels_affinities_written_before_calico_3_31() {
     assert!(s.list(&other).unwrap().is_empty());
 }
 
+/// A node's first ADD (no affinity yet) asks the API server for its own affinities and for
+/// unlabelled ones (none in an upgraded cluster), never for every affinity of the cluster; an
+/// older node's unlabelled row is left to that node.
+#[test]
+fn first_add_on_a_new_node_lists_no_other_nodes_affinities() {
+    let api = TestApiServer::start().unwrap();
+    seed_cluster(&api, "10.80.0.0/16", 26, &["new-node"]);
+    let s = store(&api);
+    for i in 0..20u8 {
+        let key = Key::host_affinity(
+            &format!("node{i}"),
+            format!("10.80.{i}.0/26").parse().unwrap(),
+        );
+        s.create(&key, r#"{"state":"confirmed","deleted":false}"#)
+            .unwrap();
+    }
+    let old = format!("{CRD}/blockaffinities/old-node-10-80-100-0-26");
+    api.put(json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "BlockAffinity",
+        "metadata": {"name": "old-node-10-80-100-0-26"},
+        "spec": {"state": "confirmed", "node": "old-node", "cidr": "10.80.100.0/26", "deleted": "false"}}))
+        .unwrap();
+    let before = api.requests().len();
+    let ipam = Ipam::new(&s);
+    assert_eq!(
+        assign(&ipam, "new-node", "k8s-pod-network.first")
+            .unwrap()
+            .len(),
+        1
+    );
+    let lists: Vec<String> = api.requests()[before..]
+        .iter()
+        .filter(|r| {
+            r.starts_with(&format!("GET {CRD}/blockaffinities")) && !r.contains("/blockaffinities/")
+        })
+        .cloned()
+        .collect();
+    let hash = ipam_store_kdd::names::hostname_hash("new-node");
+    assert_eq!(lists.len(), 2, "{lists:?}");
+    assert!(
+        lists[0].contains(&format!(
+            "labelSelector=projectcalico.org%2Fhostname-hash%3D{hash}"
+        )),
+        "{lists:?}"
+    );
+    assert!(
+        lists[1].ends_with("labelSelector=%21projectcalico.org%2Faffinity-type"),
+        "{lists:?}"
+    );
+    assert!(
+        api.get(&old).unwrap()["metadata"]["labels"].is_null(),
+        "old-node's row untouched"
+    );
+    // The claim is labelled: the next ADD finds it with one LIST.
+    let before = api.requests().len();
+    assign(&ipam, "new-node", "k8s-pod-network.second").unwrap();
+    let lists = api.requests()[before..]
+        .iter()
+        .filter(|r| r.starts_with(&format!("GET {CRD}/blockaffinities?")))
+        .count();
+    assert_eq!(lists, 1);
+}
+
 const V3: &str = "/apis/projectcalico.org/v3";
 
 fn v3_store(api: &TestApiServer) -> KddStore {

@@ -21,6 +21,7 @@
 //! // point a client at api.kubeconfig_path()
 //! ```
 
+mod collection;
 mod discovery;
 mod http;
 mod patch;
@@ -416,7 +417,10 @@ fn handle(shared: &Shared, req: &HttpRequest, client_cert: bool) -> (u16, String
         content_type: req.header("content-type").unwrap_or(""),
         body: &req.body,
     };
-    match lock(&shared.store).handle(&r) {
+    // Serialise after the store's lock is released, so one large reply does not hold up
+    // every other connection.
+    let result = lock(&shared.store).handle(&r);
+    match result {
         Ok((code, v)) => reply(code, v),
         Err(e) => reply(e.code, e.body),
     }

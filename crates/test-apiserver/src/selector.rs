@@ -78,6 +78,24 @@ impl Selector {
         Ok(Selector(reqs))
     }
 
+    /// The `k=v` and `k in (...)` terms as (key, allowed values): an object matches only if it
+    /// carries `key` with one of the values, which is what a label index can look up.
+    pub fn required_values(&self) -> impl Iterator<Item = (&str, Vec<&str>)> {
+        self.0.iter().filter_map(|r| match r {
+            Req::Eq(k, v) => Some((k.as_str(), vec![v.as_str()])),
+            Req::In(k, vs) => Some((k.as_str(), vs.iter().map(String::as_str).collect())),
+            _ => None,
+        })
+    }
+
+    /// The keys of `!k` terms: an object matches only if it lacks the label.
+    pub fn absent_keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|r| match r {
+            Req::NotExists(k) => Some(k.as_str()),
+            _ => None,
+        })
+    }
+
     /// Match against a lookup function (label map or field accessor).
     pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
         self.0.iter().all(|r| match r {
