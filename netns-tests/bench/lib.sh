@@ -18,12 +18,24 @@ median() { sort -g "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-# The release binaries of this workspace (BENCH_BIN_DIR overrides: a saved build to compare).
+# The release plugins of this workspace as the image ships them: static (glibc static-pie,
+# deploy/image/build.sh's build), which start in about half the CPU time of the dynamically
+# linked build (no ld.so symbol binding; README "Lean binaries"). BENCH_DYNAMIC=1 measures the
+# plain `cargo build --release` instead; BENCH_BIN_DIR overrides both (a saved build to compare).
 our_bin_dir() {
   [ -n "${BENCH_BIN_DIR:-}" ] && { echo "$BENCH_BIN_DIR"; return; }
-  local top; top="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-  (cd "$top" && cargo build --release --bins -q >&2)
-  echo "$(cd "$top" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release"
+  local top td; top="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  td="$(cd "$top" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+  if [ -n "${BENCH_DYNAMIC:-}" ]; then
+    (cd "$top" && cargo build --release --bins -q >&2)
+    echo "$td/release"
+    return
+  fi
+  local pkgs=() b
+  for b in calico calico-ipam portmap bandwidth host-local loopback; do pkgs+=(-p "bin-$b"); done
+  (cd "$top" && RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release --target x86_64-unknown-linux-gnu "${pkgs[@]}" -q >&2)
+  echo "$td/x86_64-unknown-linux-gnu/release"
 }
 
 # --- etcd on loopback (callers keep a work dir in $W; member pids go to $W/pids) ---

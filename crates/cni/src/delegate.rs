@@ -14,8 +14,7 @@ use crate::result::CniResult;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command as Process, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a delegated plugin may run before it is killed (Calico's IPAM allows 90 s).
@@ -280,50 +279,171 @@ impl Spawned {
         };
         let name = std::mem::take(&mut self.name);
         let (deadline, timeout) = (self.deadline, self.timeout);
-        let input = child.stdin.take();
-        let data = stdin.to_vec();
-        // Feed stdin and drain stdout/stderr on their own threads so a plugin that writes before
-        // reading, or fills a pipe, cannot deadlock us.
-        std::thread::spawn(move || {
-            if let Some(mut w) = input {
-                let _ = w.write_all(&data);
-            }
-        });
-        let stdout = read_in_background(child.stdout.take());
-        let stderr = read_in_background(child.stderr.take());
         let timed_out = || {
             CniError::new(
                 ErrorCode::TryAgainLater,
                 format!("plugin {name} timed out after {}s", timeout.as_secs()),
             )
         };
-        let mut stdout_data = None;
-        let status = wait_until(&mut child, deadline, &stdout, &mut stdout_data)
+        let ended = communicate(&mut child, stdin, deadline)
             .map_err(|e| CniError::generic(format!("failed to run plugin {name}: {e}")))?;
-        let Some(status) = status else {
-            // Still running, and not reaped (only `wait_until` reaps): the pid is still the child's.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(timed_out());
-        };
-        // The plugin has exited; a process it left behind may still hold the pipes open.
-        let remaining = || deadline.saturating_duration_since(Instant::now());
-        let stdout = match stdout_data {
-            Some(data) => Ok(data),
-            None => stdout.recv_timeout(remaining()),
-        };
-        let (Ok(stdout), Ok(stderr)) = (stdout, stderr.recv_timeout(remaining())) else {
-            return Err(timed_out());
-        };
-        outcome(
-            &name,
-            Output {
-                status,
-                stdout,
-                stderr,
-            },
-        )
+        match ended {
+            Ended::Done(output) => outcome(&name, output),
+            // The plugin has exited; a process it left behind still holds the pipes open.
+            Ended::PipesOpen => Err(timed_out()),
+            Ended::Running => {
+                // Not reaped (only `communicate` reaps): the pid is still the child's.
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(timed_out())
+            }
+        }
     }
+}
+
+/// How [`communicate`] ended.
+enum Ended {
+    /// Exited and both output pipes reached their end.
+    Done(Output),
+    /// The deadline passed while the child was still running (it is not reaped).
+    Running,
+    /// The child exited (and is reaped) but its pipes were still open at the deadline.
+    PipesOpen,
+}
+
+/// Feeds `input` to the child's stdin and drains its stdout and stderr on the calling thread
+/// with `poll(2)`, woken by the child's exit through a pidfd. No helper threads and no sleeps:
+/// a delegation used to start three threads (whose start-up a loaded node delays) and to poll
+/// for the exit that follows the end of stdout. A plugin that writes before reading, or fills a
+/// pipe, cannot deadlock this: every pipe is non-blocking and served as it becomes ready.
+fn communicate(child: &mut Child, input: &[u8], deadline: Instant) -> std::io::Result<Ended> {
+    use std::os::fd::AsRawFd;
+    let mut stdin = if input.is_empty() {
+        None // dropped: the plugin reads an empty config
+    } else {
+        child.stdin.take()
+    };
+    drop(child.stdin.take());
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    for fd in [
+        stdin.as_ref().map(|p| p.as_raw_fd()),
+        stdout.as_ref().map(|p| p.as_raw_fd()),
+        stderr.as_ref().map(|p| p.as_raw_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        set_nonblocking(fd)?;
+    }
+    // Without pidfds (Linux < 5.3) the exit is noticed by polling every few milliseconds.
+    let pidfd = pidfd_open(child.id());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut written = 0;
+    let mut status = None;
+    loop {
+        if status.is_none() {
+            status = child.try_wait()?;
+        }
+        if let (Some(status), None, None) = (status, &stdout, &stderr) {
+            return Ok(Ended::Done(Output {
+                status,
+                stdout: out,
+                stderr: err,
+            }));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(if status.is_some() {
+                Ended::PipesOpen
+            } else {
+                Ended::Running
+            });
+        }
+        let wait = match (&pidfd, status) {
+            (None, None) => left.min(Duration::from_millis(5)),
+            _ => left,
+        };
+        let mut fds = Vec::with_capacity(4);
+        let mut push = |fd: Option<i32>, events: libc::c_short| {
+            fds.push(libc::pollfd {
+                fd: fd.unwrap_or(-1), // negative fds are ignored by poll
+                events,
+                revents: 0,
+            })
+        };
+        push(stdin.as_ref().map(|p| p.as_raw_fd()), libc::POLLOUT);
+        push(stdout.as_ref().map(|p| p.as_raw_fd()), libc::POLLIN);
+        push(stderr.as_ref().map(|p| p.as_raw_fd()), libc::POLLIN);
+        let exit_fd = pidfd.as_ref().filter(|_| status.is_none());
+        push(exit_fd.map(|f| f.as_raw_fd()), libc::POLLIN);
+        // Rounded up so a sub-millisecond remainder waits instead of spinning.
+        let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs for the call's duration.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[0].revents != 0 {
+            if let Some(pipe) = stdin.as_mut() {
+                match pipe.write(&input[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // The plugin closed its stdin (or exited): it takes no more input.
+                    Err(_) => written = input.len(),
+                }
+                if written >= input.len() {
+                    stdin = None;
+                }
+            }
+        }
+        if fds[1].revents != 0 {
+            drain(&mut stdout, &mut out);
+        }
+        if fds[2].revents != 0 {
+            drain(&mut stderr, &mut err);
+        }
+    }
+}
+
+/// Reads what `pipe` holds now into `buf`; at its end (or on an error) the pipe is closed.
+fn drain(pipe: &mut Option<impl Read>, buf: &mut Vec<u8>) {
+    let Some(p) = pipe.as_mut() else { return };
+    let mut chunk = [0u8; 8192];
+    loop {
+        match p.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    *pipe = None;
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a pipe fd we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A pidfd of our own child (readable once it exits), or `None` where the kernel has none.
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a non-negative result is a fresh fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The plugin's stdout on success, else its CNI error (or one made from what it printed).
@@ -350,55 +470,6 @@ fn outcome(name: &str, output: Output) -> Result<Vec<u8>, CniError> {
     } else {
         format!("netplugin {name} failed: {trimmed:?}")
     }))
-}
-
-/// Reads `pipe` to its end on a thread; the receiver gets everything read.
-fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
-/// Waits for `child` to exit until `deadline`: `None` when it is still running. The child's
-/// stdout reaching its end (usually at exit) wakes the wait early, and what was read is left in
-/// `stdout_data`; otherwise it polls. This is the only place that reaps the child, so a caller
-/// that gets `None` may still signal its pid.
-fn wait_until(
-    child: &mut Child,
-    deadline: Instant,
-    stdout: &mpsc::Receiver<Vec<u8>>,
-    stdout_data: &mut Option<Vec<u8>>,
-) -> std::io::Result<Option<ExitStatus>> {
-    const MAX_POLL: Duration = Duration::from_millis(10);
-    let mut poll = Duration::from_millis(1);
-    let mut stdout_open = true;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        if stdout_open {
-            match stdout.recv_timeout(left.min(MAX_POLL)) {
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Ok(data) => *stdout_data = Some(data),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {}
-            }
-            stdout_open = false;
-            // Exit follows the end of stdout closely: look again before sleeping.
-            continue;
-        }
-        std::thread::sleep(left.min(poll));
-        poll = (poll * 2).min(MAX_POLL);
-    }
 }
 
 #[cfg(test)]
@@ -563,6 +634,30 @@ printf '{"ips":[{"address":"10.0.0.9/32"}],"dns":{"domain":"%s-%s-%s"}}' "$n" "$
         let t = std::time::Instant::now();
         assert_eq!(del.exec(Command::Add, b"{}").unwrap(), b"done\n");
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Pipes larger than the kernel's buffers in both directions, a plugin that writes before
+    /// reading, and one that exits without reading its config: none blocks the delegation.
+    #[test]
+    fn large_output_before_large_input_does_not_deadlock() {
+        let d = tempfile::tempdir().unwrap();
+        script(
+            d.path(),
+            "chatty",
+            "head -c 300000 /dev/zero | tr '\\0' o; head -c 100000 /dev/zero | tr '\\0' e >&2; wc -c",
+        );
+        script(d.path(), "deaf", "echo ignored");
+        let path = vec![d.path().to_path_buf()];
+        let input = vec![b'i'; 500_000];
+        let out = Delegation::new("chatty", &path)
+            .exec(Command::Add, &input)
+            .unwrap();
+        assert_eq!(out.len(), 300_000 + "500000\n".len());
+        assert!(out.starts_with(b"ooo") && out.ends_with(b"500000\n"));
+        let out = Delegation::new("deaf", &path)
+            .exec(Command::Add, &input)
+            .unwrap();
+        assert_eq!(out, b"ignored\n");
     }
 
     #[test]
