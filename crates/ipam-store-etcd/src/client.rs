@@ -393,6 +393,58 @@ impl EtcdClient {
         })
     }
 
+    /// Applies every write of `writes` in one etcd Txn whose compares cover every key (a
+    /// create: the key is absent; an update or delete: its `mod_revision` is still the one
+    /// read), or none of them; returns the commit's revision, which becomes the
+    /// `mod_revision` of every key it puts. A failed compare gives the index of the first
+    /// write whose compare failed with `Conflict` (or `NotFound` for an update or delete of
+    /// an absent key); the keys must be distinct (etcd refuses a Txn putting one key twice).
+    pub fn commit(&self, writes: &[CasWrite<'_>]) -> Result<i64, (usize, EtcdError)> {
+        for (i, w) in writes.iter().enumerate() {
+            if let CasWrite::Update { key, expected, .. } | CasWrite::Delete { key, expected } = w {
+                check_revision(key, *expected).map_err(|e| (i, e))?;
+            }
+        }
+        let first = writes.first().map_or("", |w| w.key());
+        let failed = std::cell::Cell::new(0);
+        let failed_at = &failed;
+        let r = self.run("commit", first, |mut kv, retried| {
+            async move {
+                let compares: Vec<Compare> = writes.iter().map(CasWrite::compare).collect();
+                let puts: Vec<TxnOp> = writes.iter().map(CasWrite::op).collect();
+                let gets: Vec<TxnOp> = writes.iter().map(|w| TxnOp::get(w.key(), None)).collect();
+                let txn = Txn::new().when(compares).and_then(puts).or_else(gets);
+                let resp = kv.txn(txn).await?;
+                if resp.succeeded() {
+                    return Ok(revision(&resp));
+                }
+                let now = currents(&resp);
+                // A retry after a lost answer may find its own commit applied: every key
+                // holds what it wrote (or is gone), all at one revision.
+                if retried {
+                    if let Some(rev) = already_applied(writes, &now) {
+                        return Ok(rev);
+                    }
+                }
+                let (i, e) = first_failed(writes, &now);
+                failed_at.set(i);
+                Err(e.into())
+            }
+        });
+        r.map_err(|e| (failed.get(), e))
+    }
+
+    /// The values and revisions of `keys` (`None`: absent), read in one Txn, so in one round
+    /// trip and at one revision.
+    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<KeyValue>>, EtcdError> {
+        let first = keys.first().copied().unwrap_or("");
+        self.run("get", first, |mut kv, _| async move {
+            let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
+            let resp = kv.txn(Txn::new().and_then(gets)).await?;
+            Ok(currents(&resp))
+        })
+    }
+
     /// Unconditional write (tools and test fixtures; IPAM code uses create/update).
     pub fn put(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
         self.run("put", key, |mut kv, _| async move {
@@ -423,6 +475,100 @@ fn current(resp: &TxnResponse) -> Option<KeyValue> {
         TxnOpResponse::Get(get) => get.kvs().first().map(KeyValue::from_etcd),
         _ => None,
     })
+}
+
+/// One conditional write of [`EtcdClient::commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasWrite<'a> {
+    /// Put only if the key does not exist.
+    Create { key: &'a str, value: &'a [u8] },
+    /// Put only if the key's `mod_revision` is `expected`.
+    Update {
+        key: &'a str,
+        value: &'a [u8],
+        expected: i64,
+    },
+    /// Delete only if the key's `mod_revision` is `expected`.
+    Delete { key: &'a str, expected: i64 },
+}
+
+impl CasWrite<'_> {
+    fn key(&self) -> &str {
+        match self {
+            CasWrite::Create { key, .. }
+            | CasWrite::Update { key, .. }
+            | CasWrite::Delete { key, .. } => key,
+        }
+    }
+
+    fn compare(&self) -> Compare {
+        match *self {
+            CasWrite::Create { key, .. } => Compare::create_revision(key, CompareOp::Equal, 0),
+            CasWrite::Update { key, expected, .. } | CasWrite::Delete { key, expected } => {
+                Compare::mod_revision(key, CompareOp::Equal, expected)
+            }
+        }
+    }
+
+    fn op(&self) -> TxnOp {
+        match *self {
+            CasWrite::Create { key, value } | CasWrite::Update { key, value, .. } => {
+                TxnOp::put(key, value, None)
+            }
+            CasWrite::Delete { key, .. } => TxnOp::delete(key, None),
+        }
+    }
+}
+
+/// What each get of a Txn's branch found, in order.
+fn currents(resp: &TxnResponse) -> Vec<Option<KeyValue>> {
+    resp.op_responses()
+        .iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(KeyValue::from_etcd)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first write whose compare fails against `now` (the keys as the failed Txn saw them).
+fn first_failed(writes: &[CasWrite<'_>], now: &[Option<KeyValue>]) -> (usize, EtcdError) {
+    for (i, (w, cur)) in writes.iter().zip(now).enumerate() {
+        let key = w.key().to_string();
+        match (w, cur) {
+            (CasWrite::Create { .. }, Some(_)) => return (i, EtcdError::Conflict(key)),
+            (CasWrite::Update { .. } | CasWrite::Delete { .. }, None) => {
+                return (i, EtcdError::NotFound(key))
+            }
+            (CasWrite::Update { expected, .. } | CasWrite::Delete { expected, .. }, Some(kv))
+                if kv.mod_revision != *expected =>
+            {
+                return (i, EtcdError::Conflict(key))
+            }
+            _ => {}
+        }
+    }
+    // The compares and the gets ran at one revision, so one of the above matched; if etcd
+    // ever answered otherwise, still report a lost race (the caller re-reads).
+    let key = writes.first().map_or("", |w| w.key()).to_string();
+    (0, EtcdError::Conflict(key))
+}
+
+/// The commit's revision if `now` is exactly what `writes` would have left.
+fn already_applied(writes: &[CasWrite<'_>], now: &[Option<KeyValue>]) -> Option<i64> {
+    let mut rev = None;
+    for (w, cur) in writes.iter().zip(now) {
+        match (w, cur) {
+            (CasWrite::Delete { .. }, None) => {}
+            (CasWrite::Create { value, .. } | CasWrite::Update { value, .. }, Some(kv))
+                if kv.value == *value && rev.is_none_or(|r| r == kv.mod_revision) =>
+            {
+                rev = Some(kv.mod_revision)
+            }
+            _ => return None,
+        }
+    }
+    Some(rev.unwrap_or_default())
 }
 
 /// Outcome of a `mod_revision` compare whose failure branch reads the key back.
