@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use ipam::model::{IpPool, IpPoolSpec};
 use ipam::{
-    AutoAssignRequest, IntendedUse, Ipam, IpamOptions, Key, KvPair, ListPrefix, Revision, Store,
-    StoreError, StoreResult,
+    AutoAssignRequest, CommitError, IntendedUse, Ipam, IpamOptions, Key, KvPair, ListPrefix,
+    Revision, Store, StoreError, StoreResult, WriteOp,
 };
 
 thread_local! {
@@ -71,6 +71,19 @@ impl Store for Counting {
     }
     fn delete(&self, key: &Key, rev: Option<&Revision>) -> StoreResult<()> {
         self.count(self.inner.delete(key, rev))
+    }
+    /// One request: the store's own (atomic) commit is one round trip.
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        let r = self.inner.commit(ops);
+        let e = r.as_ref().err().map(|e| e.error.clone());
+        self.count(e.map_or(Ok(()), Err)).ok();
+        r
+    }
+    fn commits_atomically(&self) -> bool {
+        self.inner.commits_atomically()
+    }
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        self.count(self.inner.get_many(keys))
     }
 }
 
