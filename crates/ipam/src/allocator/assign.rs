@@ -157,10 +157,18 @@ impl Ipam<'_> {
             if out.len() >= num {
                 return Ok(());
             }
-            if *verified || self.block_from_affinity(a)? {
-                let ips = self.assign_from_block(a.cidr, num - out.len(), req, Some(host))?;
-                out.extend(ips);
-            }
+            // A confirmed affinity's block is used straight away (the steady path: one read of
+            // block and handle). Only when it is missing or not ours is the affinity checked
+            // and repaired as Calico's `getBlockFromAffinity` does (finish the claim, or drop
+            // the stale affinity), and the block tried once more.
+            let ips = match self.assign_from_block(a.cidr, num - out.len(), req, Some(host))? {
+                Some(ips) => ips,
+                None if !*verified && self.block_from_affinity(a)? => self
+                    .assign_from_block(a.cidr, num - out.len(), req, Some(host))?
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            out.extend(ips);
         }
 
         // 2. Claim new blocks.
@@ -188,7 +196,7 @@ impl Ipam<'_> {
             };
             owned += 1;
             let ips = self.assign_from_block(cidr, num - out.len(), req, Some(host))?;
-            out.extend(ips);
+            out.extend(ips.unwrap_or_default());
         }
 
         // 3. Borrow from other hosts' blocks.
@@ -291,22 +299,23 @@ impl Ipam<'_> {
                 }
                 debug!("host {} borrowing from block {cidr}", req.hostname);
                 let ips = self.assign_from_block(cidr, num - out.len(), req, None)?;
-                out.extend(ips);
+                out.extend(ips.unwrap_or_default());
             }
         }
         Ok(())
     }
 
     /// Take up to `num` addresses from one block (CAS loop). With `affine_to`, only while the
-    /// block is affine to that host. See [`Ipam::record_assignment`] for how the handle and
-    /// the block are written.
+    /// block is affine to that host. `None` when the block does not exist or is not affine
+    /// to `affine_to`. See [`Ipam::record_assignment`] for how the handle and the block are
+    /// written.
     fn assign_from_block(
         &self,
         cidr: IpNetwork,
         num: usize,
         req: &AutoAssignRequest,
         affine_to: Option<&str>,
-    ) -> IpamResult<Vec<IpNetwork>> {
+    ) -> IpamResult<Option<Vec<IpNetwork>>> {
         let atomic = self.store.commits_atomically();
         self.retry(|| {
             let (b, handle) = if atomic {
@@ -315,10 +324,10 @@ impl Ipam<'_> {
                 (self.get_block(cidr)?, None)
             };
             let Some(mut b) = b else {
-                return Ok(Some(Vec::new()));
+                return Ok(Some(None));
             };
             if affine_to.is_some_and(|h| !b.block.is_affine_to(h)) {
-                return Ok(Some(Vec::new()));
+                return Ok(Some(None));
             }
             let reserved = self.reserved.borrow();
             let taken = b
@@ -328,14 +337,14 @@ impl Ipam<'_> {
                 });
             drop(reserved);
             if taken.is_empty() {
-                return Ok(Some(Vec::new()));
+                return Ok(Some(Some(Vec::new())));
             }
             let ips = taken
                 .iter()
                 .map(|t| with_block_prefix(t.ip, &cidr))
                 .collect();
             let written = self.record_assignment(&mut b, &req.handle_id, taken.len(), handle)?;
-            Ok(written.then_some(ips))
+            Ok(written.then_some(Some(ips)))
         })
     }
 
