@@ -6,6 +6,12 @@
 # Prints a table per store, the ratios of the largest size to the smallest (the goals: first
 # ADD within 1.5x, steady ADD p99 within 1.2x), and renders scale.png beside this script.
 # Every run also checks that no address was handed out twice. Figures: README "Scale".
+# etcd compacts its history every 5 minutes as in production (kube-apiserver compacts its etcd
+# that often; etcd itself never does by default, so a bench cluster's MVCC history and bbolt
+# file would only grow): SCALE_ETCD_ARGS="" runs etcd with its defaults instead, other etcd
+# flags go there too. SCALE_SEQUENTIAL=1 makes the allocator write handle and block separately
+# (as before one commit per ADD; the Kubernetes store always does). etcd's own figures (db size,
+# keys, heap, GC, commit times) are printed to stderr after each size.
 #   usage: netns-tests/bench/scale.sh [SIZES=10,100,1000,5000] [PODS=20] [PROBE=40] [STORES="etcd local kdd"]
 #   SCALE_OUT=<file of a saved run's output> prints the ratios and renders the plot from it.
 set -euo pipefail

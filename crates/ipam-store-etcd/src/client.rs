@@ -79,6 +79,8 @@ pub struct EtcdClient {
     /// End of the whole plugin call (Calico bounds IPAM by a 90 s context): no operation
     /// runs past it, whatever its own timeout.
     deadline: Option<Instant>,
+    /// Keys per page of a list.
+    list_page: i64,
     rt: tokio::runtime::Runtime,
 }
 
@@ -177,6 +179,7 @@ impl EtcdClient {
             timeout: cfg.timeout,
             attempt_timeout,
             deadline: None,
+            list_page: LIST_PAGE,
             rt,
         })
     }
@@ -291,34 +294,63 @@ impl EtcdClient {
     }
 
     /// All keys starting with `prefix`, in key order.
+    ///
+    /// In pages, all read at the first page's revision (one consistent snapshot), so no
+    /// answer grows with the cluster: a large cluster's blocks or handles in one answer
+    /// passed tonic's 4 MiB default (seen with 1,000 nodes of 20 pods). Each page is its own
+    /// operation with its own timeout (and member failover); only the plugin call's deadline
+    /// ([`EtcdClient::with_deadline`]) bounds the whole list: 103,360 handles of a
+    /// 5,000-node cluster did not fit in one operation's timeout.
     pub fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, EtcdError> {
-        self.run("list", prefix, |mut kv, _| async move {
-            // In pages, all read at the first page's revision (one consistent snapshot), so no
-            // answer grows with the cluster: a large cluster's blocks or handles in one answer
-            // passed tonic's 4 MiB default (seen with 1,000 nodes of 20 pods).
-            let end = prefix_end(prefix.as_bytes());
+        let end = prefix_end(prefix.as_bytes());
+        let mut restarts = 0;
+        'snapshot: loop {
             let mut from = prefix.as_bytes().to_vec();
             let mut at_revision = 0;
             let mut out = Vec::new();
             loop {
-                let mut opts = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(LIST_PAGE);
-                if at_revision != 0 {
-                    opts = opts.with_revision(at_revision);
-                }
-                let resp = kv.get(from.clone(), Some(opts)).await?;
+                let (from_ref, end_ref) = (&from, &end);
+                let page = self.run("list", prefix, |mut kv, _| async move {
+                    let mut opts = GetOptions::new()
+                        .with_range(end_ref.clone())
+                        .with_limit(self.list_page);
+                    if at_revision != 0 {
+                        opts = opts.with_revision(at_revision);
+                    }
+                    let resp = kv.get(from_ref.clone(), Some(opts)).await?;
+                    let kvs: Vec<KeyValue> = resp.kvs().iter().map(KeyValue::from_etcd).collect();
+                    Ok((resp.header().map_or(0, |h| h.revision()), kvs, resp.more()))
+                });
+                let (revision, kvs, more) = match page {
+                    // The snapshot was compacted away between pages (a long list on a
+                    // cluster compacting often): start again at a fresh revision.
+                    Err(EtcdError::Other(m))
+                        if is_compacted(&m) && restarts < MAX_LIST_RESTARTS =>
+                    {
+                        restarts += 1;
+                        log::debug!("etcd list {prefix}: {m}; listing again");
+                        continue 'snapshot;
+                    }
+                    r => r?,
+                };
                 if at_revision == 0 {
-                    at_revision = resp.header().map_or(0, |h| h.revision());
+                    at_revision = revision;
                 }
-                out.extend(resp.kvs().iter().map(KeyValue::from_etcd));
-                let Some(last) = resp.kvs().last().filter(|_| resp.more()) else {
+                let last = kvs.last().filter(|_| more).map(|kv| kv.key.clone());
+                out.extend(kvs);
+                let Some(last) = last else {
                     return Ok(out);
                 };
-                from = last.key().to_vec();
+                from = last.into_bytes();
                 from.push(0);
             }
-        })
+        }
+    }
+
+    /// Keys per page of [`EtcdClient::list`] (default 500; blocks of a /26 are a few KiB each).
+    pub fn with_list_page(mut self, keys: i64) -> Self {
+        self.list_page = keys.max(1);
+        self
     }
 
     /// Creates `key` only if it does not exist (`create_revision == 0`); returns the new
@@ -393,6 +425,58 @@ impl EtcdClient {
         })
     }
 
+    /// Applies every write of `writes` in one etcd Txn whose compares cover every key (a
+    /// create: the key is absent; an update or delete: its `mod_revision` is still the one
+    /// read), or none of them; returns the commit's revision, which becomes the
+    /// `mod_revision` of every key it puts. A failed compare gives the index of the first
+    /// write whose compare failed with `Conflict` (or `NotFound` for an update or delete of
+    /// an absent key); the keys must be distinct (etcd refuses a Txn putting one key twice).
+    pub fn commit(&self, writes: &[CasWrite<'_>]) -> Result<i64, (usize, EtcdError)> {
+        for (i, w) in writes.iter().enumerate() {
+            if let CasWrite::Update { key, expected, .. } | CasWrite::Delete { key, expected } = w {
+                check_revision(key, *expected).map_err(|e| (i, e))?;
+            }
+        }
+        let first = writes.first().map_or("", |w| w.key());
+        let failed = std::cell::Cell::new(0);
+        let failed_at = &failed;
+        let r = self.run("commit", first, |mut kv, retried| {
+            async move {
+                let compares: Vec<Compare> = writes.iter().map(CasWrite::compare).collect();
+                let puts: Vec<TxnOp> = writes.iter().map(CasWrite::op).collect();
+                let gets: Vec<TxnOp> = writes.iter().map(|w| TxnOp::get(w.key(), None)).collect();
+                let txn = Txn::new().when(compares).and_then(puts).or_else(gets);
+                let resp = kv.txn(txn).await?;
+                if resp.succeeded() {
+                    return Ok(revision(&resp));
+                }
+                let now = currents(&resp);
+                // A retry after a lost answer may find its own commit applied: every key
+                // holds what it wrote (or is gone), all at one revision.
+                if retried {
+                    if let Some(rev) = already_applied(writes, &now) {
+                        return Ok(rev);
+                    }
+                }
+                let (i, e) = first_failed(writes, &now);
+                failed_at.set(i);
+                Err(e.into())
+            }
+        });
+        r.map_err(|e| (failed.get(), e))
+    }
+
+    /// The values and revisions of `keys` (`None`: absent), read in one Txn, so in one round
+    /// trip and at one revision.
+    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<KeyValue>>, EtcdError> {
+        let first = keys.first().copied().unwrap_or("");
+        self.run("get", first, |mut kv, _| async move {
+            let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
+            let resp = kv.txn(Txn::new().and_then(gets)).await?;
+            Ok(currents(&resp))
+        })
+    }
+
     /// Unconditional write (tools and test fixtures; IPAM code uses create/update).
     pub fn put(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
         self.run("put", key, |mut kv, _| async move {
@@ -425,6 +509,100 @@ fn current(resp: &TxnResponse) -> Option<KeyValue> {
     })
 }
 
+/// One conditional write of [`EtcdClient::commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasWrite<'a> {
+    /// Put only if the key does not exist.
+    Create { key: &'a str, value: &'a [u8] },
+    /// Put only if the key's `mod_revision` is `expected`.
+    Update {
+        key: &'a str,
+        value: &'a [u8],
+        expected: i64,
+    },
+    /// Delete only if the key's `mod_revision` is `expected`.
+    Delete { key: &'a str, expected: i64 },
+}
+
+impl CasWrite<'_> {
+    fn key(&self) -> &str {
+        match self {
+            CasWrite::Create { key, .. }
+            | CasWrite::Update { key, .. }
+            | CasWrite::Delete { key, .. } => key,
+        }
+    }
+
+    fn compare(&self) -> Compare {
+        match *self {
+            CasWrite::Create { key, .. } => Compare::create_revision(key, CompareOp::Equal, 0),
+            CasWrite::Update { key, expected, .. } | CasWrite::Delete { key, expected } => {
+                Compare::mod_revision(key, CompareOp::Equal, expected)
+            }
+        }
+    }
+
+    fn op(&self) -> TxnOp {
+        match *self {
+            CasWrite::Create { key, value } | CasWrite::Update { key, value, .. } => {
+                TxnOp::put(key, value, None)
+            }
+            CasWrite::Delete { key, .. } => TxnOp::delete(key, None),
+        }
+    }
+}
+
+/// What each get of a Txn's branch found, in order.
+fn currents(resp: &TxnResponse) -> Vec<Option<KeyValue>> {
+    resp.op_responses()
+        .iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(KeyValue::from_etcd)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first write whose compare fails against `now` (the keys as the failed Txn saw them).
+fn first_failed(writes: &[CasWrite<'_>], now: &[Option<KeyValue>]) -> (usize, EtcdError) {
+    for (i, (w, cur)) in writes.iter().zip(now).enumerate() {
+        let key = w.key().to_string();
+        match (w, cur) {
+            (CasWrite::Create { .. }, Some(_)) => return (i, EtcdError::Conflict(key)),
+            (CasWrite::Update { .. } | CasWrite::Delete { .. }, None) => {
+                return (i, EtcdError::NotFound(key))
+            }
+            (CasWrite::Update { expected, .. } | CasWrite::Delete { expected, .. }, Some(kv))
+                if kv.mod_revision != *expected =>
+            {
+                return (i, EtcdError::Conflict(key))
+            }
+            _ => {}
+        }
+    }
+    // The compares and the gets ran at one revision, so one of the above matched; if etcd
+    // ever answered otherwise, still report a lost race (the caller re-reads).
+    let key = writes.first().map_or("", |w| w.key()).to_string();
+    (0, EtcdError::Conflict(key))
+}
+
+/// The commit's revision if `now` is exactly what `writes` would have left.
+fn already_applied(writes: &[CasWrite<'_>], now: &[Option<KeyValue>]) -> Option<i64> {
+    let mut rev = None;
+    for (w, cur) in writes.iter().zip(now) {
+        match (w, cur) {
+            (CasWrite::Delete { .. }, None) => {}
+            (CasWrite::Create { value, .. } | CasWrite::Update { value, .. }, Some(kv))
+                if kv.value == *value && rev.is_none_or(|r| r == kv.mod_revision) =>
+            {
+                rev = Some(kv.mod_revision)
+            }
+            _ => return None,
+        }
+    }
+    Some(rev.unwrap_or_default())
+}
+
 /// Outcome of a `mod_revision` compare whose failure branch reads the key back.
 fn compare_outcome(key: &str, resp: &TxnResponse) -> Result<(), EtcdError> {
     if resp.succeeded() {
@@ -439,6 +617,14 @@ fn compare_outcome(key: &str, resp: &TxnResponse) -> Result<(), EtcdError> {
 
 /// Keys per page of a list (see [`EtcdClient::list`]): blocks of a /26 are a few KiB each.
 const LIST_PAGE: i64 = 500;
+
+/// How often a list starts again after its snapshot was compacted away.
+const MAX_LIST_RESTARTS: usize = 3;
+
+/// etcd's answer to a read at a compacted revision (`ErrCompacted`).
+fn is_compacted(msg: &str) -> bool {
+    msg.contains("required revision has been compacted")
+}
 
 /// The largest answer accepted, as Go's etcd client (`MaxCallRecvMsgSize`: `math.MaxInt32`).
 const MAX_ANSWER: usize = i32::MAX as usize;

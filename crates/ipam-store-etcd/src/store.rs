@@ -2,10 +2,12 @@
 //! `mod_revision` as the CAS [`Revision`] (exactly what Calico's etcdv3 backend does, so
 //! calicoctl and Calico's Go components read and CAS against the same objects).
 
-use ipam::store::filter_listed;
-use ipam::{Key, KvPair, ListPrefix, Revision, Store, StoreError, StoreResult};
+use ipam::store::{check_distinct_keys, filter_listed};
+use ipam::{
+    CommitError, Key, KvPair, ListPrefix, Revision, Store, StoreError, StoreResult, WriteOp,
+};
 
-use crate::client::{EtcdClient, KeyValue};
+use crate::client::{CasWrite, EtcdClient, KeyValue};
 use crate::config::EtcdConfig;
 use crate::error::EtcdError;
 
@@ -118,5 +120,82 @@ impl Store for EtcdStore {
     fn delete(&self, key: &Key, revision: Option<&Revision>) -> StoreResult<()> {
         let rev = revision.map(|r| etcd_revision(key, r)).transpose()?;
         Ok(self.client.delete(&key.path(), rev)?)
+    }
+
+    /// One etcd Txn: one round trip and one Raft entry for all ops.
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        check_distinct_keys(ops)?;
+        let paths = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| writable(op.key()).map_err(|e| CommitError::atomic(i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut writes = Vec::with_capacity(ops.len());
+        for (i, (op, path)) in ops.iter().zip(&paths).enumerate() {
+            let revision =
+                |key, rev| etcd_revision(key, rev).map_err(|e| CommitError::atomic(i, e));
+            writes.push(match op {
+                WriteOp::Create { value, .. } => CasWrite::Create {
+                    key: path,
+                    value: value.as_bytes(),
+                },
+                WriteOp::Update {
+                    key,
+                    value,
+                    revision: rev,
+                } => CasWrite::Update {
+                    key: path,
+                    value: value.as_bytes(),
+                    expected: revision(key, rev)?,
+                },
+                WriteOp::Delete { key, revision: rev } => CasWrite::Delete {
+                    key: path,
+                    expected: revision(key, rev)?,
+                },
+            });
+        }
+        match self.client.commit(&writes) {
+            Ok(rev) => Ok(ops
+                .iter()
+                .map(|op| match op {
+                    WriteOp::Delete { .. } => None,
+                    _ => Some(Revision::from_i64(rev)),
+                })
+                .collect()),
+            Err((i, e)) => {
+                let error = match (&ops[i], e) {
+                    (WriteOp::Create { .. }, EtcdError::Conflict(k)) => {
+                        StoreError::AlreadyExists(k)
+                    }
+                    (_, e) => e.into(),
+                };
+                Err(CommitError::atomic(i, error))
+            }
+        }
+    }
+
+    fn commits_atomically(&self) -> bool {
+        true
+    }
+
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        let paths: Vec<String> = keys.iter().map(Key::path).collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        self.client
+            .get_many(&refs)?
+            .into_iter()
+            .zip(keys)
+            .map(|(kv, key)| {
+                kv.map(|kv| {
+                    let (_, value, revision) = utf8(kv)?;
+                    Ok(KvPair {
+                        key: key.clone(),
+                        value,
+                        revision,
+                    })
+                })
+                .transpose()
+            })
+            .collect()
     }
 }

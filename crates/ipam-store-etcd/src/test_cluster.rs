@@ -90,15 +90,21 @@ fn free_ports(n: usize) -> io::Result<Vec<u16>> {
 impl EtcdCluster {
     /// `members` plain-http members.
     pub fn start(members: usize) -> io::Result<Self> {
-        Self::launch(members, false)
+        Self::launch(members, false, &[])
+    }
+
+    /// `members` plain-http members, each also given `args` (e.g. a benchmark's
+    /// auto-compaction settings).
+    pub fn start_with_args(members: usize, args: &[&str]) -> io::Result<Self> {
+        Self::launch(members, false, args)
     }
 
     /// `members` https members requiring client certificates (see [`TlsFiles`]).
     pub fn start_tls(members: usize) -> io::Result<Self> {
-        Self::launch(members, true)
+        Self::launch(members, true, &[])
     }
 
-    fn launch(members: usize, tls: bool) -> io::Result<Self> {
+    fn launch(members: usize, tls: bool, args: &[&str]) -> io::Result<Self> {
         if members == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "0 members"));
         }
@@ -125,7 +131,7 @@ impl EtcdCluster {
                 tls: tls_files,
                 dir,
             };
-            match cluster.spawn_members(&bin, members, attempt) {
+            match cluster.spawn_members(&bin, members, attempt, args) {
                 Ok(()) => return Ok(cluster),
                 // Dropping `cluster` kills whatever did start.
                 Err(e) => last_err = Some(e),
@@ -134,7 +140,13 @@ impl EtcdCluster {
         Err(last_err.unwrap_or_else(|| io::Error::other("etcd did not start")))
     }
 
-    fn spawn_members(&mut self, bin: &Path, n: usize, attempt: usize) -> io::Result<()> {
+    fn spawn_members(
+        &mut self,
+        bin: &Path,
+        n: usize,
+        attempt: usize,
+        args: &[&str],
+    ) -> io::Result<()> {
         let ports = free_ports(3 * n)?;
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[3 * i + 1]);
@@ -165,7 +177,8 @@ impl EtcdCluster {
                 .arg("--heartbeat-interval=25")
                 .arg("--election-timeout=250")
                 .arg("--logger=zap")
-                .arg("--log-outputs=stderr");
+                .arg("--log-outputs=stderr")
+                .args(args);
             if let Some(t) = &self.tls {
                 cmd.arg(format!("--cert-file={}", t.server_cert.display()))
                     .arg(format!("--key-file={}", t.server_key.display()))
@@ -289,6 +302,11 @@ impl EtcdCluster {
         }
     }
 
+    /// A member's Prometheus metrics (`/metrics` of its plain-http metrics listener).
+    pub fn metrics(&self, member: usize) -> io::Result<String> {
+        http_get(&self.members[member].metrics_addr, "/metrics")
+    }
+
     /// The last lines of a member's log (for assertion messages).
     pub fn log_tail(&self, member: usize) -> String {
         tail(&self.members[member].log)
@@ -344,18 +362,20 @@ impl Drop for EtcdCluster {
 /// True when the member's metrics listener answers `/health` with `"health":"true"`
 /// (etcd 3.4 only says so once the member sees a leader).
 fn health_ok(addr: &str) -> bool {
-    let probe = || -> io::Result<String> {
-        let sock = addr
-            .parse()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
-        let mut s = TcpStream::connect_timeout(&sock, Duration::from_millis(200))?;
-        s.set_read_timeout(Some(Duration::from_secs(1)))?;
-        write!(s, "GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body)
-    };
-    probe().is_ok_and(|b| b.contains("\"health\":\"true\""))
+    http_get(addr, "/health").is_ok_and(|b| b.contains("\"health\":\"true\""))
+}
+
+/// The whole HTTP/1.0 answer to `GET path` on the metrics listener `addr`.
+fn http_get(addr: &str, path: &str) -> io::Result<String> {
+    let sock = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+    let mut s = TcpStream::connect_timeout(&sock, Duration::from_millis(200))?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
 }
 
 fn tail(path: &Path) -> String {

@@ -500,3 +500,42 @@ fn lists_larger_than_one_grpc_message() {
     assert_eq!(keys, sorted);
     assert_eq!(keys[1199], "/calico/ipam/v2/handle/h1199");
 }
+
+/// A list that takes longer than one operation's timeout still completes: each page has its
+/// own timeout (a 5,000-node cluster's 103,360 handles did not fit in one). The plugin call's
+/// deadline still bounds the whole list.
+#[test]
+fn list_longer_than_one_operation_timeout() {
+    let etcd = cluster(1);
+    let c = EtcdClient::connect(&etcd.config()).unwrap();
+    for i in 0..2000 {
+        c.put(&format!("/calico/ipam/v2/handle/h{i:04}"), b"{}")
+            .unwrap();
+    }
+    let mut cfg = etcd.config();
+    cfg.timeout = Duration::from_millis(300);
+    // One key per page: 2,000 round trips, far longer than the 300 ms timeout of one.
+    let slow = EtcdClient::connect(&cfg).unwrap().with_list_page(1);
+    let t = Instant::now();
+    let all = slow.list("/calico/ipam/v2/handle/").unwrap();
+    let took = t.elapsed();
+    assert_eq!(all.len(), 2000);
+    assert_eq!(all[1999].key, "/calico/ipam/v2/handle/h1999");
+    assert!(
+        took > cfg.timeout,
+        "the list took {took:?}, within one timeout: this test proves nothing"
+    );
+
+    let bounded = EtcdClient::connect(&cfg)
+        .unwrap()
+        .with_list_page(1)
+        .with_deadline(Instant::now() + Duration::from_millis(100));
+    let t = Instant::now();
+    let e = bounded.list("/calico/ipam/v2/handle/").unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "deadline ignored: {:?}",
+        t.elapsed()
+    );
+}

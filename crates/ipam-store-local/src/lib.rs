@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use ipam::store::filter_listed;
-use ipam::{Key, KvPair, ListPrefix, Revision, Store, StoreError, StoreResult};
+use ipam::store::{check_distinct_keys, filter_listed};
+use ipam::{
+    CommitError, Key, KvPair, ListPrefix, Revision, Store, StoreError, StoreResult, WriteOp,
+};
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
@@ -261,6 +263,75 @@ impl Store for LocalStore {
                 .map_err(map_err)?;
             Ok(())
         })
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction (one WAL commit, one fsync): every compare is checked
+    /// first, then every op written under one new revision; a failed compare rolls back.
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        check_distinct_keys(ops)?;
+        let mut failed = 0;
+        self.write(|tx, rev| {
+            for (i, op) in ops.iter().enumerate() {
+                failed = i;
+                let cur = current_rev(tx, &op.key().path())?.map(Revision::from_i64);
+                if let Some(error) = op.compare_error(cur.as_ref()) {
+                    return Err(error);
+                }
+            }
+            failed = ops.len().saturating_sub(1);
+            ops.iter()
+                .map(|op| {
+                    let path = op.key().path();
+                    match op {
+                        WriteOp::Create { value, .. } | WriteOp::Update { value, .. } => {
+                            tx.execute(
+                                "INSERT INTO kv (key, value, revision) VALUES (?1, ?2, ?3)
+                                 ON CONFLICT (key) DO UPDATE SET value = ?2, revision = ?3",
+                                params![path, value, rev],
+                            )
+                            .map_err(map_err)?;
+                            Ok(Some(Revision::from_i64(rev)))
+                        }
+                        WriteOp::Delete { .. } => {
+                            tx.execute("DELETE FROM kv WHERE key = ?1", [&path])
+                                .map_err(map_err)?;
+                            Ok(None)
+                        }
+                    }
+                })
+                .collect()
+        })
+        .map_err(|error| CommitError::atomic(failed, error))
+    }
+
+    fn commits_atomically(&self) -> bool {
+        true
+    }
+
+    /// One read transaction, so the objects are from one snapshot.
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(map_err)?;
+        let out = {
+            let mut stmt = tx
+                .prepare("SELECT value, revision FROM kv WHERE key = ?1")
+                .map_err(map_err)?;
+            keys.iter()
+                .map(|k| {
+                    let row: Option<(String, i64)> = stmt
+                        .query_row([k.path()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .map_err(map_err)?;
+                    Ok(row.map(|(value, rev)| KvPair {
+                        key: k.clone(),
+                        value,
+                        revision: Revision::from_i64(rev),
+                    }))
+                })
+                .collect::<StoreResult<Vec<_>>>()?
+        };
+        tx.commit().map_err(map_err)?;
+        Ok(out)
     }
 }
 

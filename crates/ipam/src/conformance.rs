@@ -4,7 +4,7 @@
 //! to the same contract (see [`crate::store`]). Panics (with a message) on the first violation.
 
 use crate::keys::{IpVersion, Key, ListPrefix, ResourceKind};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteOp};
 
 fn net(s: &str) -> ipnetwork::IpNetwork {
     s.parse().expect("static test CIDR")
@@ -13,6 +13,7 @@ fn net(s: &str) -> ipnetwork::IpNetwork {
 /// Run every check below. The store must be empty.
 pub fn run_all(store: &dyn Store) {
     crud_and_cas(store);
+    commits(store);
     listing(store);
     reservations(store);
 }
@@ -64,6 +65,187 @@ pub fn crud_and_cas(store: &dyn Store) {
         Err(StoreError::Conflict(_))
     ));
     store.delete(&k, None).expect("unconditional delete");
+}
+
+/// Multi-key commits and reads: a failing compare on one key names that op (index, and its
+/// key in the error) and, on a store
+/// that claims atomic commits, writes nothing at all (the sequential fallback writes exactly
+/// the ops before it); a successful commit applies every op and returns revisions the store
+/// then accepts. Leaves the store empty again.
+pub fn commits(store: &dyn Store) {
+    let a = Key::handle("conformance.commit-a");
+    let b = Key::handle("conformance.commit-b");
+    let c = Key::block(net("10.77.0.0/26"));
+    let ra = store.create(&a, r#"{"a":1}"#).expect("create a");
+    let rb = store.create(&b, r#"{"b":1}"#).expect("create b");
+    let rb2 = store.update(&b, r#"{"b":2}"#, &rb).expect("update b");
+    let atomic = store.commits_atomically();
+    let value = |k: &Key| {
+        store
+            .get_opt(k)
+            .expect("get")
+            .map(|kv| (kv.value, kv.revision))
+    };
+
+    // Stale revision on the last op.
+    let e = store
+        .commit(&[
+            WriteOp::Update {
+                key: a.clone(),
+                value: r#"{"a":2}"#.into(),
+                revision: ra.clone(),
+            },
+            WriteOp::Create {
+                key: c.clone(),
+                value: "{}".into(),
+            },
+            WriteOp::Update {
+                key: b.clone(),
+                value: r#"{"b":3}"#.into(),
+                revision: rb.clone(),
+            },
+        ])
+        .expect_err("stale revision of b must fail the commit");
+    assert_eq!(e.failed, 2, "{e}");
+    assert!(
+        matches!(&e.error, StoreError::Conflict(m) if m.contains(&b.path())),
+        "{e}"
+    );
+    assert_eq!(value(&b), Some((r#"{"b":2}"#.into(), rb2.clone())));
+    let ra = if atomic {
+        assert_eq!(
+            e.applied, 0,
+            "an atomic commit wrote part of a failed commit: {e}"
+        );
+        assert_eq!(
+            value(&a),
+            Some((r#"{"a":1}"#.into(), ra.clone())),
+            "a failed atomic commit changed another key"
+        );
+        assert_eq!(value(&c), None, "a failed atomic commit created a key");
+        ra
+    } else {
+        assert_eq!(
+            e.applied, 2,
+            "the fallback writes the ops before the failed one: {e}"
+        );
+        let (v, r) = value(&a).expect("a");
+        assert_eq!(v, r#"{"a":2}"#);
+        store.delete(&c, None).expect("fallback created c");
+        r
+    };
+
+    // Each kind of compare failure names its op.
+    let e = store
+        .commit(&[WriteOp::Create {
+            key: a.clone(),
+            value: "{}".into(),
+        }])
+        .expect_err("create of an existing key");
+    assert!(
+        e.failed == 0 && matches!(&e.error, StoreError::AlreadyExists(m) if m.contains(&a.path())),
+        "{e}"
+    );
+    let e = store
+        .commit(&[
+            WriteOp::Create {
+                key: c.clone(),
+                value: "{}".into(),
+            },
+            WriteOp::Delete {
+                key: Key::handle("conformance.commit-absent"),
+                revision: ra.clone(),
+            },
+        ])
+        .expect_err("delete of an absent key");
+    let absent = Key::handle("conformance.commit-absent").path();
+    assert!(
+        e.failed == 1 && matches!(&e.error, StoreError::NotFound(m) if m.contains(&absent)),
+        "{e}"
+    );
+    if atomic {
+        assert_eq!(value(&c), None, "a failed atomic commit created a key");
+    } else {
+        store.delete(&c, None).expect("fallback created c");
+    }
+    // One key twice: refused whole.
+    let e = store
+        .commit(&[
+            WriteOp::Update {
+                key: a.clone(),
+                value: "{}".into(),
+                revision: ra.clone(),
+            },
+            WriteOp::Delete {
+                key: a.clone(),
+                revision: ra.clone(),
+            },
+        ])
+        .expect_err("one key twice");
+    assert!(
+        matches!(e.error, StoreError::Other(_)) && e.applied == 0,
+        "{e}"
+    );
+    assert_eq!(value(&a).map(|(_, r)| r), Some(ra.clone()));
+
+    // Success: update, delete and create at once.
+    let revs = store
+        .commit(&[
+            WriteOp::Update {
+                key: a.clone(),
+                value: r#"{"a":3}"#.into(),
+                revision: ra.clone(),
+            },
+            WriteOp::Delete {
+                key: b.clone(),
+                revision: rb2.clone(),
+            },
+            WriteOp::Create {
+                key: c.clone(),
+                value: r#"{"c":1}"#.into(),
+            },
+        ])
+        .expect("commit");
+    assert_eq!(revs.len(), 3);
+    assert!(revs[1].is_none(), "a delete has no new revision");
+    let ra2 = revs[0].clone().expect("revision of a");
+    let rc = revs[2].clone().expect("revision of c");
+    assert_ne!(ra2, ra);
+    assert_eq!(value(&a), Some((r#"{"a":3}"#.into(), ra2.clone())));
+    assert_eq!(value(&b), None);
+    assert_eq!(value(&c), Some((r#"{"c":1}"#.into(), rc.clone())));
+
+    // Reading several keys at once.
+    let got = store
+        .get_many(&[c.clone(), b.clone(), a.clone()])
+        .expect("get_many");
+    let got: Vec<_> = got
+        .into_iter()
+        .map(|kv| kv.map(|kv| (kv.key, kv.value, kv.revision)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Some((c.clone(), r#"{"c":1}"#.to_string(), rc.clone())),
+            None,
+            Some((a.clone(), r#"{"a":3}"#.to_string(), ra2.clone())),
+        ]
+    );
+
+    // The returned revisions are current: the next CAS succeeds with them.
+    store
+        .commit(&[
+            WriteOp::Delete {
+                key: a.clone(),
+                revision: ra2,
+            },
+            WriteOp::Delete {
+                key: c.clone(),
+                revision: rc,
+            },
+        ])
+        .expect("delete with the commit's revisions");
+    assert_eq!((value(&a), value(&c)), (None, None));
 }
 
 /// Prefix listing: filtering, ordering, foreign keys skipped.

@@ -28,4 +28,4 @@ pub use error::{InvalidArgument, IpamError, IpamResult, NoPools};
 pub use keys::{IpVersion, Key, ListPrefix, ResourceKind};
 pub use memory::MemoryStore;
 pub use reserved::Reservations;
-pub use store::{KvPair, Revision, Store, StoreError, StoreResult};
+pub use store::{CommitError, KvPair, Revision, Store, StoreError, StoreResult, WriteOp};

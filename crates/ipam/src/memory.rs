@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::keys::{Key, ListPrefix};
-use crate::store::{filter_listed, KvPair, Revision, Store, StoreError, StoreResult};
+use crate::store::{
+    check_distinct_keys, filter_listed, CommitError, KvPair, Revision, Store, StoreError,
+    StoreResult, WriteOp,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -110,6 +113,53 @@ impl Store for MemoryStore {
         // Deletes advance the counter too, so a re-created key never reuses a revision.
         g.bump();
         Ok(())
+    }
+
+    /// All compares are checked under the lock before anything is written. Like etcd, one
+    /// commit is one revision: every key it writes gets the same new revision.
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        check_distinct_keys(ops)?;
+        let mut g = self.lock();
+        if let Some((i, e)) = ops.iter().enumerate().find_map(|(i, op)| {
+            let cur =
+                g.kv.get(&op.key().path())
+                    .map(|(_, r)| Revision::from_i64(*r));
+            op.compare_error(cur.as_ref()).map(|e| (i, e))
+        }) {
+            return Err(CommitError::atomic(i, e));
+        }
+        let rev = g.bump();
+        Ok(ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Create { key, value } | WriteOp::Update { key, value, .. } => {
+                    g.kv.insert(key.path(), (value.clone(), rev));
+                    Some(Revision::from_i64(rev))
+                }
+                WriteOp::Delete { key, .. } => {
+                    g.kv.remove(&key.path());
+                    None
+                }
+            })
+            .collect())
+    }
+
+    fn commits_atomically(&self) -> bool {
+        true
+    }
+
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        let g = self.lock();
+        Ok(keys
+            .iter()
+            .map(|k| {
+                g.kv.get(&k.path()).map(|(value, rev)| KvPair {
+                    key: k.clone(),
+                    value: value.clone(),
+                    revision: Revision::from_i64(*rev),
+                })
+            })
+            .collect())
     }
 }
 

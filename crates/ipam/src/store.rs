@@ -24,6 +24,9 @@
 //! | `delete(k, Some(rev))` | removed; only if current revision == `rev` | `NotFound` if absent, `Conflict` if revision differs |
 //! | `delete(k, None)` | removed unconditionally | `NotFound` if absent |
 //!
+//! | `commit(ops)` | every op of `ops` applied, or none | [`CommitError`] naming the first op whose compare failed |
+//! | `get_many(ks)` | each key's value + revision (or `None`), one snapshot when the store can | as `get` |
+//!
 //! * Each call is atomic and linearizable with respect to all other calls on the same
 //!   datastore, from any thread or process.
 //! * A revision returned for one key must never be accepted as current for that key after any
@@ -127,6 +130,139 @@ impl cni::CniCode for StoreError {
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// One conditional write of a [`Store::commit`]. Each op carries its own compare: `Create`
+/// only if the key is absent, `Update`/`Delete` only if the key's revision is still the one
+/// given (the allocator never blind-writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Create {
+        key: Key,
+        value: String,
+    },
+    Update {
+        key: Key,
+        value: String,
+        revision: Revision,
+    },
+    Delete {
+        key: Key,
+        revision: Revision,
+    },
+}
+
+impl WriteOp {
+    /// The key this op writes.
+    pub fn key(&self) -> &Key {
+        match self {
+            WriteOp::Create { key, .. }
+            | WriteOp::Update { key, .. }
+            | WriteOp::Delete { key, .. } => key,
+        }
+    }
+
+    /// Why this op's compare fails against the key's current revision (`None`: absent), if
+    /// it does: what the single-key call would return.
+    pub fn compare_error(&self, current: Option<&Revision>) -> Option<StoreError> {
+        let path = || self.key().path();
+        match (self, current) {
+            (WriteOp::Create { .. }, None) => None,
+            (WriteOp::Create { .. }, Some(_)) => Some(StoreError::AlreadyExists(path())),
+            (WriteOp::Update { .. } | WriteOp::Delete { .. }, None) => {
+                Some(StoreError::NotFound(path()))
+            }
+            (WriteOp::Update { revision, .. } | WriteOp::Delete { revision, .. }, Some(cur)) => {
+                (cur != revision).then(|| StoreError::Conflict(path()))
+            }
+        }
+    }
+
+    /// The op alone, through the single-key calls (what [`Store::commit`]'s sequential
+    /// fallback does for each op). Returns the new revision (`None` for a delete).
+    pub fn apply_alone<S: Store + ?Sized>(&self, store: &S) -> StoreResult<Option<Revision>> {
+        match self {
+            WriteOp::Create { key, value } => store.create(key, value).map(Some),
+            WriteOp::Update {
+                key,
+                value,
+                revision,
+            } => store.update(key, value, revision).map(Some),
+            WriteOp::Delete { key, revision } => store.delete(key, Some(revision)).map(|()| None),
+        }
+    }
+}
+
+/// A [`Store::commit`] that did not (entirely) happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("write {failed} of a commit ({applied} written before it): {error}")]
+pub struct CommitError {
+    /// Index in `ops` of the op whose compare failed (`error` is what that op alone would
+    /// have returned: `AlreadyExists`, `Conflict` or `NotFound`, naming its key), or of the
+    /// op during which the store failed.
+    pub failed: usize,
+    /// How many leading ops are written even so: always 0 for a store whose
+    /// [`Store::commits_atomically`] is true; for the sequential fallback, the ops before
+    /// `failed`. With `Unavailable`, op `failed` (and, for an atomic store, the whole commit)
+    /// may or may not have been applied, as for a single call.
+    pub applied: usize,
+    pub error: StoreError,
+}
+
+impl CommitError {
+    /// A failure of an atomic commit: nothing was written (or, when `Unavailable`, the whole
+    /// commit may have been).
+    pub fn atomic(failed: usize, error: StoreError) -> Self {
+        CommitError {
+            failed,
+            applied: 0,
+            error,
+        }
+    }
+}
+
+/// A commit writing one key twice is refused as a whole (etcd refuses such a Txn; no caller
+/// needs it): `Other` at the second op on that key, nothing written.
+pub fn check_distinct_keys(ops: &[WriteOp]) -> Result<(), CommitError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        if !seen.insert(op.key()) {
+            return Err(CommitError::atomic(
+                i,
+                StoreError::Other(format!("{} written twice in one commit", op.key())),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`Store::commit`]'s default: the ops one by one through `store`'s single-key calls, in
+/// order, stopping at the first failure (for wrappers that want it around their own calls).
+pub fn commit_sequentially<S: Store + ?Sized>(
+    store: &S,
+    ops: &[WriteOp],
+) -> Result<Vec<Option<Revision>>, CommitError> {
+    check_distinct_keys(ops)?;
+    let mut out = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        match op.apply_alone(store) {
+            Ok(rev) => out.push(rev),
+            Err(error) => {
+                return Err(CommitError {
+                    failed: i,
+                    applied: i,
+                    error,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl From<CommitError> for StoreError {
+    fn from(e: CommitError) -> Self {
+        e.error
+    }
+}
+
 /// A revisioned object store over Calico's keys. See the module docs for the exact contract.
 pub trait Store {
     /// Read one object.
@@ -143,6 +279,28 @@ pub trait Store {
 
     /// Delete `key`, if `revision` is given only when it is still current.
     fn delete(&self, key: &Key, revision: Option<&Revision>) -> StoreResult<()>;
+
+    /// Apply every op of `ops`, each only if its compare holds; returns the new revision of
+    /// each op (`None` for deletes). A store that can do so atomically (one etcd Txn, one
+    /// SQLite transaction) overrides this and [`Store::commits_atomically`]: if any compare
+    /// fails nothing is written. This default, for stores without multi-object transactions
+    /// (Kubernetes), applies the ops one by one in order and stops at the first failure,
+    /// so callers order ops so that a prefix on its own is safe (see the allocator).
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        commit_sequentially(self, ops)
+    }
+
+    /// Whether [`Store::commit`] is all-or-nothing.
+    fn commits_atomically(&self) -> bool {
+        false
+    }
+
+    /// Several objects at once (`None` for an absent one), in the order of `keys`. Stores that
+    /// can read them in one round trip at one revision override this; the default reads
+    /// them one by one.
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        keys.iter().map(|k| self.get_opt(k)).collect()
+    }
 
     /// [`Store::get`] mapping `NotFound` to `None`.
     fn get_opt(&self, key: &Key) -> StoreResult<Option<KvPair>> {
@@ -169,6 +327,15 @@ impl<S: Store + ?Sized> Store for &S {
     }
     fn delete(&self, key: &Key, revision: Option<&Revision>) -> StoreResult<()> {
         (**self).delete(key, revision)
+    }
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        (**self).commit(ops)
+    }
+    fn commits_atomically(&self) -> bool {
+        (**self).commits_atomically()
+    }
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        (**self).get_many(keys)
     }
 }
 

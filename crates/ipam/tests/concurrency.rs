@@ -9,12 +9,14 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use common::*;
 use ipam::{
-    AutoAssignRequest, Ipam, IpamError, Key, KvPair, ListPrefix, MemoryStore, Revision, Store,
-    StoreResult,
+    AutoAssignRequest, CommitError, Ipam, IpamError, Key, KvPair, ListPrefix, MemoryStore,
+    Revision, Store, StoreResult, WriteOp,
 };
 
-/// Yields before every call so threads interleave between read and CAS-write.
-struct Yielding(MemoryStore);
+/// Yields before every call so threads interleave between read and CAS-write. With `.1`,
+/// multi-key commits and reads are the memory store's atomic ones (as on etcd and SQLite);
+/// without, the sequential fallback a Kubernetes store uses.
+struct Yielding(MemoryStore, bool);
 
 impl Store for Yielding {
     fn get(&self, key: &Key) -> StoreResult<KvPair> {
@@ -37,10 +39,44 @@ impl Store for Yielding {
         std::thread::yield_now();
         self.0.delete(key, rev)
     }
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        if !self.1 {
+            return ipam::store::commit_sequentially(self, ops);
+        }
+        std::thread::yield_now();
+        self.0.commit(ops)
+    }
+    fn commits_atomically(&self) -> bool {
+        self.1
+    }
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        std::thread::yield_now();
+        self.0.get_many(keys)
+    }
 }
 
 fn hammer(pool_cidr: &str, block: u8, threads: usize, rounds: usize, per_call: usize) {
-    let store = Arc::new(Yielding(MemoryStore::new()));
+    for atomic in [false, true] {
+        hammer_on(
+            Yielding(MemoryStore::new(), atomic),
+            pool_cidr,
+            block,
+            threads,
+            rounds,
+            per_call,
+        );
+    }
+}
+
+fn hammer_on(
+    store: Yielding,
+    pool_cidr: &str,
+    block: u8,
+    threads: usize,
+    rounds: usize,
+    per_call: usize,
+) {
+    let store = Arc::new(store);
     add_pool(&*store, "p", pool_cidr, Some(block), None);
     add_node(&*store, "node-a", &[]);
     add_node(&*store, "node-b", &[]);

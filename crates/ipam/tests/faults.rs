@@ -8,17 +8,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use ipam::{
-    AutoAssignRequest, Ipam, Key, KvPair, ListPrefix, MemoryStore, Revision, Store, StoreError,
-    StoreResult,
+    AutoAssignRequest, CommitError, Ipam, Key, KvPair, ListPrefix, MemoryStore, Revision, Store,
+    StoreError, StoreResult, WriteOp,
 };
 
 /// Fails the `fail_at`-th write. `applied`: the write happens but the caller is told
-/// `Unavailable` anyway (an etcd timeout after commit).
+/// `Unavailable` anyway (an etcd timeout after commit). `atomic`: multi-key commits go to the
+/// memory store's atomic commit as one write (as etcd's and SQLite's do); otherwise they take
+/// the sequential fallback a Kubernetes store uses.
 struct Flaky {
     inner: MemoryStore,
     writes: AtomicUsize,
     fail_at: usize,
     applied: bool,
+    atomic: bool,
 }
 
 impl Flaky {
@@ -50,6 +53,27 @@ impl Store for Flaky {
     fn delete(&self, key: &Key, rev: Option<&Revision>) -> StoreResult<()> {
         self.write(|| self.inner.delete(key, rev))
     }
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        if !self.atomic {
+            return ipam::store::commit_sequentially(self, ops);
+        }
+        let mut inner = None;
+        let r = self.write(|| {
+            let r = self.inner.commit(ops);
+            let e = r.as_ref().err().map(|e| e.error.clone());
+            inner = Some(r);
+            e.map_or(Ok(()), Err)
+        });
+        match (r, inner) {
+            (Ok(()), Some(r)) => r,
+            (Err(error), Some(Err(e))) => Err(CommitError { error, ..e }),
+            (Err(error), _) => Err(CommitError::atomic(0, error)),
+            (Ok(()), None) => unreachable!("write ran the commit"),
+        }
+    }
+    fn commits_atomically(&self) -> bool {
+        self.atomic
+    }
 }
 
 fn req(handle: &str, v4: usize, v6: usize) -> AutoAssignRequest {
@@ -65,13 +89,14 @@ fn req(handle: &str, v4: usize, v6: usize) -> AutoAssignRequest {
 
 #[test]
 fn failure_at_every_write_is_reported_and_recoverable() {
-    for applied in [false, true] {
+    for (applied, atomic) in [(false, false), (true, false), (false, true), (true, true)] {
         for fail_at in 1..=16 {
             let f = Flaky {
                 inner: MemoryStore::new(),
                 writes: AtomicUsize::new(0),
                 fail_at: usize::MAX,
                 applied,
+                atomic,
             };
             add_pool(&f.inner, "v4", "10.40.0.0/24", Some(29), None);
             add_pool(&f.inner, "v6", "fd00:40::/120", Some(126), None);
@@ -89,7 +114,7 @@ fn failure_at_every_write_is_reported_and_recoverable() {
             let a = ipam::audit::audit(&f.inner).unwrap();
             assert!(
                 a.errors.is_empty(),
-                "fail_at {fail_at} applied {applied}: {:?}",
+                "fail_at {fail_at} applied {applied} atomic {atomic}: {:?}",
                 a.errors
             );
             // Recovery with a healthy store: the runtime's DEL, then another ADD/DEL cycle

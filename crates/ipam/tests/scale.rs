@@ -11,8 +11,8 @@ use std::sync::{Arc, Barrier};
 use common::*;
 use ipam::model::AllocationBlock;
 use ipam::{
-    AutoAssignRequest, IntendedUse, Ipam, Key, KvPair, ListPrefix, MemoryStore, Revision, Store,
-    StoreResult,
+    AutoAssignRequest, CommitError, IntendedUse, Ipam, Key, KvPair, ListPrefix, MemoryStore,
+    Revision, Store, StoreResult, WriteOp,
 };
 use proptest::prelude::*;
 
@@ -22,6 +22,8 @@ struct Counting {
     inner: MemoryStore,
     requests: AtomicUsize,
     values: AtomicUsize,
+    /// Commits (one round trip each, however many objects they write).
+    writes: AtomicUsize,
     yield_between: bool,
 }
 
@@ -63,6 +65,19 @@ impl Store for Counting {
     fn delete(&self, key: &Key, rev: Option<&Revision>) -> StoreResult<()> {
         self.note(0);
         self.inner.delete(key, rev)
+    }
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        self.note(0);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.commit(ops)
+    }
+    fn commits_atomically(&self) -> bool {
+        self.inner.commits_atomically()
+    }
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        let r = self.inner.get_many(keys);
+        self.note(r.as_ref().map_or(0, |v| v.iter().flatten().count()));
+        r
     }
 }
 
@@ -110,6 +125,52 @@ fn a_first_claim_reads_the_same_whatever_the_cluster_size() {
         "10 nodes: {small_requests} requests / {small_values} values; \
          2,000 nodes: {large_requests} requests / {large_values} values"
     );
+}
+
+/// A node's steady ADD (its block claimed) and DEL on a store with atomic commits: each one
+/// commit (handle and block together), the ADD one read of block and handle after the
+/// config, reservations, pools, node and affinities; nothing more, at any cluster size.
+#[test]
+fn a_steady_add_and_del_are_one_commit_each() {
+    let store = Counting::default();
+    add_pool(&store, "pool", "10.64.0.0/12", Some(26), None);
+    for n in 0..50 {
+        let node = format!("node-{n}");
+        add_node(&store, &node, &[]);
+        first_add(&store, &node);
+    }
+    let ipam = Ipam::with_options(&store, opts());
+    for i in 0..5 {
+        store.take();
+        store.writes.store(0, Ordering::SeqCst);
+        let handle = format!("net.steady-{i}");
+        let req = AutoAssignRequest {
+            num_v4: 1,
+            handle_id: handle.clone(),
+            hostname: "node-7".into(),
+            attrs: attrs("node-7", "steady"),
+            ..Default::default()
+        };
+        assert_eq!(ipam.auto_assign(&req).unwrap().ipv4.len(), 1);
+        let (requests, _) = store.take();
+        assert_eq!(
+            store.writes.swap(0, Ordering::SeqCst),
+            1,
+            "one commit per ADD"
+        );
+        // config, reservations, pools, node, affinities, block + handle, commit.
+        assert_eq!(requests, 7, "requests of a steady ADD");
+        ipam.release_by_handle(&handle).unwrap();
+        let (requests, _) = store.take();
+        assert_eq!(
+            store.writes.swap(0, Ordering::SeqCst),
+            1,
+            "one commit per DEL"
+        );
+        // config, handle, its blocks, commit; then Calico's affinity check after a release:
+        // the block's node and the pools.
+        assert_eq!(requests, 6, "requests of a DEL");
+    }
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //! checks at the end that no address was ever handed out twice (live set + store audit).
 //!
 //! Usage: `ipam-scale <local|etcd|kdd> [--sizes 10,100,1000,5000] [--pods 20] [--probe 40]`.
-//! `etcd` starts a 3-member cluster on loopback (needs Debian's etcd-server), `kdd` the test
-//! API server in this process, `local` an SQLite file in a temp dir. All are removed on exit.
+//! `etcd` starts a 3-member cluster on loopback (needs Debian's etcd-server) compacting its
+//! history every 5 minutes as production clusters do (`SCALE_ETCD_ARGS` replaces those flags),
+//! `kdd` the test API server in this process, `local` an SQLite file in a temp dir. All are
+//! removed on exit. `SCALE_SEQUENTIAL=1` hides the stores' atomic commits, so the allocator
+//! writes handle and block one after the other (the comparison for one commit per ADD).
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -21,8 +24,8 @@ use std::time::Instant;
 
 use ipam::model::{IpPool, IpPoolSpec};
 use ipam::{
-    AutoAssignRequest, IntendedUse, Ipam, IpamOptions, Key, KvPair, ListPrefix, Revision, Store,
-    StoreError, StoreResult,
+    AutoAssignRequest, CommitError, IntendedUse, Ipam, IpamOptions, Key, KvPair, ListPrefix,
+    Revision, Store, StoreError, StoreResult, WriteOp,
 };
 
 thread_local! {
@@ -35,6 +38,9 @@ thread_local! {
 struct Counting {
     inner: Box<dyn Store + Send + Sync>,
     requests: AtomicUsize,
+    /// Hide the store's atomic commits (`SCALE_SEQUENTIAL=1`): the allocator then writes the
+    /// handle and the block one after the other, as before it had commits (and as on KDD).
+    sequential: bool,
 }
 
 impl Counting {
@@ -72,6 +78,60 @@ impl Store for Counting {
     fn delete(&self, key: &Key, rev: Option<&Revision>) -> StoreResult<()> {
         self.count(self.inner.delete(key, rev))
     }
+    /// One request: the store's own (atomic) commit is one round trip.
+    fn commit(&self, ops: &[WriteOp]) -> Result<Vec<Option<Revision>>, CommitError> {
+        if self.sequential {
+            return ipam::store::commit_sequentially(self, ops);
+        }
+        let r = self.inner.commit(ops);
+        let e = r.as_ref().err().map(|e| e.error.clone());
+        self.count(e.map_or(Ok(()), Err)).ok();
+        r
+    }
+    fn commits_atomically(&self) -> bool {
+        !self.sequential && self.inner.commits_atomically()
+    }
+    fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
+        if self.sequential {
+            return keys.iter().map(|k| self.get_opt(k)).collect();
+        }
+        self.count(self.inner.get_many(keys))
+    }
+}
+
+/// etcd as a production cluster runs: its history compacted every 5 minutes (what
+/// kube-apiserver does to its etcd, and what etcd's `--auto-compaction-*` flags do for a
+/// Calico etcd datastore). etcd's default is never to compact, so its MVCC history (every
+/// revision of every handle and block) and its bbolt file only grow. `SCALE_ETCD_ARGS`
+/// replaces these flags (an empty value: etcd's defaults).
+const ETCD_PRODUCTION_ARGS: &str = "--auto-compaction-mode=periodic --auto-compaction-retention=5m";
+
+/// etcd's own figures after each size (member 0): what grows with the cluster.
+const ETCD_METRICS: [&str; 9] = [
+    "etcd_mvcc_db_total_size_in_bytes",
+    "etcd_mvcc_db_total_size_in_use_in_bytes",
+    "etcd_debugging_mvcc_keys_total",
+    "etcd_debugging_mvcc_db_compaction_keys_total",
+    "etcd_server_proposals_committed_total",
+    "go_memstats_heap_inuse_bytes",
+    "go_gc_duration_seconds_sum",
+    "etcd_disk_backend_commit_duration_seconds_sum",
+    "etcd_disk_wal_fsync_duration_seconds_sum",
+];
+
+fn etcd_metrics(backend: &Backend) -> Option<String> {
+    let Backend::Etcd(cluster) = backend else {
+        return None;
+    };
+    let text = cluster.metrics(0).ok()?;
+    let picked: Vec<String> = ETCD_METRICS
+        .iter()
+        .filter_map(|m| {
+            let line = text.lines().find(|l| l.starts_with(&format!("{m} ")))?;
+            Some(format!("{m}={}", line.split_whitespace().nth(1)?))
+        })
+        .collect();
+    Some(picked.join(" "))
 }
 
 /// Whatever keeps the datastore alive for the run (etcd processes, the API server, a temp dir).
@@ -90,8 +150,12 @@ fn open(kind: &str) -> Result<(Backend, Box<dyn Store + Send + Sync>), String> {
             Ok((Backend::Local(dir), Box::new(store)))
         }
         "etcd" => {
-            let cluster =
-                ipam_store_etcd::test_cluster::EtcdCluster::start(3).map_err(|e| e.to_string())?;
+            let args = std::env::var("SCALE_ETCD_ARGS")
+                .unwrap_or_else(|_| ETCD_PRODUCTION_ARGS.to_string());
+            let args: Vec<&str> = args.split_whitespace().collect();
+            eprintln!("etcd: 3 members with {args:?}");
+            let cluster = ipam_store_etcd::test_cluster::EtcdCluster::start_with_args(3, &args)
+                .map_err(|e| e.to_string())?;
             let store = ipam_store_etcd::EtcdStore::connect(&cluster.config())
                 .map_err(|e| e.to_string())?;
             Ok((Backend::Etcd(cluster), Box::new(store)))
@@ -316,11 +380,12 @@ fn measure(c: &Cluster, size: usize, probe: usize, pods: usize) -> Result<Measur
 }
 
 fn run(a: &Args) -> Result<(), String> {
-    let (_backend, inner) = open(&a.kind)?;
+    let (backend, inner) = open(&a.kind)?;
     let c = Cluster {
         store: Counting {
             inner,
             requests: AtomicUsize::new(0),
+            sequential: std::env::var_os("SCALE_SEQUENTIAL").is_some_and(|v| v == "1"),
         },
         live: Mutex::default(),
         seq: AtomicUsize::new(0),
@@ -349,6 +414,9 @@ fn run(a: &Args) -> Result<(), String> {
             t.elapsed().as_secs_f64()
         );
         let m = measure(&c, size, a.probe, a.pods)?;
+        if let Some(figures) = etcd_metrics(&backend) {
+            eprintln!("etcd at {size} nodes: {figures}");
+        }
         println!(
             "{} {size} {:.2} {:.2} {:.1} {:.2} {:.2} {:.2} {:.1} {:.3} {:.2} {:.2}",
             a.kind,

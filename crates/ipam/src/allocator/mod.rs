@@ -8,6 +8,12 @@
 //!   under it and is only deleted *after* the block writes that free its addresses, so every
 //!   allocation is always reachable from its handle (a crash can at worst leave a handle that
 //!   over-counts, which release-by-handle cleans up).
+//!
+//! On stores that commit several keys atomically ([`Store::commits_atomically`]: etcd,
+//! SQLite, memory) an assignment writes the handle and the block in one commit, and a release
+//! by handle its blocks and the handle's deletion in one commit, each with a compare on every
+//! object: strictly safer than the ordering above (no half-done state exists at all), and one
+//! round trip and durable commit instead of two.
 
 mod admin;
 mod assign;

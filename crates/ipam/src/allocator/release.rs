@@ -7,12 +7,12 @@ use std::time::SystemTime;
 use ipnetwork::IpNetwork;
 use log::{debug, warn};
 
-use super::typed::{lost_race, BlockKv};
+use super::typed::{is_lost_race, lost_race, BlockKv};
 use super::{check_handle, Ipam};
 use crate::error::{IpamError, IpamResult};
 use crate::keys::{IpVersion, Key, ResourceKind};
 use crate::model::{AllocationBlock, IpamHandle, Node, AFFINITY_HOST_PREFIX};
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteOp};
 
 /// One address to release, optionally guarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,9 @@ impl Ipam<'_> {
         check_handle(handle)?;
         // Fresh `ipCooldownSeconds` for this release (Calico reads the config here too).
         self.get_config()?;
+        if self.store.commits_atomically() {
+            return self.release_by_handle_atomically(handle);
+        }
         let key = Key::handle(handle);
         let mut freed = Vec::new();
         let mut seen = false;
@@ -67,6 +70,70 @@ impl Ipam<'_> {
             // Only now drop the index; if it changed meanwhile (a concurrent assign under the
             // same handle), go round again so that allocation is released too.
             lost_race(self.store.delete(&key, Some(&kv.revision)))
+        })?;
+        debug!("released {} addresses of handle {handle}", freed.len());
+        Ok(freed)
+    }
+
+    /// [`Ipam::release_by_handle`] on a store that commits atomically: the handle's blocks
+    /// are read in one round trip and written together with the handle's deletion in one
+    /// commit whose compares cover every object read. Calico writes the blocks first and
+    /// deletes the handle last so that a crash in between leaves a handle still reaching
+    /// whatever it held; one commit cannot be cut in half, so that holds trivially, and a
+    /// concurrent change to any of them (an ADD under the same handle) fails the whole
+    /// commit, which is then redone from fresh reads.
+    fn release_by_handle_atomically(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
+        let key = Key::handle(handle);
+        let mut seen = false;
+        let freed = self.retry(|| {
+            let Some(kv) = self.store.get_opt(&key)? else {
+                if !seen {
+                    return Err(IpamError::HandleNotFound(handle.to_string()));
+                }
+                return Ok(Some(Vec::new()));
+            };
+            let h: IpamHandle =
+                serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
+            seen = true;
+            let blocks: Vec<Key> = h
+                .block
+                .keys()
+                .filter_map(|block| match block.parse::<IpNetwork>() {
+                    Ok(cidr) => Some(Key::block(cidr)),
+                    Err(_) => {
+                        warn!("handle {handle} references unparsable block {block:?}");
+                        None
+                    }
+                })
+                .collect();
+            let mut ops = Vec::new();
+            let mut freed = Vec::new();
+            let mut written = Vec::new();
+            for kv in self.store.get_many(&blocks)?.into_iter().flatten() {
+                let mut b = self.block_from_kv(kv)?;
+                let ords = b.block.ordinals_of_handle(handle);
+                if ords.is_empty() {
+                    continue;
+                }
+                b.block
+                    .release_ordinals(&ords, SystemTime::now(), self.cooldown_secs()?, false);
+                freed.extend(ords.iter().map(|&o| b.block.ordinal_to_ip(o)));
+                ops.push(self.block_write(&mut b, true));
+                written.push(b.block);
+            }
+            ops.push(WriteOp::Delete {
+                key: key.clone(),
+                revision: kv.revision,
+            });
+            match self.store.commit(&ops) {
+                Ok(_) => {}
+                Err(e) if is_lost_race(&e.error) => return Ok(None),
+                Err(e) => return Err(e.error.into()),
+            }
+            for block in &written {
+                self.ensure_consistent_affinity(block);
+            }
+            Ok(Some(freed))
         })?;
         debug!("released {} addresses of handle {handle}", freed.len());
         Ok(freed)

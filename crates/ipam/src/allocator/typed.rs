@@ -12,7 +12,7 @@ use super::Ipam;
 use crate::error::{InvalidArgument, IpamError, IpamResult};
 use crate::keys::{IpVersion, Key, ListPrefix};
 use crate::model::{AffinityState, AllocationBlock, BlockAffinity, IpamConfig, IpamHandle};
-use crate::store::{Revision, StoreError};
+use crate::store::{KvPair, Revision, StoreError, WriteOp};
 
 /// A block as read, with the revision to CAS against.
 pub(crate) struct BlockKv {
@@ -53,12 +53,80 @@ impl Ipam<'_> {
         let Some(kv) = self.store.get_opt(&key)? else {
             return Ok(None);
         };
-        let mut block = parse_block(&key, &kv.value)?;
+        self.block_from_kv(kv).map(Some)
+    }
+
+    /// A block object as read (parsed, cooled-down addresses freed).
+    pub(crate) fn block_from_kv(&self, kv: KvPair) -> IpamResult<BlockKv> {
+        let mut block = parse_block(&kv.key, &kv.value)?;
         self.collect_cooled(&mut block)?;
-        Ok(Some(BlockKv {
+        Ok(BlockKv {
             block,
             rev: kv.revision,
-        }))
+        })
+    }
+
+    /// Block `cidr` and the object of `handle`, read in one round trip (on stores that
+    /// commit atomically; they all read several keys at one revision).
+    pub(crate) fn get_block_and_handle(
+        &self,
+        cidr: IpNetwork,
+        handle: &str,
+    ) -> IpamResult<(Option<BlockKv>, Option<KvPair>)> {
+        let mut got = self
+            .store
+            .get_many(&[Key::block(cidr), Key::handle(handle)])?
+            .into_iter();
+        let block = got
+            .next()
+            .flatten()
+            .map(|kv| self.block_from_kv(kv))
+            .transpose()?;
+        Ok((block, got.next().flatten()))
+    }
+
+    /// The CAS write of a block (bumping its sequence number, as every block write does):
+    /// a delete when the block is empty and unaffine and `may_delete`, else an update.
+    pub(crate) fn block_write(&self, b: &mut BlockKv, may_delete: bool) -> WriteOp {
+        if may_delete && b.block.is_empty() && !b.block.has_affinity() {
+            return WriteOp::Delete {
+                key: b.key(),
+                revision: b.rev.clone(),
+            };
+        }
+        b.block.sequence_number = b.block.sequence_number.wrapping_add(1);
+        WriteOp::Update {
+            key: b.key(),
+            value: b.block.to_json(),
+            revision: b.rev.clone(),
+        }
+    }
+
+    /// The CAS write adding `n` to `handle`'s count for block `cidr`, given the handle's
+    /// current object (`None`: absent, so it is created).
+    pub(crate) fn handle_increment(
+        &self,
+        handle: &str,
+        cidr: &IpNetwork,
+        n: usize,
+        current: Option<KvPair>,
+    ) -> IpamResult<WriteOp> {
+        let key = Key::handle(handle);
+        let block = cidr.to_string();
+        let Some(kv) = current else {
+            let mut h = IpamHandle::default();
+            h.block.insert(block, n as u64);
+            let value = serde_json::to_string(&h).unwrap_or_default();
+            return Ok(WriteOp::Create { key, value });
+        };
+        let mut h: IpamHandle =
+            serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
+        *h.block.entry(block).or_insert(0) += n as u64;
+        Ok(WriteOp::Update {
+            key,
+            value: serde_json::to_string(&h).unwrap_or_default(),
+            revision: kv.revision,
+        })
     }
 
     /// Calico's `blockFromBackend`: every block read for IPAM first frees the addresses whose
@@ -260,9 +328,15 @@ impl Ipam<'_> {
 pub(crate) fn lost_race(r: Result<(), StoreError>) -> IpamResult<Option<()>> {
     match r {
         Ok(()) => Ok(Some(())),
-        Err(StoreError::Conflict(_) | StoreError::AlreadyExists(_) | StoreError::NotFound(_)) => {
-            Ok(None)
-        }
+        Err(e) if is_lost_race(&e) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A compare that failed because another writer got there first (see [`lost_race`]).
+pub(crate) fn is_lost_race(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Conflict(_) | StoreError::AlreadyExists(_) | StoreError::NotFound(_)
+    )
 }
