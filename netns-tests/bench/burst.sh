@@ -7,7 +7,8 @@
 # The chain is run as a runtime runs it: one exec per plugin, prevResult spliced in.
 #   usage: netns-tests/bench/burst.sh [PODS=100] [ROUNDS=1]
 #   PORTMAP_BACKEND=nftables|iptables sets portmap's backend (default: its own choice).
-# Prints the wall time of each burst and per-pod chain latency p50/p99. The figures of the last
+# Prints the wall time of each burst, per-pod chain latency p50/p99, CPU per pod, and the same
+# burst of the kernel's own link work alone (`ip` only) for comparison. The figures of the last
 # run are in README.md, section "Benchmarks".
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -105,6 +106,33 @@ burst() {  # LABEL STORE-JSON
   for i in $(seq 1 "$B"); do ip netns del "$H-$node-$i"; done
 }
 
+# The kernel's share of the same burst: per pod, what the chain asks of it that is serialised on
+# the host: a veth pair with one end in the pod's netns and an ifb (bandwidth's ingress device),
+# under RTNL, and one nf_tables set element (the smallest change portmap makes), under the
+# netns' nf_tables commit mutex; created, then deleted, by `ip`/`nft` execs in parallel as the
+# plugins run. A link deletion waits for an RCU grace period under RTNL, and a process that
+# deleted an nf_tables object waits for one at exit while holding the commit mutex, so 100 DELs
+# queue behind each other there: a floor no plugin change lowers.
+kernel_burst() {
+  local i t0 t1 t2 pids=()
+  for i in $(seq 1 "$B"); do ip netns add "$H-k-$i"; done   # not timed
+  nft add table ip bench_kernel; nft add set ip bench_kernel ports '{ type inet_service; }'
+  t0=$EPOCHREALTIME
+  for i in $(seq 1 "$B"); do
+    { ip link add "kh$i" type veth peer name eth0 netns "$H-k-$i" && ip link add "kb$i" type ifb &&
+      nft add element ip bench_kernel ports "{ $((10000 + i)) }"; } & pids+=($!)
+  done
+  wait "${pids[@]}"; t1=$EPOCHREALTIME; pids=()
+  for i in $(seq 1 "$B"); do
+    { ip link del "kb$i"; nft delete element ip bench_kernel ports "{ $((10000 + i)) }"; ip link del "kh$i"; } & pids+=($!)
+  done
+  wait "${pids[@]}"; t2=$EPOCHREALTIME
+  printf "%-18s ADD burst wall=%8sms (veth pair + ifb + one nft element per pod)\n" "kernel alone" "$(ms $t0 $t1)"
+  printf "%-18s DEL burst wall=%8sms\n" "kernel alone" "$(ms $t1 $t2)"
+  nft delete table ip bench_kernel
+  for i in $(seq 1 "$B"); do ip netns del "$H-k-$i"; done
+}
+
 start_etcd three 3
 # calico's ADD waits for a ready datastore (calico-node / `calicoctl datastore init` writes this).
 ETCDCTL_API=3 etcdctl --endpoints "$EPS" put /calico/resources/v3/projectcalico.org/clusterinformations/default \
@@ -115,6 +143,7 @@ echo "== $B parallel full-chain ADDs (calico+calico-ipam, portmap, bandwidth), t
 for _ in $(seq 1 "$ROUNDS"); do   # alternating, so machine load hits both stores alike
   burst "etcd 3 members" "$etcd_json"
   burst "local" "$local_json"
+  kernel_burst
 done
 L
 PORTMAP_BACKEND="${PORTMAP_BACKEND:-}" ip netns exec "$H" bash "$W/loop.sh" "$here" "$B" "$W" "$OURS" "$H" "$ROUNDS"
