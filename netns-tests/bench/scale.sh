@@ -40,9 +40,17 @@ awk '!/^#/ { if (!($1 in lo)) lo[$1] = $0; hi[$1] = $0 }
     printf "  %-6s %5s -> %5s nodes: first p50 %.2fx  p99 %.2fx  steady p99 %.2fx  requests %.1f -> %.1f\n",
       s, a[2], b[2], b[3] / a[3], b[4] / a[4], b[8] / a[8], a[5], b[5] } }' "$out"
 
+# The plot is part of the bench's output: install its renderer like the test command installs
+# its tools (as root on Debian); without root, say how and stop after the tables.
 if ! command -v gnuplot >/dev/null; then
-  echo "(no gnuplot: apt-get install gnuplot-nox to render scale.png)" >&2
-  exit 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing gnuplot-nox to render scale.png" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null; }
+  else
+    echo "(no gnuplot: apt-get install gnuplot-nox to render scale.png)" >&2
+    exit 0
+  fi
 fi
 for s in $STORES; do grep "^$s " "$out" > "$out.$s" || true; done
 plots=""
