@@ -15,7 +15,7 @@ use log::error;
 use crate::error::{IpamError, IpamResult};
 use crate::keys::{ListPrefix, ResourceKind};
 use crate::model::{AllocationBlock, IpReservation};
-use crate::store::{Store, StoreError};
+use crate::store::{KvPair, Store, StoreError, StoreResult};
 
 /// The reserved CIDRs of every IPReservation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,10 +88,21 @@ impl Reservations {
     /// Every IPReservation in `store`. An unreadable object fails the load (like Calico's
     /// failing List): allocating while blind to reservations is worse.
     pub fn load(store: &dyn Store) -> IpamResult<Self> {
-        let kvs = match store.list(&ListPrefix::Resources {
+        Self::from_listing(store.list(&Self::list_prefix()))
+    }
+
+    /// What [`Reservations::load`] lists.
+    pub fn list_prefix() -> ListPrefix {
+        ListPrefix::Resources {
             kind: ResourceKind::IpReservation,
             namespace: None,
-        }) {
+        }
+    }
+
+    /// The reservations from the answer to a list of [`Reservations::list_prefix`] (as
+    /// [`Reservations::load`] reads them).
+    pub fn from_listing(listed: StoreResult<Vec<KvPair>>) -> IpamResult<Self> {
+        let kvs = match listed {
             Ok(kvs) => kvs,
             // A Kubernetes API without the IPReservation CRD (Calico before 3.21): none exist.
             Err(StoreError::NotFound(_)) => return Ok(Self::none()),
