@@ -306,6 +306,30 @@ mod tests {
     fn missing_crd_means_no_reservations() {
         let s = WithoutCrd(crate::MemoryStore::new());
         assert_eq!(Reservations::load(&s).unwrap(), Reservations::none());
+        // An ADD reads the reservations with its other opening reads: the 404 does not end
+        // the batch (the pools, node and affinities are still read) nor fail the ADD.
+        let ipam = crate::Ipam::with_options(
+            &s,
+            crate::IpamOptions {
+                require_node: false,
+                ..Default::default()
+            },
+        );
+        let pool = crate::model::IpPool::from_json(
+            r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"p"},"spec":{"cidr":"10.50.0.0/24","blockSize":29}}"#,
+        )
+        .unwrap();
+        ipam.create_pool(&pool).unwrap();
+        let got = ipam
+            .auto_assign(&crate::AutoAssignRequest {
+                num_v4: 1,
+                handle_id: "net.h".into(),
+                hostname: "n1".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(got.ipv4.len(), 1);
+        assert!(net("10.50.0.0/24").contains(got.ipv4[0].ip()), "{got:?}");
     }
 
     #[test]
