@@ -477,6 +477,60 @@ impl EtcdClient {
         })
     }
 
+    /// Several gets and prefix lists in one Txn (no compares), so in one round trip and at
+    /// one revision: for each read, the key's value (none or one) or the prefix's keys in key
+    /// order. A prefix range holds at most a list page of keys, as [`EtcdClient::list`]'s
+    /// pages do, so the answer stays within the message size limit whatever the cluster
+    /// size; a prefix with more keys than that is listed again, in pages, on its own (then
+    /// at a later revision than the other reads).
+    pub fn read_many(&self, reads: &[RangeRead<'_>]) -> Result<Vec<Vec<KeyValue>>, EtcdError> {
+        let first = reads.first().map_or("", |r| r.key());
+        let answers = self.run("read", first, |mut kv, _| async move {
+            let ops: Vec<TxnOp> = reads
+                .iter()
+                .map(|r| match r {
+                    RangeRead::Get(key) => TxnOp::get(*key, None),
+                    RangeRead::Prefix(prefix) => TxnOp::get(
+                        *prefix,
+                        Some(
+                            GetOptions::new()
+                                .with_range(prefix_end(prefix.as_bytes()))
+                                .with_limit(self.list_page),
+                        ),
+                    ),
+                })
+                .collect();
+            let resp = kv.txn(Txn::new().and_then(ops)).await?;
+            let answers: Vec<(Vec<KeyValue>, bool)> = resp
+                .op_responses()
+                .iter()
+                .filter_map(|r| match r {
+                    TxnOpResponse::Get(get) => Some((
+                        get.kvs().iter().map(KeyValue::from_etcd).collect(),
+                        get.more(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            Ok(answers)
+        })?;
+        if answers.len() != reads.len() {
+            return Err(EtcdError::Other(format!(
+                "etcd answered {} of {} reads",
+                answers.len(),
+                reads.len()
+            )));
+        }
+        reads
+            .iter()
+            .zip(answers)
+            .map(|(r, (kvs, more))| match r {
+                RangeRead::Prefix(prefix) if more => self.list(prefix),
+                _ => Ok(kvs),
+            })
+            .collect()
+    }
+
     /// Unconditional write (tools and test fixtures; IPAM code uses create/update).
     pub fn put(&self, key: &str, value: &[u8]) -> Result<i64, EtcdError> {
         self.run("put", key, |mut kv, _| async move {
@@ -507,6 +561,23 @@ fn current(resp: &TxnResponse) -> Option<KeyValue> {
         TxnOpResponse::Get(get) => get.kvs().first().map(KeyValue::from_etcd),
         _ => None,
     })
+}
+
+/// One read of [`EtcdClient::read_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRead<'a> {
+    /// One key.
+    Get(&'a str),
+    /// Every key starting with this prefix.
+    Prefix(&'a str),
+}
+
+impl RangeRead<'_> {
+    fn key(&self) -> &str {
+        match self {
+            RangeRead::Get(k) | RangeRead::Prefix(k) => k,
+        }
+    }
 }
 
 /// One conditional write of [`EtcdClient::commit`].

@@ -25,7 +25,7 @@ mod store;
 pub mod test_cluster;
 mod tls;
 
-pub use client::{resolve_endpoints, EtcdClient, KeyValue};
+pub use client::{resolve_endpoints, EtcdClient, KeyValue, RangeRead};
 pub use config::{parse_endpoints, EtcdConfig, DEFAULT_TIMEOUT};
 pub use error::EtcdError;
 pub use store::EtcdStore;

@@ -4,10 +4,11 @@
 
 use ipam::store::{check_distinct_keys, filter_listed};
 use ipam::{
-    CommitError, Key, KvPair, ListPrefix, Revision, Store, StoreError, StoreResult, WriteOp,
+    CommitError, Key, KvPair, ListPrefix, Read, ReadResult, Revision, Store, StoreError,
+    StoreResult, WriteOp,
 };
 
-use crate::client::{CasWrite, EtcdClient, KeyValue};
+use crate::client::{CasWrite, EtcdClient, KeyValue, RangeRead};
 use crate::config::EtcdConfig;
 use crate::error::EtcdError;
 
@@ -195,6 +196,51 @@ impl Store for EtcdStore {
                     })
                 })
                 .transpose()
+            })
+            .collect()
+    }
+
+    /// One Txn of ranges (see [`EtcdClient::read_many`]): one round trip, one snapshot.
+    fn read_many(&self, reads: &[Read]) -> Vec<StoreResult<ReadResult>> {
+        let paths: Vec<String> = reads
+            .iter()
+            .map(|r| match r {
+                Read::Get(k) => k.path(),
+                Read::List(p) => p.path(),
+            })
+            .collect();
+        let ranges: Vec<RangeRead> = reads
+            .iter()
+            .zip(&paths)
+            .map(|(r, path)| match r {
+                Read::Get(_) => RangeRead::Get(path),
+                Read::List(_) => RangeRead::Prefix(path),
+            })
+            .collect();
+        let answers = match self.client.read_many(&ranges) {
+            Ok(a) => a,
+            Err(e) => {
+                let e = StoreError::from(e);
+                return reads.iter().map(|_| Err(e.clone())).collect();
+            }
+        };
+        reads
+            .iter()
+            .zip(answers)
+            .map(|(r, kvs)| {
+                let rows = kvs.into_iter().map(utf8).collect::<StoreResult<Vec<_>>>()?;
+                Ok(match r {
+                    Read::Get(key) => {
+                        ReadResult::Got(rows.into_iter().next().map(|(_, value, revision)| {
+                            KvPair {
+                                key: key.clone(),
+                                value,
+                                revision,
+                            }
+                        }))
+                    }
+                    Read::List(prefix) => ReadResult::Listed(filter_listed(prefix, rows)),
+                })
             })
             .collect()
     }

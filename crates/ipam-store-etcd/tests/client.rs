@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use ipam_store_etcd::test_cluster::EtcdCluster;
-use ipam_store_etcd::{EtcdClient, EtcdConfig, EtcdError};
+use ipam_store_etcd::{EtcdClient, EtcdConfig, EtcdError, RangeRead};
 
 fn cluster(members: usize) -> EtcdCluster {
     EtcdCluster::start(members).expect("start etcd (apt-get install etcd-server etcd-client)")
@@ -538,4 +538,48 @@ fn list_longer_than_one_operation_timeout() {
         "deadline ignored: {:?}",
         t.elapsed()
     );
+}
+
+/// `read_many` answers gets and prefix lists in order; a prefix with more keys than one list
+/// page holds is completed by the paged list (all its keys, in order, none past the prefix).
+#[test]
+fn read_many_completes_a_prefix_longer_than_a_page() {
+    let etcd = cluster(1);
+    let c = EtcdClient::connect(&etcd.config())
+        .unwrap()
+        .with_list_page(3);
+    for i in (0..7).rev() {
+        c.put(&format!("/calico/ipam/v2/handle/h{i}"), b"{}")
+            .unwrap();
+    }
+    c.put("/calico/ipam/v2/handle0", b"past the prefix")
+        .unwrap();
+    c.put("/calico/ipam/v2/host/n1/ipv4/block/10.0.0.0-26", b"a")
+        .unwrap();
+    let got = c
+        .read_many(&[
+            RangeRead::Get("/calico/ipam/v2/absent"),
+            RangeRead::Prefix("/calico/ipam/v2/handle/"),
+            RangeRead::Get("/calico/ipam/v2/handle0"),
+            RangeRead::Prefix("/calico/ipam/v2/host/n1/"),
+            RangeRead::Prefix("/calico/ipam/v2/host/n2/"),
+        ])
+        .unwrap();
+    let keys = |i: usize| -> Vec<&str> { got[i].iter().map(|kv| kv.key.as_str()).collect() };
+    assert_eq!(got.len(), 5);
+    assert!(got[0].is_empty(), "absent key");
+    assert_eq!(
+        keys(1),
+        (0..7)
+            .map(|i| format!("/calico/ipam/v2/handle/h{i}"))
+            .collect::<Vec<_>>(),
+        "7 keys with 3 per page"
+    );
+    assert_eq!(keys(2), vec!["/calico/ipam/v2/handle0"]);
+    assert_eq!(got[2][0].value, b"past the prefix");
+    assert_eq!(
+        keys(3),
+        vec!["/calico/ipam/v2/host/n1/ipv4/block/10.0.0.0-26"]
+    );
+    assert!(got[4].is_empty(), "empty prefix");
 }

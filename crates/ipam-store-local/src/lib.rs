@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use ipam::store::{check_distinct_keys, filter_listed};
 use ipam::{
-    CommitError, Key, KvPair, ListPrefix, Revision, Store, StoreError, StoreResult, WriteOp,
+    CommitError, Key, KvPair, ListPrefix, Read, ReadResult, Revision, Store, StoreError,
+    StoreResult, WriteOp,
 };
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
@@ -174,6 +175,44 @@ fn current_rev(tx: &rusqlite::Transaction<'_>, path: &str) -> StoreResult<Option
     .map_err(map_err)
 }
 
+/// The object at `key` as `conn` (or a transaction on it) sees it.
+fn get_in(conn: &Connection, key: &Key) -> StoreResult<Option<KvPair>> {
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT value, revision FROM kv WHERE key = ?1",
+            [key.path()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(map_err)?;
+    Ok(row.map(|(value, rev)| KvPair {
+        key: key.clone(),
+        value,
+        revision: Revision::from_i64(rev),
+    }))
+}
+
+/// The objects under `prefix` as `conn` (or a transaction on it) sees them.
+fn list_in(conn: &Connection, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
+    let p = prefix.path();
+    let mut stmt = conn
+        .prepare("SELECT key, value, revision FROM kv WHERE key >= ?1 ORDER BY key")
+        .map_err(map_err)?;
+    let mut rows = stmt.query([&p]).map_err(map_err)?;
+    let mut out = Vec::new();
+    // Index range scan from the prefix; stop at the first key past it.
+    while let Some(row) = rows.next().map_err(map_err)? {
+        let key: String = row.get(0).map_err(map_err)?;
+        if !key.starts_with(&p) {
+            break;
+        }
+        let value: String = row.get(1).map_err(map_err)?;
+        let rev: i64 = row.get(2).map_err(map_err)?;
+        out.push((key, value, Revision::from_i64(rev)));
+    }
+    Ok(filter_listed(prefix, out))
+}
+
 impl Store for LocalStore {
     fn get(&self, key: &Key) -> StoreResult<KvPair> {
         let path = key.path();
@@ -195,24 +234,7 @@ impl Store for LocalStore {
     }
 
     fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
-        let p = prefix.path();
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT key, value, revision FROM kv WHERE key >= ?1 ORDER BY key")
-            .map_err(map_err)?;
-        let mut rows = stmt.query([&p]).map_err(map_err)?;
-        let mut out = Vec::new();
-        // Index range scan from the prefix; stop at the first key past it.
-        while let Some(row) = rows.next().map_err(map_err)? {
-            let key: String = row.get(0).map_err(map_err)?;
-            if !key.starts_with(&p) {
-                break;
-            }
-            let value: String = row.get(1).map_err(map_err)?;
-            let rev: i64 = row.get(2).map_err(map_err)?;
-            out.push((key, value, Revision::from_i64(rev)));
-        }
-        Ok(filter_listed(prefix, out))
+        list_in(&self.conn(), prefix)
     }
 
     fn create(&self, key: &Key, value: &str) -> StoreResult<Revision> {
@@ -332,6 +354,27 @@ impl Store for LocalStore {
         };
         tx.commit().map_err(map_err)?;
         Ok(out)
+    }
+
+    /// One read transaction, so every get and list sees one snapshot; a failure of the
+    /// transaction itself is every read's error.
+    fn read_many(&self, reads: &[Read]) -> Vec<StoreResult<ReadResult>> {
+        let mut conn = self.conn();
+        let tx = match conn.transaction().map_err(map_err) {
+            Ok(tx) => tx,
+            Err(e) => return reads.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let out: Vec<StoreResult<ReadResult>> = reads
+            .iter()
+            .map(|r| match r {
+                Read::Get(k) => get_in(&tx, k).map(ReadResult::Got),
+                Read::List(p) => list_in(&tx, p).map(ReadResult::Listed),
+            })
+            .collect();
+        match tx.commit().map_err(map_err) {
+            Ok(()) => out,
+            Err(e) => reads.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! to the same contract (see [`crate::store`]). Panics (with a message) on the first violation.
 
 use crate::keys::{IpVersion, Key, ListPrefix, ResourceKind};
-use crate::store::{Store, StoreError, WriteOp};
+use crate::store::{Read, ReadResult, Store, StoreError, WriteOp};
 
 fn net(s: &str) -> ipnetwork::IpNetwork {
     s.parse().expect("static test CIDR")
@@ -16,6 +16,76 @@ pub fn run_all(store: &dyn Store) {
     commits(store);
     listing(store);
     reservations(store);
+    multi_read(store);
+}
+
+/// `read_many`: one answer per read, in order, each what the single `get_opt`/`list` gives
+/// (absent gets as `None`, empty lists empty, lists ascending by path).
+pub fn multi_read(store: &dyn Store) {
+    let present = Key::handle("conformance.mr");
+    let absent = Key::handle("conformance.mr.absent");
+    let rev = store.create(&present, r#"{"block":{}}"#).expect("create");
+    // Created out of order; `mr-n10` and the IPv6 one must not show in `mr-n1`'s IPv4 list.
+    for k in [
+        Key::host_affinity("mr-n1", net("10.11.0.64/26")),
+        Key::host_affinity("mr-n10", net("10.11.0.128/26")),
+        Key::host_affinity("mr-n1", net("fd00:11::/122")),
+        Key::host_affinity("mr-n1", net("10.11.0.0/26")),
+    ] {
+        store.create(&k, "{}").expect("create for multi-read");
+    }
+    let affine = ListPrefix::Affinities {
+        host: Some("mr-n1".into()),
+        version: Some(IpVersion::V4),
+    };
+    let empty = ListPrefix::Affinities {
+        host: Some("mr-nobody".into()),
+        version: None,
+    };
+    let all_blocks = ListPrefix::Blocks { version: None };
+    let reads = [
+        Read::Get(absent.clone()),
+        Read::List(empty.clone()),
+        Read::Get(present.clone()),
+        Read::List(affine.clone()),
+        Read::List(all_blocks.clone()),
+    ];
+    let got: Vec<ReadResult> = store
+        .read_many(&reads)
+        .into_iter()
+        .map(|r| r.expect("read_many"))
+        .collect();
+    assert_eq!(got.len(), reads.len(), "one answer per read");
+    assert_eq!(got[0], ReadResult::Got(None), "absent get");
+    assert_eq!(got[1], ReadResult::Listed(vec![]), "empty list");
+    let ReadResult::Got(Some(kv)) = &got[2] else {
+        panic!("present get answered {:?}", got[2]);
+    };
+    assert_eq!(
+        (&kv.key, kv.value.as_str(), &kv.revision),
+        (&present, r#"{"block":{}}"#, &rev)
+    );
+    let paths: Vec<String> = match &got[3] {
+        ReadResult::Listed(kvs) => kvs.iter().map(|kv| kv.key.path()).collect(),
+        other => panic!("list answered {other:?}"),
+    };
+    assert_eq!(
+        paths,
+        vec![
+            "/calico/ipam/v2/host/mr-n1/ipv4/block/10.11.0.0-26",
+            "/calico/ipam/v2/host/mr-n1/ipv4/block/10.11.0.64-26"
+        ]
+    );
+    // Each answer is exactly the single call's.
+    assert_eq!(
+        got[3],
+        ReadResult::Listed(store.list(&affine).expect("list"))
+    );
+    assert_eq!(
+        got[4],
+        ReadResult::Listed(store.list(&all_blocks).expect("list"))
+    );
+    assert_eq!(store.read_many(&[]), vec![], "no reads, no answers");
 }
 
 /// get / create / update / delete semantics including revision checks.

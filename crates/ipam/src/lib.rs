@@ -28,4 +28,6 @@ pub use error::{InvalidArgument, IpamError, IpamResult, NoPools};
 pub use keys::{IpVersion, Key, ListPrefix, ResourceKind};
 pub use memory::MemoryStore;
 pub use reserved::Reservations;
-pub use store::{CommitError, KvPair, Revision, Store, StoreError, StoreResult, WriteOp};
+pub use store::{
+    CommitError, KvPair, Read, ReadResult, Revision, Store, StoreError, StoreResult, WriteOp,
+};

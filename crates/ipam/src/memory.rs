@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::keys::{Key, ListPrefix};
 use crate::store::{
-    check_distinct_keys, filter_listed, CommitError, KvPair, Revision, Store, StoreError,
-    StoreResult, WriteOp,
+    check_distinct_keys, filter_listed, CommitError, KvPair, Read, ReadResult, Revision, Store,
+    StoreError, StoreResult, WriteOp,
 };
 
 #[derive(Default)]
@@ -49,6 +49,24 @@ impl Inner {
         self.revision += 1;
         self.revision
     }
+
+    fn get_opt(&self, key: &Key) -> Option<KvPair> {
+        self.kv.get(&key.path()).map(|(value, rev)| KvPair {
+            key: key.clone(),
+            value: value.clone(),
+            revision: Revision::from_i64(*rev),
+        })
+    }
+
+    fn list(&self, prefix: &ListPrefix) -> Vec<KvPair> {
+        let p = prefix.path();
+        let rows = self
+            .kv
+            .range(p.clone()..)
+            .take_while(|(k, _)| k.starts_with(&p))
+            .map(|(k, (v, r))| (k.clone(), v.clone(), Revision::from_i64(*r)));
+        filter_listed(prefix, rows)
+    }
 }
 
 impl Store for MemoryStore {
@@ -64,13 +82,7 @@ impl Store for MemoryStore {
     }
 
     fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
-        let p = prefix.path();
-        let g = self.lock();
-        let rows =
-            g.kv.range(p.clone()..)
-                .take_while(|(k, _)| k.starts_with(&p))
-                .map(|(k, (v, r))| (k.clone(), v.clone(), Revision::from_i64(*r)));
-        Ok(filter_listed(prefix, rows))
+        Ok(self.lock().list(prefix))
     }
 
     fn create(&self, key: &Key, value: &str) -> StoreResult<Revision> {
@@ -150,16 +162,21 @@ impl Store for MemoryStore {
 
     fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
         let g = self.lock();
-        Ok(keys
+        Ok(keys.iter().map(|k| g.get_opt(k)).collect())
+    }
+
+    /// Under one lock: one snapshot.
+    fn read_many(&self, reads: &[Read]) -> Vec<StoreResult<ReadResult>> {
+        let g = self.lock();
+        reads
             .iter()
-            .map(|k| {
-                g.kv.get(&k.path()).map(|(value, rev)| KvPair {
-                    key: k.clone(),
-                    value: value.clone(),
-                    revision: Revision::from_i64(*rev),
+            .map(|r| {
+                Ok(match r {
+                    Read::Get(k) => ReadResult::Got(g.get_opt(k)),
+                    Read::List(p) => ReadResult::Listed(g.list(p)),
                 })
             })
-            .collect())
+            .collect()
     }
 }
 

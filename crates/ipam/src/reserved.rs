@@ -15,7 +15,7 @@ use log::error;
 use crate::error::{IpamError, IpamResult};
 use crate::keys::{ListPrefix, ResourceKind};
 use crate::model::{AllocationBlock, IpReservation};
-use crate::store::{Store, StoreError};
+use crate::store::{KvPair, Store, StoreError, StoreResult};
 
 /// The reserved CIDRs of every IPReservation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,10 +88,21 @@ impl Reservations {
     /// Every IPReservation in `store`. An unreadable object fails the load (like Calico's
     /// failing List): allocating while blind to reservations is worse.
     pub fn load(store: &dyn Store) -> IpamResult<Self> {
-        let kvs = match store.list(&ListPrefix::Resources {
+        Self::from_listing(store.list(&Self::list_prefix()))
+    }
+
+    /// What [`Reservations::load`] lists.
+    pub fn list_prefix() -> ListPrefix {
+        ListPrefix::Resources {
             kind: ResourceKind::IpReservation,
             namespace: None,
-        }) {
+        }
+    }
+
+    /// The reservations from the answer to a list of [`Reservations::list_prefix`] (as
+    /// [`Reservations::load`] reads them).
+    pub fn from_listing(listed: StoreResult<Vec<KvPair>>) -> IpamResult<Self> {
+        let kvs = match listed {
             Ok(kvs) => kvs,
             // A Kubernetes API without the IPReservation CRD (Calico before 3.21): none exist.
             Err(StoreError::NotFound(_)) => return Ok(Self::none()),
@@ -295,6 +306,30 @@ mod tests {
     fn missing_crd_means_no_reservations() {
         let s = WithoutCrd(crate::MemoryStore::new());
         assert_eq!(Reservations::load(&s).unwrap(), Reservations::none());
+        // An ADD reads the reservations with its other opening reads: the 404 does not end
+        // the batch (the pools, node and affinities are still read) nor fail the ADD.
+        let ipam = crate::Ipam::with_options(
+            &s,
+            crate::IpamOptions {
+                require_node: false,
+                ..Default::default()
+            },
+        );
+        let pool = crate::model::IpPool::from_json(
+            r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"p"},"spec":{"cidr":"10.50.0.0/24","blockSize":29}}"#,
+        )
+        .unwrap();
+        ipam.create_pool(&pool).unwrap();
+        let got = ipam
+            .auto_assign(&crate::AutoAssignRequest {
+                num_v4: 1,
+                handle_id: "net.h".into(),
+                hostname: "n1".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(got.ipv4.len(), 1);
+        assert!(net("10.50.0.0/24").contains(got.ipv4[0].ip()), "{got:?}");
     }
 
     #[test]

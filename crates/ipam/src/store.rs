@@ -26,6 +26,7 @@
 //!
 //! | `commit(ops)` | every op of `ops` applied, or none | [`CommitError`] naming the first op whose compare failed |
 //! | `get_many(ks)` | each key's value + revision (or `None`), one snapshot when the store can | as `get` |
+//! | `read_many(rs)` | one [`ReadResult`] per [`Read`], in order: a get's value (or `None`), a list as `list` gives it; one snapshot when the store can | per read, as `get`/`list` |
 //!
 //! * Each call is atomic and linearizable with respect to all other calls on the same
 //!   datastore, from any thread or process.
@@ -263,6 +264,71 @@ impl From<CommitError> for StoreError {
     }
 }
 
+/// One read of a [`Store::read_many`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// [`Store::get_opt`] of the key.
+    Get(Key),
+    /// [`Store::list`] of the prefix.
+    List(ListPrefix),
+}
+
+/// What one [`Read`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadResult {
+    /// A [`Read::Get`]'s object, `None` when absent.
+    Got(Option<KvPair>),
+    /// A [`Read::List`]'s objects, ascending by key path.
+    Listed(Vec<KvPair>),
+}
+
+impl ReadResult {
+    /// The object of a [`Read::Get`] (`Other` if this answers a list: a store bug).
+    pub fn into_got(self) -> StoreResult<Option<KvPair>> {
+        match self {
+            ReadResult::Got(kv) => Ok(kv),
+            ReadResult::Listed(_) => Err(StoreError::Other("a list answered a get".into())),
+        }
+    }
+
+    /// The objects of a [`Read::List`] (`Other` if this answers a get: a store bug).
+    pub fn into_listed(self) -> StoreResult<Vec<KvPair>> {
+        match self {
+            ReadResult::Listed(kvs) => Ok(kvs),
+            ReadResult::Got(_) => Err(StoreError::Other("a get answered a list".into())),
+        }
+    }
+}
+
+/// [`Store::read_many`]'s default: the reads one by one, in order. A read that fails with
+/// anything but `NotFound` (a store's answer about that one read, e.g. a Kubernetes API
+/// without a resource type) ends the batch: every later read gets the same error, so a
+/// datastore that is down costs one timeout, not one per read.
+pub fn read_sequentially<S: Store + ?Sized>(
+    store: &S,
+    reads: &[Read],
+) -> Vec<StoreResult<ReadResult>> {
+    let mut out = Vec::with_capacity(reads.len());
+    let mut failed: Option<StoreError> = None;
+    for r in reads {
+        if let Some(e) = &failed {
+            out.push(Err(e.clone()));
+            continue;
+        }
+        let got = match r {
+            Read::Get(k) => store.get_opt(k).map(ReadResult::Got),
+            Read::List(p) => store.list(p).map(ReadResult::Listed),
+        };
+        if let Err(e) = &got {
+            if !matches!(e, StoreError::NotFound(_)) {
+                failed = Some(e.clone());
+            }
+        }
+        out.push(got);
+    }
+    out
+}
+
 /// A revisioned object store over Calico's keys. See the module docs for the exact contract.
 pub trait Store {
     /// Read one object.
@@ -302,6 +368,15 @@ pub trait Store {
         keys.iter().map(|k| self.get_opt(k)).collect()
     }
 
+    /// Several gets and lists at once: one result per read, in the order of `reads`, each
+    /// what the single call would give (a get's `NotFound` as `None`). Stores that can read
+    /// them all in one round trip at one revision override this (a failure of that one
+    /// request is then every read's error); the default, for stores without multi-object
+    /// reads (Kubernetes), is [`read_sequentially`].
+    fn read_many(&self, reads: &[Read]) -> Vec<StoreResult<ReadResult>> {
+        read_sequentially(self, reads)
+    }
+
     /// [`Store::get`] mapping `NotFound` to `None`.
     fn get_opt(&self, key: &Key) -> StoreResult<Option<KvPair>> {
         match self.get(key) {
@@ -336,6 +411,9 @@ impl<S: Store + ?Sized> Store for &S {
     }
     fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
         (**self).get_many(keys)
+    }
+    fn read_many(&self, reads: &[Read]) -> Vec<StoreResult<ReadResult>> {
+        (**self).read_many(reads)
     }
 }
 

@@ -137,3 +137,64 @@ fn failure_at_every_write_is_reported_and_recoverable() {
         }
     }
 }
+
+/// Reads (one by one: no `read_many` of its own, as on Kubernetes) fail with `Unavailable`
+/// from the `fail_from`-th on; counts the read calls made.
+struct ReadsFail {
+    inner: MemoryStore,
+    reads: AtomicUsize,
+    fail_from: usize,
+}
+
+impl ReadsFail {
+    fn read<T>(&self, f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        if self.reads.fetch_add(1, Ordering::SeqCst) + 1 >= self.fail_from {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
+        f()
+    }
+}
+
+impl Store for ReadsFail {
+    fn get(&self, key: &Key) -> StoreResult<KvPair> {
+        self.read(|| self.inner.get(key))
+    }
+    fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
+        self.read(|| self.inner.list(prefix))
+    }
+    fn create(&self, key: &Key, value: &str) -> StoreResult<Revision> {
+        self.inner.create(key, value)
+    }
+    fn update(&self, key: &Key, value: &str, rev: &Revision) -> StoreResult<Revision> {
+        self.inner.update(key, value, rev)
+    }
+    fn delete(&self, key: &Key, rev: Option<&Revision>) -> StoreResult<()> {
+        self.inner.delete(key, rev)
+    }
+}
+
+/// A datastore that stops answering during an ADD's opening reads (config, reservations,
+/// pools, node, affinities, made one by one on such a store) fails the ADD with
+/// `Unavailable` after that one failed read: the reads after it are not attempted (each
+/// would wait for its own timeout), and nothing is written.
+#[test]
+fn a_failed_opening_read_ends_the_batch() {
+    for fail_from in 1..=5 {
+        let s = ReadsFail {
+            inner: MemoryStore::new(),
+            reads: AtomicUsize::new(0),
+            fail_from,
+        };
+        add_pool(&s.inner, "v4", "10.41.0.0/24", Some(29), None);
+        add_node(&s.inner, "n1", &[]);
+        let before = s.inner.dump();
+        let e = Ipam::new(&s).auto_assign(&req("h", 1, 0)).unwrap_err();
+        assert!(e.is_unavailable(), "fail_from {fail_from}: {e}");
+        assert_eq!(
+            s.reads.load(Ordering::SeqCst),
+            fail_from,
+            "reads made when read {fail_from} fails"
+        );
+        assert_eq!(s.inner.dump(), before, "nothing written");
+    }
+}

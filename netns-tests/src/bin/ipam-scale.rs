@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use ipam::model::{IpPool, IpPoolSpec};
 use ipam::{
-    AutoAssignRequest, CommitError, IntendedUse, Ipam, IpamOptions, Key, KvPair, ListPrefix,
-    Revision, Store, StoreError, StoreResult, WriteOp,
+    AutoAssignRequest, CommitError, IntendedUse, Ipam, IpamOptions, Key, KvPair, ListPrefix, Read,
+    ReadResult, Revision, Store, StoreError, StoreResult, WriteOp,
 };
 
 thread_local! {
@@ -96,6 +96,17 @@ impl Store for Counting {
             return keys.iter().map(|k| self.get_opt(k)).collect();
         }
         self.count(self.inner.get_many(keys))
+    }
+    /// One request: the store's own multi-read is one round trip (one call per read when
+    /// sequential, as on KDD).
+    fn read_many(&self, reads: &[Read]) -> Vec<StoreResult<ReadResult>> {
+        if self.sequential {
+            return ipam::store::read_sequentially(self, reads);
+        }
+        let r = self.inner.read_many(reads);
+        let e = r.iter().find_map(|r| r.as_ref().err().cloned());
+        self.count(e.map_or(Ok(()), Err)).ok();
+        r
     }
 }
 

@@ -7,16 +7,16 @@ use ipnetwork::IpNetwork;
 use log::{debug, info, warn};
 
 use super::claim::Claim;
-use super::pools::{Pool, PoolChoice};
+use super::pools::{node_key, pools_prefix, Pool, PoolChoice};
 use super::release::ReleaseRequest;
-use super::typed::{is_lost_race, with_block_prefix, AffinityKv, BlockKv};
+use super::typed::{affinities_from, is_lost_race, with_block_prefix, AffinityKv, BlockKv};
 use super::{check_handle, check_host, IntendedUse, Ipam};
 use crate::blockgen;
 use crate::error::{InvalidArgument, IpamError, IpamResult, NoPools};
-use crate::keys::IpVersion;
+use crate::keys::{IpVersion, Key, ListPrefix};
 use crate::model::IpamConfig;
 use crate::reserved::Reservations;
-use crate::store::{KvPair, StoreError};
+use crate::store::{KvPair, Read, ReadResult, StoreError, StoreResult};
 
 /// Calico's `AutoAssignArgs`.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +47,17 @@ pub struct AutoAssignResult {
     pub ipv6: Vec<IpNetwork>,
 }
 
+/// The answers to [`Ipam::auto_assign`]'s opening reads, each consumed where the single
+/// read used to be made (so errors surface in the same order as before).
+struct Opening {
+    config: StoreResult<Option<KvPair>>,
+    reservations: StoreResult<Vec<KvPair>>,
+    pools: StoreResult<Vec<KvPair>>,
+    node: StoreResult<Option<KvPair>>,
+    /// The host's affinities of each requested family.
+    affinities: Vec<(IpVersion, StoreResult<Vec<KvPair>>)>,
+}
+
 /// Calico's `AssignIPArgs`.
 #[derive(Debug, Clone, Default)]
 pub struct AssignIpRequest {
@@ -65,19 +76,17 @@ impl Ipam<'_> {
     pub fn auto_assign(&self, req: &AutoAssignRequest) -> IpamResult<AutoAssignResult> {
         check_host(&req.hostname)?;
         check_handle(&req.handle_id)?;
-        let config = self.get_config()?;
-        *self.reserved.borrow_mut() = Reservations::load(self.store)?;
+        let opening = self.read_opening(req);
+        let config = self.config_from(opening.config.clone())?;
+        *self.reserved.borrow_mut() = Reservations::from_listing(opening.reservations.clone())?;
         let mut out = AutoAssignResult::default();
-        let families = [
-            (IpVersion::V4, req.num_v4, &req.ipv4_pools),
-            (IpVersion::V6, req.num_v6, &req.ipv6_pools),
-        ];
-        for (version, num, pools) in families {
+        let families = [(IpVersion::V4, req.num_v4), (IpVersion::V6, req.num_v6)];
+        for (version, num) in families {
             if num == 0 {
                 continue;
             }
             let mut got = Vec::new();
-            let r = self.assign_family(version, num, pools, req, &config, &mut got);
+            let r = self.assign_family(version, num, req, &config, &opening, &mut got);
             let failed = match r {
                 Ok(()) if got.len() == num => None,
                 Ok(()) => unreachable_shortfall(version, num, got.len()),
@@ -93,6 +102,46 @@ impl Ipam<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The request's opening reads, in one [`Store::read_many`]: one round trip and one
+    /// snapshot on stores that can (etcd, SQLite, memory), else one call each, in the
+    /// order they used to be made one by one.
+    fn read_opening(&self, req: &AutoAssignRequest) -> Opening {
+        let families: Vec<IpVersion> = [(IpVersion::V4, req.num_v4), (IpVersion::V6, req.num_v6)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(v, _)| v)
+            .collect();
+        let mut reads = vec![
+            Read::Get(Key::IpamConfig),
+            Read::List(Reservations::list_prefix()),
+            Read::List(pools_prefix()),
+            Read::Get(node_key(&req.hostname)),
+        ];
+        reads.extend(families.iter().map(|v| {
+            Read::List(ListPrefix::Affinities {
+                host: Some(req.hostname.clone()),
+                version: Some(*v),
+            })
+        }));
+        let mut got = self.store.read_many(&reads).into_iter();
+        let mut next = || {
+            got.next().unwrap_or_else(|| {
+                Err(StoreError::Other(
+                    "the store answered fewer reads than asked".into(),
+                ))
+            })
+        };
+        let get = |r: StoreResult<ReadResult>| r.and_then(ReadResult::into_got);
+        let list = |r: StoreResult<ReadResult>| r.and_then(ReadResult::into_listed);
+        Opening {
+            config: get(next()),
+            reservations: list(next()),
+            pools: list(next()),
+            node: get(next()),
+            affinities: families.into_iter().map(|v| (v, list(next()))).collect(),
+        }
     }
 
     /// Best-effort release of addresses taken by a failed request.
@@ -121,18 +170,23 @@ impl Ipam<'_> {
         &self,
         version: IpVersion,
         num: usize,
-        requested: &[IpNetwork],
         req: &AutoAssignRequest,
         config: &IpamConfig,
+        opening: &Opening,
         out: &mut Vec<IpNetwork>,
     ) -> IpamResult<()> {
         let host = req.hostname.as_str();
+        let requested = match version {
+            IpVersion::V4 => &req.ipv4_pools,
+            IpVersion::V6 => &req.ipv6_pools,
+        };
         let choice = self.determine_pools(
             version,
             requested,
             host,
             req.namespace_labels.as_ref(),
             req.intended_use,
+            (opening.pools.clone(), opening.node.clone()),
         )?;
         let pools = &choice.usable;
         let cap = config.effective_block_cap(req.max_blocks_per_host);
@@ -140,7 +194,18 @@ impl Ipam<'_> {
 
         // 1. Blocks this host already owns. Calico counts every affinity in a usable pool
         // towards the block limit, whatever its state.
-        let affine = self.prepare_affine_blocks(version, host, &choice)?;
+        let listed = opening
+            .affinities
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_else(|| {
+                self.store.list(&ListPrefix::Affinities {
+                    host: Some(host.to_string()),
+                    version: Some(version),
+                })
+            });
+        let affine = self.prepare_affine_blocks(host, &choice, listed)?;
         let mut owned = affine.len();
         // Finish (or drop) claims a crashed process left pending, and take back blocks a
         // release left pendingDeletion, before anything else, so the datastore converges on
@@ -230,13 +295,13 @@ impl Ipam<'_> {
     /// selects the node is released so other hosts can have the block.
     fn prepare_affine_blocks(
         &self,
-        version: IpVersion,
         host: &str,
         choice: &PoolChoice,
+        listed: StoreResult<Vec<KvPair>>,
     ) -> IpamResult<Vec<AffinityKv>> {
         let within = |pools: &[Pool], c: &IpNetwork| pools.iter().any(|p| p.cidr.contains(c.ip()));
         let mut allowed = Vec::new();
-        for a in self.list_affinities(Some(host), Some(version))? {
+        for a in affinities_from(listed?) {
             if within(&choice.usable, &a.cidr) {
                 allowed.push(a);
                 continue;

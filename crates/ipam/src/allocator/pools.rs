@@ -11,7 +11,7 @@ use crate::error::{InvalidArgument, IpamError, IpamResult, NoPools};
 use crate::keys::{IpVersion, Key, ListPrefix, ResourceKind};
 use crate::model::{IpPool, Node};
 use crate::selector::Selector;
-use crate::store::StoreError;
+use crate::store::{KvPair, StoreError, StoreResult};
 
 /// A pool usable for allocation, with its parsed CIDR and effective block size.
 #[derive(Debug, Clone)]
@@ -99,23 +99,49 @@ fn parse_pool(p: IpPool) -> Option<Pool> {
     })
 }
 
+/// What [`Ipam::all_pools`] lists.
+pub(crate) fn pools_prefix() -> ListPrefix {
+    ListPrefix::Resources {
+        kind: ResourceKind::IpPool,
+        namespace: None,
+    }
+}
+
+/// The key of `host`'s Calico Node.
+pub(crate) fn node_key(host: &str) -> Key {
+    Key::resource(ResourceKind::Node, host)
+}
+
+/// The pools of a listing of [`pools_prefix`] that parse, in name order.
+fn pools_from(listed: Vec<KvPair>) -> Vec<Pool> {
+    listed
+        .into_iter()
+        .filter_map(|kv| match IpPool::from_json(&kv.value) {
+            Ok(p) => parse_pool(p),
+            Err(e) => {
+                warn!("skipping pool {}: {e}", kv.key);
+                None
+            }
+        })
+        .collect()
+}
+
+/// The enabled pools of a family among `all` (see [`Ipam::enabled_pools`]).
+fn enabled_of(all: Vec<Pool>, version: IpVersion) -> Vec<Pool> {
+    all.into_iter()
+        .filter(|p| {
+            !p.pool.spec.disabled
+                && p.pool.metadata.deletion_timestamp.is_none()
+                && p.pool.is_allocatable()
+                && IpVersion::of_net(&p.cidr) == version
+        })
+        .collect()
+}
+
 impl Ipam<'_> {
     /// Every stored pool that parses (enabled or not), in name order.
     pub(crate) fn all_pools(&self) -> IpamResult<Vec<Pool>> {
-        let kvs = self.store.list(&ListPrefix::Resources {
-            kind: ResourceKind::IpPool,
-            namespace: None,
-        })?;
-        Ok(kvs
-            .into_iter()
-            .filter_map(|kv| match IpPool::from_json(&kv.value) {
-                Ok(p) => parse_pool(p),
-                Err(e) => {
-                    warn!("skipping pool {}: {e}", kv.key);
-                    None
-                }
-            })
-            .collect())
+        Ok(pools_from(self.store.list(&pools_prefix())?))
     }
 
     /// Whether any stored pool has a namespaceSelector (only then do callers need to look up
@@ -138,23 +164,18 @@ impl Ipam<'_> {
     /// Enabled pools of a family, as Calico's `GetEnabledPools`: not disabled, not being
     /// deleted, not marked `Allocatable=False` by the pool controller.
     pub(crate) fn enabled_pools(&self, version: IpVersion) -> IpamResult<Vec<Pool>> {
-        Ok(self
-            .all_pools()?
-            .into_iter()
-            .filter(|p| {
-                !p.pool.spec.disabled
-                    && p.pool.metadata.deletion_timestamp.is_none()
-                    && p.pool.is_allocatable()
-                    && IpVersion::of_net(&p.cidr) == version
-            })
-            .collect())
+        Ok(enabled_of(self.all_pools()?, version))
     }
 
-    /// Labels of the host's Calico Node (empty, or `NodeNotFound`, when it does not exist —
-    /// see `IpamOptions::require_node`).
-    pub(crate) fn node_labels(&self, host: &str) -> IpamResult<BTreeMap<String, String>> {
-        let key = Key::resource(ResourceKind::Node, host);
-        match self.store.get_opt(&key)? {
+    /// Labels of the host's Calico Node, from the answer to a get of its [`node_key`]
+    /// (empty, or `NodeNotFound`, when it does not exist — see `IpamOptions::require_node`).
+    pub(crate) fn node_labels_from(
+        &self,
+        host: &str,
+        got: StoreResult<Option<KvPair>>,
+    ) -> IpamResult<BTreeMap<String, String>> {
+        let key = node_key(host);
+        match got? {
             Some(kv) => Ok(Node::from_json(&kv.value)
                 .map_err(|e| IpamError::corrupt(&key, e))?
                 .metadata
@@ -167,7 +188,10 @@ impl Ipam<'_> {
     /// Calico's `determinePools` + `filterPoolsByUse`: explicitly requested pools (exact CIDR
     /// of an enabled pool, selectors ignored) or else every automatic pool whose nodeSelector
     /// matches the host and whose namespaceSelector matches `namespace` (its labels; `None`
-    /// evaluates the selector on no labels); then filtered by intended use.
+    /// evaluates the selector on no labels); then filtered by intended use. `pools` and
+    /// `node` are the answers to a list of [`pools_prefix`] and a get of the host's
+    /// [`node_key`] (read together with the request's other opening reads); the node's
+    /// answer only counts when some pool is enabled, as if it were read after them.
     pub(crate) fn determine_pools(
         &self,
         version: IpVersion,
@@ -175,12 +199,13 @@ impl Ipam<'_> {
         host: &str,
         namespace: Option<&BTreeMap<String, String>>,
         use_: IntendedUse,
+        (pools, node): (StoreResult<Vec<KvPair>>, StoreResult<Option<KvPair>>),
     ) -> IpamResult<PoolChoice> {
-        let enabled = self.enabled_pools(version)?;
+        let enabled = enabled_of(pools_from(pools?), version);
         if enabled.is_empty() {
             return Err(NoPools::NoneEnabled.into());
         }
-        let node_labels = self.node_labels(host)?;
+        let node_labels = self.node_labels_from(host, node)?;
         let chosen: Vec<Pool> = if !requested.is_empty() {
             requested
                 .iter()

@@ -12,7 +12,7 @@ use super::Ipam;
 use crate::error::{InvalidArgument, IpamError, IpamResult};
 use crate::keys::{IpVersion, Key, ListPrefix};
 use crate::model::{AffinityState, AllocationBlock, BlockAffinity, IpamConfig, IpamHandle};
-use crate::store::{KvPair, Revision, StoreError, WriteOp};
+use crate::store::{KvPair, Revision, StoreError, StoreResult, WriteOp};
 
 /// A block as read, with the revision to CAS against.
 pub(crate) struct BlockKv {
@@ -202,31 +202,7 @@ impl Ipam<'_> {
             host: host.map(str::to_string),
             version,
         };
-        let mut out = Vec::new();
-        for kv in self.store.list(&prefix)? {
-            let Key::Affinity {
-                host,
-                cidr,
-                affinity_type,
-                ..
-            } = &kv.key
-            else {
-                continue;
-            };
-            if affinity_type != crate::keys::AFFINITY_TYPE_HOST {
-                continue;
-            }
-            match BlockAffinity::from_json(&kv.value) {
-                Ok(affinity) => out.push(AffinityKv {
-                    host: host.clone(),
-                    cidr: *cidr,
-                    affinity,
-                    rev: kv.revision,
-                }),
-                Err(e) => warn!("skipping affinity {}: {e}", kv.key),
-            }
-        }
-        Ok(out)
+        Ok(affinities_from(self.store.list(&prefix)?))
     }
 
     /// CAS-write an affinity state.
@@ -244,7 +220,13 @@ impl Ipam<'_> {
 
     /// The IPAM config, or Calico's defaults when none is stored.
     pub fn get_config(&self) -> IpamResult<IpamConfig> {
-        let config: IpamConfig = match self.store.get_opt(&Key::IpamConfig)? {
+        self.config_from(self.store.get_opt(&Key::IpamConfig))
+    }
+
+    /// The IPAM config from the answer to a get of [`Key::IpamConfig`] (as
+    /// [`Self::get_config`] reads it).
+    pub(crate) fn config_from(&self, got: StoreResult<Option<KvPair>>) -> IpamResult<IpamConfig> {
+        let config: IpamConfig = match got? {
             None => IpamConfig::default_when_absent(),
             Some(kv) => serde_json::from_str(&kv.value)
                 .map_err(|e| IpamError::corrupt(&Key::IpamConfig, e))?,
@@ -321,6 +303,35 @@ impl Ipam<'_> {
             lost_race(r)
         })
     }
+}
+
+/// The `host` affinities of a listing of affinities, in key order (unreadable ones skipped).
+pub(crate) fn affinities_from(listed: Vec<KvPair>) -> Vec<AffinityKv> {
+    let mut out = Vec::new();
+    for kv in listed {
+        let Key::Affinity {
+            host,
+            cidr,
+            affinity_type,
+            ..
+        } = &kv.key
+        else {
+            continue;
+        };
+        if affinity_type != crate::keys::AFFINITY_TYPE_HOST {
+            continue;
+        }
+        match BlockAffinity::from_json(&kv.value) {
+            Ok(affinity) => out.push(AffinityKv {
+                host: host.clone(),
+                cidr: *cidr,
+                affinity,
+                rev: kv.revision,
+            }),
+            Err(e) => warn!("skipping affinity {}: {e}", kv.key),
+        }
+    }
+    out
 }
 
 /// Map a write outcome for a retry loop: conflicts (and the races that surface as
