@@ -44,6 +44,14 @@ struct Counting {
 }
 
 impl Counting {
+    /// Whether multi-key reads go one key at a time: when hidden (`SCALE_SEQUENTIAL=1`), and
+    /// on a store without multi-key operations (KDD: `commits_atomically` false), whose
+    /// `get_many`/`read_many` are the trait's one-request-per-read defaults. Counting them
+    /// through our own get/list then counts what the store really sends.
+    fn one_by_one(&self) -> bool {
+        self.sequential || !self.inner.commits_atomically()
+    }
+
     fn count<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let conflict = matches!(
@@ -92,7 +100,7 @@ impl Store for Counting {
         !self.sequential && self.inner.commits_atomically()
     }
     fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
-        if self.sequential {
+        if self.one_by_one() {
             return keys.iter().map(|k| self.get_opt(k)).collect();
         }
         self.count(self.inner.get_many(keys))
@@ -100,7 +108,7 @@ impl Store for Counting {
     /// One request: the store's own multi-read is one round trip (one call per read when
     /// sequential, as on KDD).
     fn read_many(&self, reads: &[Read]) -> Vec<StoreResult<ReadResult>> {
-        if self.sequential {
+        if self.one_by_one() {
             return ipam::store::read_sequentially(self, reads);
         }
         let r = self.inner.read_many(reads);
