@@ -215,22 +215,7 @@ fn list_in(conn: &Connection, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
 
 impl Store for LocalStore {
     fn get(&self, key: &Key) -> StoreResult<KvPair> {
-        let path = key.path();
-        let row: Option<(String, i64)> = self
-            .conn()
-            .query_row(
-                "SELECT value, revision FROM kv WHERE key = ?1",
-                [&path],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(map_err)?;
-        let (value, rev) = row.ok_or(StoreError::NotFound(path))?;
-        Ok(KvPair {
-            key: key.clone(),
-            value,
-            revision: Revision::from_i64(rev),
-        })
+        get_in(&self.conn(), key)?.ok_or_else(|| StoreError::NotFound(key.path()))
     }
 
     fn list(&self, prefix: &ListPrefix) -> StoreResult<Vec<KvPair>> {
@@ -334,24 +319,10 @@ impl Store for LocalStore {
     fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(map_err)?;
-        let out = {
-            let mut stmt = tx
-                .prepare("SELECT value, revision FROM kv WHERE key = ?1")
-                .map_err(map_err)?;
-            keys.iter()
-                .map(|k| {
-                    let row: Option<(String, i64)> = stmt
-                        .query_row([k.path()], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                        .map_err(map_err)?;
-                    Ok(row.map(|(value, rev)| KvPair {
-                        key: k.clone(),
-                        value,
-                        revision: Revision::from_i64(rev),
-                    }))
-                })
-                .collect::<StoreResult<Vec<_>>>()?
-        };
+        let out = keys
+            .iter()
+            .map(|k| get_in(&tx, k))
+            .collect::<StoreResult<Vec<_>>>()?;
         tx.commit().map_err(map_err)?;
         Ok(out)
     }

@@ -9,14 +9,16 @@ use log::{debug, info, warn};
 use super::claim::Claim;
 use super::pools::{node_key, pools_prefix, Pool, PoolChoice};
 use super::release::ReleaseRequest;
-use super::typed::{affinities_from, is_lost_race, with_block_prefix, AffinityKv, BlockKv};
+use super::typed::{
+    affinities_from, handle_change, is_lost_race, with_block_prefix, AffinityKv, BlockKv,
+};
 use super::{check_handle, check_host, IntendedUse, Ipam};
 use crate::blockgen;
 use crate::error::{InvalidArgument, IpamError, IpamResult, NoPools};
 use crate::keys::{IpVersion, Key, ListPrefix};
 use crate::model::IpamConfig;
 use crate::reserved::Reservations;
-use crate::store::{KvPair, Read, ReadResult, StoreError, StoreResult};
+use crate::store::{KvPair, Read, ReadResult, StoreError, StoreResult, WriteOp};
 
 /// Calico's `AutoAssignArgs`.
 #[derive(Debug, Clone, Default)]
@@ -436,13 +438,14 @@ impl Ipam<'_> {
     ) -> IpamResult<bool> {
         let cidr = b.block.cidr;
         if self.store.commits_atomically() {
-            let ops = [
-                self.handle_increment(handle, &cidr, n, handle_kv)?,
-                self.block_write(b, false),
-            ];
+            // `n` is positive, so the handle is always written (created or updated).
+            let mut ops: Vec<WriteOp> = handle_change(handle, &cidr, n as i64, handle_kv)?
+                .into_iter()
+                .collect();
+            ops.push(self.block_write(b, false));
             return match self.store.commit(&ops) {
                 Ok(revs) => {
-                    if let Some(Some(rev)) = revs.into_iter().nth(1) {
+                    if let Some(Some(rev)) = revs.into_iter().last() {
                         b.rev = rev;
                     }
                     Ok(true)

@@ -7,10 +7,11 @@ use std::time::SystemTime;
 use ipnetwork::IpNetwork;
 use log::{debug, warn};
 
+use super::pools::node_key;
 use super::typed::{is_lost_race, lost_race, BlockKv};
 use super::{check_handle, Ipam};
 use crate::error::{IpamError, IpamResult};
-use crate::keys::{IpVersion, Key, ResourceKind};
+use crate::keys::{IpVersion, Key};
 use crate::model::{AllocationBlock, IpamHandle, Node, AFFINITY_HOST_PREFIX};
 use crate::store::{StoreError, WriteOp};
 
@@ -179,7 +180,7 @@ impl Ipam<'_> {
         else {
             return Ok(());
         };
-        let key = Key::resource(ResourceKind::Node, host);
+        let key = node_key(host);
         let Some(kv) = self.store.get_opt(&key)? else {
             return Ok(());
         };
@@ -206,15 +207,10 @@ impl Ipam<'_> {
 
     /// Write a block after releases: delete it when it is empty and unaffine, else CAS update.
     fn write_released(&self, b: &mut BlockKv) -> IpamResult<Option<()>> {
-        let r = if b.block.is_empty() && !b.block.has_affinity() {
-            self.store.delete(&b.key(), Some(&b.rev))
-        } else {
-            self.update_block(b).map(|_| ())
-        };
-        match r {
+        match self.block_write(b, true).apply_alone(self.store) {
             // A block deleted under us has nothing left to release.
             Err(StoreError::NotFound(_)) => Ok(Some(())),
-            r => lost_race(r),
+            r => lost_race(r.map(|_| ())),
         }
     }
 

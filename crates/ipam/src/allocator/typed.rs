@@ -102,33 +102,6 @@ impl Ipam<'_> {
         }
     }
 
-    /// The CAS write adding `n` to `handle`'s count for block `cidr`, given the handle's
-    /// current object (`None`: absent, so it is created).
-    pub(crate) fn handle_increment(
-        &self,
-        handle: &str,
-        cidr: &IpNetwork,
-        n: usize,
-        current: Option<KvPair>,
-    ) -> IpamResult<WriteOp> {
-        let key = Key::handle(handle);
-        let block = cidr.to_string();
-        let Some(kv) = current else {
-            let mut h = IpamHandle::default();
-            h.block.insert(block, n as u64);
-            let value = serde_json::to_string(&h).unwrap_or_default();
-            return Ok(WriteOp::Create { key, value });
-        };
-        let mut h: IpamHandle =
-            serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
-        *h.block.entry(block).or_insert(0) += n as u64;
-        Ok(WriteOp::Update {
-            key,
-            value: serde_json::to_string(&h).unwrap_or_default(),
-            revision: kv.revision,
-        })
-    }
-
     /// Calico's `blockFromBackend`: every block read for IPAM first frees the addresses whose
     /// cooldown is over (in memory; the next write of the block stores it).
     fn collect_cooled(&self, block: &mut AllocationBlock) -> IpamResult<()> {
@@ -270,39 +243,61 @@ impl Ipam<'_> {
 
     fn change_handle(&self, handle: &str, cidr: &IpNetwork, delta: i64) -> IpamResult<()> {
         let key = Key::handle(handle);
-        let block = cidr.to_string();
         self.retry(|| {
-            let Some(kv) = self.store.get_opt(&key)? else {
-                if delta <= 0 {
-                    warn!("handle {handle} not found while releasing from {block}");
-                    return Ok(Some(()));
-                }
-                let mut h = IpamHandle::default();
-                h.block.insert(block.clone(), delta as u64);
-                let json = serde_json::to_string(&h).unwrap_or_default();
-                return lost_race(self.store.create(&key, &json).map(|_| ()));
-            };
-            let mut h: IpamHandle =
-                serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
-            let cur = h.block.get(&block).copied().unwrap_or(0);
-            let new = cur as i64 + delta;
-            if new < 0 {
-                warn!("handle {handle} count for {block} would go negative ({cur}{delta:+})");
+            let current = self.store.get_opt(&key)?;
+            match handle_change(handle, cidr, delta, current)? {
+                Some(op) => lost_race(op.apply_alone(self.store).map(|_| ())),
+                None => Ok(Some(())),
             }
-            if new <= 0 {
-                h.block.remove(&block);
-            } else {
-                h.block.insert(block.clone(), new as u64);
-            }
-            let r = if h.block.is_empty() {
-                self.store.delete(&key, Some(&kv.revision))
-            } else {
-                let json = serde_json::to_string(&h).unwrap_or_default();
-                self.store.update(&key, &json, &kv.revision).map(|_| ())
-            };
-            lost_race(r)
         })
     }
+}
+
+/// The CAS write changing `handle`'s count for block `cidr` by `delta`, given the handle's
+/// current object: created when absent, deleted when no block counts remain; `None` when
+/// there is nothing to write (a decrement of an absent handle).
+pub(crate) fn handle_change(
+    handle: &str,
+    cidr: &IpNetwork,
+    delta: i64,
+    current: Option<KvPair>,
+) -> IpamResult<Option<WriteOp>> {
+    let key = Key::handle(handle);
+    let block = cidr.to_string();
+    let Some(kv) = current else {
+        if delta <= 0 {
+            warn!("handle {handle} not found while releasing from {block}");
+            return Ok(None);
+        }
+        let mut h = IpamHandle::default();
+        h.block.insert(block, delta as u64);
+        let value = serde_json::to_string(&h).unwrap_or_default();
+        return Ok(Some(WriteOp::Create { key, value }));
+    };
+    let mut h: IpamHandle =
+        serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
+    let cur = h.block.get(&block).copied().unwrap_or(0);
+    let new = cur as i64 + delta;
+    if new < 0 {
+        warn!("handle {handle} count for {block} would go negative ({cur}{delta:+})");
+    }
+    if new <= 0 {
+        h.block.remove(&block);
+    } else {
+        h.block.insert(block, new as u64);
+    }
+    Ok(Some(if h.block.is_empty() {
+        WriteOp::Delete {
+            key,
+            revision: kv.revision,
+        }
+    } else {
+        WriteOp::Update {
+            key,
+            value: serde_json::to_string(&h).unwrap_or_default(),
+            revision: kv.revision,
+        }
+    }))
 }
 
 /// The `host` affinities of a listing of affinities, in key order (unreadable ones skipped).
