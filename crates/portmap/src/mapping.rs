@@ -34,6 +34,14 @@ impl Family {
             Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         }
     }
+
+    /// The nf_tables table family (`ip` / `ip6`) both backends' netlink paths address.
+    pub fn nf_tables(self) -> nf_tables::Family {
+        match self {
+            Family::V4 => nf_tables::Family::Ipv4,
+            Family::V6 => nf_tables::Family::Ipv6,
+        }
+    }
 }
 
 impl fmt::Display for Family {

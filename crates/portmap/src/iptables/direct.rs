@@ -56,13 +56,6 @@ const MASQ_V4_INFO_LEN: usize = 24;
 const MASQ_V6_INFO_LEN: usize = 40;
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 
-fn nf_family(family: Family) -> nf_tables::Family {
-    match family {
-        Family::V4 => nf_tables::Family::Ipv4,
-        Family::V6 => nf_tables::Family::Ipv6,
-    }
-}
-
 fn proto_number(name: &str) -> Option<u8> {
     match name {
         "tcp" => Some(libc::IPPROTO_TCP as u8),
@@ -447,7 +440,7 @@ fn shared_rules_present(
     req: &Request,
     family: Family,
 ) -> nf_tables::Result<bool> {
-    let f = nf_family(family);
+    let f = family.nf_tables();
     for (chain, rules) in render::shared_rules_by_chain(req) {
         let Some(wanted) = encode_all(family, &rules) else {
             return Ok(false);
@@ -486,7 +479,7 @@ pub fn add_batch(req: &Request, addr: &IpNetwork) -> Option<Batch> {
     let entries = encode_all(family, &render::entry_rules(req, family))?;
     let dnats = encode_all(family, &render::dnat_rules(req, addr))?;
     let chain = req.attachment.dnat_chain();
-    let f = nf_family(family);
+    let f = family.nf_tables();
     let mut b = Batch::new();
     b.add_chain(f, TABLE, &chain);
     for r in &entries {
@@ -549,7 +542,7 @@ fn nothing_here_unless_legacy(
     if legacy_nat_exists(family) {
         return Ok(Outcome::Fallback(why));
     }
-    let f = nf_family(family);
+    let f = family.nf_tables();
     for chain in [req.attachment.dnat_chain(), req.attachment.old_snat_chain()] {
         if sock.chain(f, TABLE, &chain)?.is_some() {
             return Ok(Outcome::Fallback(format!("{why} but {chain} is")));
@@ -568,7 +561,7 @@ pub fn del(req: &Request, family: Family) -> Outcome {
 }
 
 fn del_with(sock: &mut NfSocket, req: &Request, family: Family) -> nf_tables::Result<Outcome> {
-    let f = nf_family(family);
+    let f = family.nf_tables();
     // Without the shared chain in nf_tables (iptables-legacy, or nothing of ours in this
     // family), only iptables itself can tell, unless x_tables has no nat table at all.
     if sock.chain(f, TABLE, TOP_DNAT_CHAIN)?.is_none() {

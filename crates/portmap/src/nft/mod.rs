@@ -30,13 +30,6 @@ fn run(txn: &Txn) -> Result<(), ToolFailure> {
     Err(ToolFailure::from(out.stderr.trim().to_string()))
 }
 
-fn nf_family(f: Family) -> nf_tables::Family {
-    match f {
-        Family::V4 => nf_tables::Family::Ipv4,
-        Family::V6 => nf_tables::Family::Ipv6,
-    }
-}
-
 fn netlink_failure(e: nf_tables::Error) -> ToolFailure {
     ToolFailure::from(e.to_string())
 }
@@ -96,7 +89,7 @@ fn apply(sock: &mut NfSocket, txn: &Txn) -> Result<Vec<Refused>, nf_tables::Erro
             Change::Add => ElementChange::Add,
             Change::Delete => ElementChange::Delete,
         };
-        batch.element(change, nf_family(op.family), TABLE, op.set, &element(op)?)?;
+        batch.element(change, op.family.nf_tables(), TABLE, op.set, &element(op)?)?;
         ops.push((tag, op));
     }
     let refused = sock.apply_or_refusals(&batch)?;
@@ -128,7 +121,7 @@ fn existing(
         .iter()
         .zip(&elements)
         .map(|((_, op), e)| ElementLookup {
-            family: nf_family(op.family),
+            family: op.family.nf_tables(),
             table: TABLE,
             set: op.set,
             element: e,
@@ -147,7 +140,7 @@ fn existing(
 fn static_is_current(sock: &mut NfSocket, req: &Request, family: Family) -> bool {
     let marker = render::static_marker(req, family);
     render::marked_chains(req).iter().all(|chain| {
-        match sock.rules(nf_family(family), TABLE, chain) {
+        match sock.rules(family.nf_tables(), TABLE, chain) {
             Ok(rules) => rules.last().and_then(|r| r.comment.as_deref()) == Some(&marker),
             Err(e) => {
                 log::debug!("listing {family} {TABLE} {chain}: {e}");
@@ -251,7 +244,7 @@ fn existing_families(sock: &mut NfSocket) -> Vec<Family> {
         .into_iter()
         .filter(|f| {
             // Both our layout and upstream's have the `prerouting` base chain.
-            match sock.chain(nf_family(*f), TABLE, "prerouting") {
+            match sock.chain(f.nf_tables(), TABLE, "prerouting") {
                 Ok(found) => found.is_some(),
                 Err(e) => {
                     log::debug!("looking up {f} {TABLE}: {e}");
