@@ -469,12 +469,12 @@ impl EtcdClient {
     /// The values and revisions of `keys` (`None`: absent), read in one Txn, so in one round
     /// trip and at one revision.
     pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<KeyValue>>, EtcdError> {
-        let first = keys.first().copied().unwrap_or("");
-        self.run("get", first, |mut kv, _| async move {
-            let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
-            let resp = kv.txn(Txn::new().and_then(gets)).await?;
-            Ok(currents(&resp))
-        })
+        let reads: Vec<RangeRead> = keys.iter().map(|k| RangeRead::Get(k)).collect();
+        Ok(self
+            .read_many(&reads)?
+            .into_iter()
+            .map(|kvs| kvs.into_iter().next())
+            .collect())
     }
 
     /// Several gets and prefix lists in one Txn (no compares), so in one round trip and at
