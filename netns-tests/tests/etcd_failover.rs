@@ -136,6 +136,15 @@ impl Cluster {
         c
     }
 
+    /// The log tails of the members still running, for failure messages.
+    fn survivor_logs(&self, victim: usize) -> String {
+        (0..3)
+            .filter(|m| *m != victim)
+            .map(|m| format!("--- etcd member {m}\n{}", self.etcd.log_tail(m)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn calicoctl(&self, args: &[&str]) -> Run {
         let env = [
             ("DATASTORE_TYPE", "etcdv3".to_string()),
@@ -183,32 +192,47 @@ fn container(i: usize) -> String {
     format!("failover-ctr-{i:02}")
 }
 
-/// Index of the current raft leader, asked with stock etcdctl (member 0 if unknown).
+/// Index of the current raft leader, asked with stock etcdctl. Every member must answer
+/// (a member already gone would make the kill leave no quorum and prove nothing); an
+/// election in progress is waited out for up to 5 s.
 fn leader(etcd: &EtcdCluster) -> usize {
-    let out = Command::new("etcdctl")
-        .args([
-            "--endpoints",
-            &etcd.endpoints_csv(),
-            "endpoint",
-            "status",
-            "-w",
-            "json",
-        ])
-        .env("ETCDCTL_API", "3")
-        .output();
-    let Ok(out) = out else { return 0 };
-    let Ok(Value::Array(eps)) = serde_json::from_slice::<Value>(&out.stdout) else {
-        return 0;
-    };
-    let eps_list = etcd.endpoints();
-    eps.iter()
-        .find(|e| {
-            let s = &e["Status"];
-            s["header"]["member_id"].as_u64().is_some() && s["header"]["member_id"] == s["leader"]
-        })
-        .and_then(|e| e["Endpoint"].as_str())
-        .and_then(|ep| eps_list.iter().position(|x| x == ep))
-        .unwrap_or(0)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("etcdctl")
+            .args([
+                "--endpoints",
+                &etcd.endpoints_csv(),
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("run etcdctl (apt-get install etcd-client)");
+        let eps = serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null);
+        let eps = eps.as_array().map(Vec::as_slice).unwrap_or_default();
+        let eps_list = etcd.endpoints();
+        let leader = eps
+            .iter()
+            .find(|e| {
+                let s = &e["Status"];
+                s["header"]["member_id"].as_u64().is_some()
+                    && s["header"]["member_id"] == s["leader"]
+            })
+            .and_then(|e| e["Endpoint"].as_str())
+            .and_then(|ep| eps_list.iter().position(|x| x == ep));
+        match leader {
+            Some(i) if out.status.success() && eps.len() == eps_list.len() => return i,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => panic!(
+                "no leader among all {} members: {}{}",
+                eps_list.len(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
 }
 
 /// The address of a successful calico-ipam ADD result.
@@ -235,6 +259,9 @@ fn adds_during_etcd_leader_loss_succeed_uniquely_or_ask_to_retry() {
     // The burst: half the ADDs start, the leader dies while they run, the rest start
     // against the degraded (2 of 3) cluster.
     let victim = leader(&c.etcd);
+    for m in 0..3 {
+        assert!(c.etcd.is_running(m), "member {m} died before the burst");
+    }
     let mut children = Vec::new();
     let mut killed_at = Instant::now();
     for i in 0..PROCS {
@@ -300,7 +327,12 @@ fn adds_during_etcd_leader_loss_succeed_uniquely_or_ask_to_retry() {
 
     // Consistent right after the burst, read through the same endpoint list (one dead).
     let check = c.calicoctl(&["ipam", "check"]);
-    assert_eq!(check.code, Some(0), "ipam check after the burst: {check:?}");
+    assert_eq!(
+        check.code,
+        Some(0),
+        "ipam check after the burst: {check:?}\n{}",
+        c.survivor_logs(victim)
+    );
     assert!(
         check
             .stdout

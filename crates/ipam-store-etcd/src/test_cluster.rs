@@ -15,6 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::EtcdConfig;
@@ -131,7 +132,10 @@ impl EtcdCluster {
                 tls: tls_files,
                 dir,
             };
-            match cluster.spawn_members(&bin, members, attempt, args) {
+            let started = cluster
+                .spawn_members(&bin, members, attempt, args)
+                .and_then(|()| cluster.verify_one_cluster());
+            match started {
                 Ok(()) => return Ok(cluster),
                 // Dropping `cluster` kills whatever did start.
                 Err(e) => last_err = Some(e),
@@ -154,7 +158,14 @@ impl EtcdCluster {
             .map(|i| format!("m{i}={}", peer_url(i)))
             .collect::<Vec<_>>()
             .join(",");
-        let token = format!("etcd-test-{}-{attempt}", std::process::id());
+        // Unique per cluster (tests of one process start clusters concurrently), so members of
+        // two clusters can never take each other for peers.
+        static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+        let token = format!(
+            "etcd-test-{}-{}-{attempt}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        );
         for i in 0..n {
             let client_url = format!("{scheme}://127.0.0.1:{}", ports[3 * i]);
             let metrics_addr = format!("127.0.0.1:{}", ports[3 * i + 2]);
@@ -239,6 +250,58 @@ impl EtcdCluster {
         Ok(())
     }
 
+    /// Proves that the members which reported healthy are this cluster's own processes, all
+    /// still running: every client URL answers with one cluster ID and its own member ID.
+    /// A port picked by binding :0 is free again until etcd binds it, so another cluster
+    /// started at the same moment can take it; its member then answers `/health` on our
+    /// metrics address while ours has died of "address in use". Found by a failover test
+    /// that killed the leader of what was really a 2-member cluster and lost its quorum.
+    fn verify_one_cluster(&mut self) -> io::Result<()> {
+        let out = self
+            .etcdctl()
+            .args(["endpoint", "status", "-w", "fields"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| -> Vec<String> {
+            let prefix = format!("\"{name}\" : ");
+            text.lines()
+                .filter_map(|l| l.strip_prefix(&prefix))
+                .map(|v| v.trim_matches('"').to_string())
+                .collect()
+        };
+        let (clusters, ids, mut endpoints) =
+            (field("ClusterID"), field("MemberID"), field("Endpoint"));
+        endpoints.sort();
+        let mut expected_endpoints = self.endpoints();
+        expected_endpoints.sort();
+        let mut distinct_ids = ids.clone();
+        distinct_ids.sort();
+        distinct_ids.dedup();
+        let n = self.members.len();
+        let ours = out.status.success()
+            && clusters.len() == n
+            && clusters.iter().all(|c| *c == clusters[0])
+            && distinct_ids.len() == n
+            && endpoints == expected_endpoints;
+        if !ours {
+            return Err(io::Error::other(format!(
+                "etcd endpoints {} are not one {n}-member cluster: cluster IDs {clusters:?}, \
+                 member IDs {ids:?}; etcdctl: {}",
+                self.endpoints_csv(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        for i in 0..n {
+            if !self.is_running(i) {
+                return Err(io::Error::other(format!(
+                    "etcd member m{i} exited after reporting healthy:\n{}",
+                    tail(&self.members[i].log)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Client URLs of all members (including killed ones).
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()
@@ -315,20 +378,9 @@ impl EtcdCluster {
     /// Reads `key` with the stock `etcdctl` (v3 API), independently of our client: proves
     /// that what we wrote is visible to Calico's tooling. `None` when the key is absent.
     pub fn etcdctl_get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
-        let mut cmd = Command::new(etcdctl_bin());
-        cmd.env("ETCDCTL_API", "3")
-            .env_remove("ETCDCTL_ENDPOINTS")
-            .arg(format!("--endpoints={}", self.endpoints_csv()))
-            .arg("--dial-timeout=3s")
-            .arg("--command-timeout=5s");
-        if let Some(t) = &self.tls {
-            cmd.arg(format!("--cacert={}", t.ca_cert.display()))
-                .arg(format!("--cert={}", t.client_cert.display()))
-                .arg(format!("--key={}", t.client_key.display()));
-        }
-        let out = cmd
+        let out = self
+            .etcdctl()
             .args(["get", "--print-value-only", key])
-            .stdin(Stdio::null())
             .output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
@@ -345,6 +397,24 @@ impl EtcdCluster {
             value.pop();
         }
         Ok(Some(value))
+    }
+
+    /// Stock `etcdctl` (v3 API) aimed at every member, with the client certificate of a TLS
+    /// cluster.
+    fn etcdctl(&self) -> Command {
+        let mut cmd = Command::new(etcdctl_bin());
+        cmd.env("ETCDCTL_API", "3")
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .arg(format!("--endpoints={}", self.endpoints_csv()))
+            .arg("--dial-timeout=3s")
+            .arg("--command-timeout=5s");
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cacert={}", t.ca_cert.display()))
+                .arg(format!("--cert={}", t.client_cert.display()))
+                .arg(format!("--key={}", t.client_key.display()));
+        }
+        cmd.stdin(Stdio::null());
+        cmd
     }
 }
 
