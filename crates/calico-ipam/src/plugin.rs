@@ -231,18 +231,18 @@ impl Plugin for CalicoIpam {
         let ctx = Ctx::new(inv)?;
         let ipam = ctx.ipam();
         let _lock = ctx.lock();
-        let freed = release(&ipam, &ctx.handle)?;
+        // Calico also frees the handle it used before network-scoped handles.
         let legacy = legacy_handle(inv);
-        let freed_legacy = if legacy != ctx.handle {
-            release(&ipam, &legacy)?
-        } else {
-            Vec::new()
-        };
+        let mut handles = vec![ctx.handle.as_str()];
+        if legacy != ctx.handle {
+            handles.push(&legacy);
+        }
+        let freed = ipam.release_handles(&handles, &ctx.node).map_err(|e| {
+            CniError::from(e).context(format_args!("failed to release {}", ctx.handle))
+        })?;
         log::info!(
-            "released {} address(es) of handle {} (+{} legacy)",
-            freed.len(),
-            ctx.handle,
-            freed_legacy.len()
+            "released {} address(es) of handles {handles:?}",
+            freed.len()
         );
         Ok(())
     }

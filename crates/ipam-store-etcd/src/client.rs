@@ -30,6 +30,9 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 /// not going to answer in 10 s either, and the runtime retries code 11 anyway).
 const REFUSED_GRACE: Duration = Duration::from_millis(750);
 
+/// etcd's default `--max-txn-ops`: a Txn with more compares or operations is refused.
+pub const MAX_TXN_OPS: usize = 128;
+
 /// Floor of one attempt's budget however many endpoints share the timeout.
 const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -482,8 +485,18 @@ impl EtcdClient {
     /// order. A prefix range holds at most a list page of keys, as [`EtcdClient::list`]'s
     /// pages do, so the answer stays within the message size limit whatever the cluster
     /// size; a prefix with more keys than that is listed again, in pages, on its own (then
-    /// at a later revision than the other reads).
+    /// at a later revision than the other reads). More reads than etcd takes in one Txn
+    /// ([`MAX_TXN_OPS`]) go in several, each its own snapshot.
     pub fn read_many(&self, reads: &[RangeRead<'_>]) -> Result<Vec<Vec<KeyValue>>, EtcdError> {
+        let mut out = Vec::with_capacity(reads.len());
+        for chunk in reads.chunks(MAX_TXN_OPS) {
+            out.extend(self.read_txn(chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// [`EtcdClient::read_many`] of at most [`MAX_TXN_OPS`] reads: one Txn.
+    fn read_txn(&self, reads: &[RangeRead<'_>]) -> Result<Vec<Vec<KeyValue>>, EtcdError> {
         let first = reads.first().map_or("", |r| r.key());
         let answers = self.run("read", first, |mut kv, _| async move {
             let ops: Vec<TxnOp> = reads

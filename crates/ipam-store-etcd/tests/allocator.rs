@@ -130,3 +130,57 @@ fn two_nodes_times_25_parallel_assignments_then_release() {
         assert_eq!(block.allocated_count(), 0, "{}", kv.key);
     }
 }
+
+/// A handle holding addresses in more blocks than etcd takes operations in one Txn (128):
+/// the DEL's release frees all of them and deletes the handle, instead of failing on every
+/// retry with "too many operations in txn request" and leaking the pod's addresses.
+#[test]
+fn a_handle_spanning_more_blocks_than_one_txn_is_released_whole() {
+    let etcd = EtcdCluster::start(1).expect("start etcd");
+    let store = connect(&etcd.config());
+    let ipam = Ipam::new(&store);
+    let spec = IpPoolSpec {
+        cidr: "10.78.0.0/16".into(),
+        block_size: Some(29),
+        ..Default::default()
+    };
+    ipam.create_pool(&IpPool::new("IPPool", "pool-big", spec))
+        .unwrap();
+    let n = Node::new("Node", "node-a", Default::default());
+    store
+        .create(&Key::resource(ResourceKind::Node, "node-a"), &n.to_json())
+        .unwrap();
+    let big = "k8s-pod-network.big";
+    // One address in each of 130 /29 blocks, all under one handle.
+    let ips: BTreeSet<IpAddr> = (0..130u32)
+        .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a4e_0000 + i * 8 + 1)))
+        .collect();
+    for ip in &ips {
+        ipam.assign_ip(&ipam::AssignIpRequest {
+            ip: Some(*ip),
+            handle_id: big.into(),
+            hostname: "node-a".into(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("assign {ip}: {e}"));
+    }
+    assert_eq!(
+        store
+            .list(&ListPrefix::Blocks { version: None })
+            .unwrap()
+            .len(),
+        130
+    );
+
+    let freed: BTreeSet<IpAddr> = ipam
+        .release_handles(&[big, "big"], "node-a")
+        .expect("release a 130-block handle")
+        .into_iter()
+        .collect();
+    assert_eq!(freed, ips);
+    assert!(store.list(&ListPrefix::Handles).unwrap().is_empty());
+    for kv in store.list(&ListPrefix::Blocks { version: None }).unwrap() {
+        let block = AllocationBlock::from_json(&kv.value).unwrap();
+        assert_eq!(block.allocated_count(), 0, "{}", kv.key);
+    }
+}

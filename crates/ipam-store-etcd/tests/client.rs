@@ -583,3 +583,29 @@ fn read_many_completes_a_prefix_longer_than_a_page() {
     );
     assert!(got[4].is_empty(), "empty prefix");
 }
+
+/// More reads than etcd takes in one Txn (128 by default) are all answered, in order: a
+/// release of a handle with many blocks, or any batch grown past the limit, must not be
+/// refused whole with "too many operations in txn request".
+#[test]
+fn read_many_answers_more_reads_than_one_txn_takes() {
+    let etcd = cluster(1);
+    let c = EtcdClient::connect(&etcd.config()).unwrap();
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("/calico/ipam/v2/handle/h{i:03}"))
+        .collect();
+    for k in keys.iter().step_by(2) {
+        c.put(k, k.as_bytes()).unwrap();
+    }
+    let reads: Vec<RangeRead> = keys.iter().map(|k| RangeRead::Get(k)).collect();
+    let got = c.read_many(&reads).unwrap();
+    assert_eq!(got.len(), 300);
+    for (i, (k, kvs)) in keys.iter().zip(&got).enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(kvs.len(), 1, "{k}");
+            assert_eq!(kvs[0].value, k.as_bytes(), "{k}");
+        } else {
+            assert!(kvs.is_empty(), "{k} was never written");
+        }
+    }
+}

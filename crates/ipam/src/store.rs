@@ -300,6 +300,33 @@ impl ReadResult {
     }
 }
 
+/// The answers of one [`Store::read_many`], taken in the order of its reads.
+pub struct Answers(std::vec::IntoIter<StoreResult<ReadResult>>);
+
+impl Answers {
+    pub fn new(answers: Vec<StoreResult<ReadResult>>) -> Self {
+        Answers(answers.into_iter())
+    }
+
+    fn next_answer(&mut self) -> StoreResult<ReadResult> {
+        self.0.next().unwrap_or_else(|| {
+            Err(StoreError::Other(
+                "the store answered fewer reads than asked".into(),
+            ))
+        })
+    }
+
+    /// The next answer, to a [`Read::Get`].
+    pub fn get(&mut self) -> StoreResult<Option<KvPair>> {
+        self.next_answer().and_then(ReadResult::into_got)
+    }
+
+    /// The next answer, to a [`Read::List`].
+    pub fn list(&mut self) -> StoreResult<Vec<KvPair>> {
+        self.next_answer().and_then(ReadResult::into_listed)
+    }
+}
+
 /// [`Store::read_many`]'s default: the reads one by one, in order. A read that fails with
 /// anything but `NotFound` (a store's answer about that one read, e.g. a Kubernetes API
 /// without a resource type) ends the batch: every later read gets the same error, so a

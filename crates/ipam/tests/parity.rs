@@ -176,6 +176,15 @@ fn affinities_of_pools_no_longer_selecting_the_node_are_released() {
     ipam.release_ips(&[ReleaseRequest::ip(a2[0].ip())]).unwrap();
     let blk = IpNetwork::new(a2[0].network(), 30).unwrap().to_string();
     assert!(affinity(&s, "n", &blk).is_some());
+
+    // (3) The same through a CNI DEL, which reads the node and the pools with the blocks.
+    let freed = ipam.release_handles(&["h3", "legacy-h3"], "n").unwrap();
+    assert_eq!(freed, vec![a2[1].ip()]);
+    assert!(
+        affinity(&s, "n", &blk).is_none(),
+        "released with the last address"
+    );
+    assert!(block(&s, &blk).is_none());
     check_invariants(&s, false);
 }
 

@@ -18,7 +18,7 @@ use crate::error::{InvalidArgument, IpamError, IpamResult, NoPools};
 use crate::keys::{IpVersion, Key, ListPrefix};
 use crate::model::IpamConfig;
 use crate::reserved::Reservations;
-use crate::store::{KvPair, Read, ReadResult, StoreError, StoreResult, WriteOp};
+use crate::store::{Answers, KvPair, Read, StoreError, StoreResult, WriteOp};
 
 /// Calico's `AutoAssignArgs`.
 #[derive(Debug, Clone, Default)]
@@ -127,22 +127,13 @@ impl Ipam<'_> {
                 version: Some(*v),
             })
         }));
-        let mut got = self.store.read_many(&reads).into_iter();
-        let mut next = || {
-            got.next().unwrap_or_else(|| {
-                Err(StoreError::Other(
-                    "the store answered fewer reads than asked".into(),
-                ))
-            })
-        };
-        let get = |r: StoreResult<ReadResult>| r.and_then(ReadResult::into_got);
-        let list = |r: StoreResult<ReadResult>| r.and_then(ReadResult::into_listed);
+        let mut got = Answers::new(self.store.read_many(&reads));
         Opening {
-            config: get(next()),
-            reservations: list(next()),
-            pools: list(next()),
-            node: get(next()),
-            affinities: families.into_iter().map(|v| (v, list(next()))).collect(),
+            config: got.get(),
+            reservations: got.list(),
+            pools: got.list(),
+            node: got.get(),
+            affinities: families.into_iter().map(|v| (v, got.list())).collect(),
         }
     }
 

@@ -113,7 +113,7 @@ pub(crate) fn node_key(host: &str) -> Key {
 }
 
 /// The pools of a listing of [`pools_prefix`] that parse, in name order.
-fn pools_from(listed: Vec<KvPair>) -> Vec<Pool> {
+pub(crate) fn pools_from(listed: Vec<KvPair>) -> Vec<Pool> {
     listed
         .into_iter()
         .filter_map(|kv| match IpPool::from_json(&kv.value) {
@@ -127,7 +127,7 @@ fn pools_from(listed: Vec<KvPair>) -> Vec<Pool> {
 }
 
 /// The enabled pools of a family among `all` (see [`Ipam::enabled_pools`]).
-fn enabled_of(all: Vec<Pool>, version: IpVersion) -> Vec<Pool> {
+pub(crate) fn enabled_of(all: Vec<Pool>, version: IpVersion) -> Vec<Pool> {
     all.into_iter()
         .filter(|p| {
             !p.pool.spec.disabled

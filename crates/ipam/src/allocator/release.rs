@@ -7,13 +7,13 @@ use std::time::SystemTime;
 use ipnetwork::IpNetwork;
 use log::{debug, warn};
 
-use super::pools::node_key;
+use super::pools::{enabled_of, node_key, pools_from, pools_prefix};
 use super::typed::{is_lost_race, lost_race, BlockKv};
 use super::{check_handle, Ipam};
 use crate::error::{IpamError, IpamResult};
 use crate::keys::{IpVersion, Key};
 use crate::model::{AllocationBlock, IpamHandle, Node, AFFINITY_HOST_PREFIX};
-use crate::store::{StoreError, WriteOp};
+use crate::store::{Answers, KvPair, Read, StoreError, StoreResult, WriteOp};
 
 /// One address to release, optionally guarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,19 @@ impl ReleaseRequest {
     }
 }
 
+/// etcd's default `--max-txn-ops`: a read or a commit of more operations is refused whole.
+/// A handle whose blocks do not fit in one (with the pools and the node read beside them)
+/// is released block by block instead.
+const MAX_TXN_OPS: usize = 128;
+
+/// The pools and `host`'s Node, read with a handle's blocks for the affinity check after
+/// the release (see [`Ipam::release_handles`]).
+struct AffinityCheckReads<'h> {
+    host: &'h str,
+    pools: StoreResult<Vec<KvPair>>,
+    node: StoreResult<Option<KvPair>>,
+}
+
 impl Ipam<'_> {
     /// Release every address held by `handle` and delete the handle. `HandleNotFound` if the
     /// handle does not exist (callers wanting idempotency treat that as success). Returns the
@@ -44,10 +57,72 @@ impl Ipam<'_> {
     pub fn release_by_handle(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
         check_handle(handle)?;
         // Fresh `ipCooldownSeconds` for this release (Calico reads the config here too).
-        self.get_config()?;
-        if self.store.commits_atomically() {
-            return self.release_by_handle_atomically(handle);
+        if !self.store.commits_atomically() {
+            self.get_config()?;
+            return self.release_by_handle_in_order(handle);
         }
+        let mut got = Answers::new(
+            self.store
+                .read_many(&[Read::Get(Key::IpamConfig), Read::Get(Key::handle(handle))]),
+        );
+        self.config_from(got.get())?;
+        match got.get()? {
+            Some(kv) => self.release_read_handle(handle, kv, None),
+            None => Err(IpamError::HandleNotFound(handle.to_string())),
+        }
+    }
+
+    /// What a CNI DEL releases: every handle of `handles` that exists (the network-scoped
+    /// handle and the legacy one Calico also frees); handles that do not exist, or that no
+    /// stored handle could have (a legacy name built from odd CNI_ARGS), are skipped.
+    /// `host` is the caller's node: its Node and the pools are read together with the
+    /// handle's blocks, for Calico's affinity check after a release, so a DEL on a store
+    /// that reads several objects at once costs three round trips (the config and the
+    /// handles, the blocks with the node and the pools, the commit) instead of eight.
+    /// Returns the addresses freed.
+    pub fn release_handles(&self, handles: &[&str], host: &str) -> IpamResult<Vec<IpAddr>> {
+        let valid: Vec<&str> = handles
+            .iter()
+            .copied()
+            .filter(|h| match check_handle(h) {
+                Ok(()) => true,
+                Err(e) => {
+                    debug!("skipping release of {h:?}: {e}");
+                    false
+                }
+            })
+            .collect();
+        let mut freed = Vec::new();
+        if !self.store.commits_atomically() {
+            for h in valid {
+                match self.release_by_handle(h) {
+                    Ok(ips) => freed.extend(ips),
+                    Err(IpamError::HandleNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(freed);
+        }
+        let mut reads = vec![Read::Get(Key::IpamConfig)];
+        reads.extend(valid.iter().map(|h| Read::Get(Key::handle(h))));
+        let mut got = Answers::new(self.store.read_many(&reads));
+        self.config_from(got.get())?;
+        for h in valid {
+            if let Some(kv) = got.get()? {
+                match self.release_read_handle(h, kv, Some(host)) {
+                    Ok(ips) => freed.extend(ips),
+                    // Deleted between the read and the release: nothing left to free.
+                    Err(IpamError::HandleNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// [`Ipam::release_by_handle`] the way Calico orders it, for stores without atomic
+    /// commits: each block on its own, the handle deleted last.
+    fn release_by_handle_in_order(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
         let key = Key::handle(handle);
         let mut freed = Vec::new();
         let mut seen = false;
@@ -76,26 +151,37 @@ impl Ipam<'_> {
         Ok(freed)
     }
 
-    /// [`Ipam::release_by_handle`] on a store that commits atomically: the handle's blocks
-    /// are read in one round trip and written together with the handle's deletion in one
-    /// commit whose compares cover every object read. Calico writes the blocks first and
-    /// deletes the handle last so that a crash in between leaves a handle still reaching
-    /// whatever it held; one commit cannot be cut in half, so that holds trivially, and a
-    /// concurrent change to any of them (an ADD under the same handle) fails the whole
-    /// commit, which is then redone from fresh reads.
-    fn release_by_handle_atomically(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
+    /// Release `handle`, already read as `first`, on a store that commits atomically: the
+    /// handle's blocks are read in one round trip (with `host`'s Node and the pools, for the
+    /// affinity check) and written together with the handle's deletion in one commit whose
+    /// compares cover every object read. Calico writes the blocks first and deletes the
+    /// handle last so that a crash in between leaves a handle still reaching whatever it
+    /// held; one commit cannot be cut in half, so that holds trivially, and a concurrent
+    /// change to any of them (an ADD under the same handle) fails the whole commit, which is
+    /// then redone from fresh reads. A handle spanning more blocks than one commit may hold
+    /// is released in Calico's order instead.
+    fn release_read_handle(
+        &self,
+        handle: &str,
+        first: KvPair,
+        host: Option<&str>,
+    ) -> IpamResult<Vec<IpAddr>> {
         let key = Key::handle(handle);
-        let mut seen = false;
+        let mut first = Some(first);
         let freed = self.retry(|| {
-            let Some(kv) = self.store.get_opt(&key)? else {
-                if !seen {
-                    return Err(IpamError::HandleNotFound(handle.to_string()));
-                }
-                return Ok(Some(Vec::new()));
+            let kv = match first.take() {
+                Some(kv) => kv,
+                None => match self.store.get_opt(&key)? {
+                    Some(kv) => kv,
+                    // Released by someone else since we read it.
+                    None => return Ok(Some(Vec::new())),
+                },
             };
             let h: IpamHandle =
                 serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
-            seen = true;
+            if h.block.len() + 2 > MAX_TXN_OPS {
+                return self.release_by_handle_in_order(handle).map(Some);
+            }
             let blocks: Vec<Key> = h
                 .block
                 .keys()
@@ -107,10 +193,17 @@ impl Ipam<'_> {
                     }
                 })
                 .collect();
+            let mut reads: Vec<Read> = blocks.iter().cloned().map(Read::Get).collect();
+            if let Some(host) = host {
+                reads.push(Read::List(pools_prefix()));
+                reads.push(Read::Get(node_key(host)));
+            }
+            let mut got = Answers::new(self.store.read_many(&reads));
             let mut ops = Vec::new();
             let mut freed = Vec::new();
             let mut written = Vec::new();
-            for kv in self.store.get_many(&blocks)?.into_iter().flatten() {
+            for _ in &blocks {
+                let Some(kv) = got.get()? else { continue };
                 let mut b = self.block_from_kv(kv)?;
                 let ords = b.block.ordinals_of_handle(handle);
                 if ords.is_empty() {
@@ -122,6 +215,11 @@ impl Ipam<'_> {
                 ops.push(self.block_write(&mut b, true));
                 written.push(b.block);
             }
+            let read_with = host.map(|host| AffinityCheckReads {
+                host,
+                pools: got.list(),
+                node: got.get(),
+            });
             ops.push(WriteOp::Delete {
                 key: key.clone(),
                 revision: kv.revision,
@@ -132,7 +230,7 @@ impl Ipam<'_> {
                 Err(e) => return Err(e.error.into()),
             }
             for block in &written {
-                self.ensure_consistent_affinity(block);
+                self.ensure_consistent_affinity(block, read_with.as_ref());
             }
             Ok(Some(freed))
         })?;
@@ -154,7 +252,7 @@ impl Ipam<'_> {
             let ips = ords.iter().map(|&o| b.block.ordinal_to_ip(o)).collect();
             let written = self.write_released(&mut b)?;
             if written.is_some() {
-                self.ensure_consistent_affinity(&b.block);
+                self.ensure_consistent_affinity(&b.block, None);
             }
             Ok(written.map(|_| ips))
         })
@@ -162,9 +260,15 @@ impl Ipam<'_> {
 
     /// Calico's `ensureConsistentAffinity`, run after a release: if the enabled pool holding
     /// the block no longer selects the block's host, release that host's affinity when the
-    /// block is empty. Failures are only logged (the release itself succeeded).
-    fn ensure_consistent_affinity(&self, block: &AllocationBlock) {
-        if let Err(e) = self.try_ensure_consistent_affinity(block) {
+    /// block is empty. Failures are only logged (the release itself succeeded). `read_with`
+    /// holds the pools and one node already read with the block; another host's node is
+    /// read here.
+    fn ensure_consistent_affinity(
+        &self,
+        block: &AllocationBlock,
+        read_with: Option<&AffinityCheckReads<'_>>,
+    ) {
+        if let Err(e) = self.try_ensure_consistent_affinity(block, read_with) {
             warn!(
                 "could not check the affinity of block {} after a release: {e}",
                 block.cidr
@@ -172,7 +276,11 @@ impl Ipam<'_> {
         }
     }
 
-    fn try_ensure_consistent_affinity(&self, block: &AllocationBlock) -> IpamResult<()> {
+    fn try_ensure_consistent_affinity(
+        &self,
+        block: &AllocationBlock,
+        read_with: Option<&AffinityCheckReads<'_>>,
+    ) -> IpamResult<()> {
         let Some(host) = block
             .affinity
             .as_deref()
@@ -181,7 +289,11 @@ impl Ipam<'_> {
             return Ok(());
         };
         let key = node_key(host);
-        let Some(kv) = self.store.get_opt(&key)? else {
+        let node = match read_with.filter(|r| r.host == host) {
+            Some(r) => r.node.clone()?,
+            None => self.store.get_opt(&key)?,
+        };
+        let Some(kv) = node else {
             return Ok(());
         };
         let labels = Node::from_json(&kv.value)
@@ -189,7 +301,10 @@ impl Ipam<'_> {
             .metadata
             .labels;
         let version = IpVersion::of_net(&block.cidr);
-        let pools = self.enabled_pools(version)?;
+        let pools = match read_with {
+            Some(r) => enabled_of(pools_from(r.pools.clone()?), version),
+            None => self.enabled_pools(version)?,
+        };
         let Some(pool) = pools.iter().find(|p| p.cidr.contains(block.cidr.ip())) else {
             return Ok(());
         };
@@ -298,7 +413,7 @@ impl Ipam<'_> {
                     .release_ordinals(&ords, SystemTime::now(), self.cooldown_secs()?, true);
             let written = self.write_released(&mut b)?;
             if written.is_some() {
-                self.ensure_consistent_affinity(&b.block);
+                self.ensure_consistent_affinity(&b.block, None);
             }
             Ok(written.map(|_| (unallocated.clone(), freed)))
         })?;
