@@ -32,7 +32,7 @@ mod store;
 mod tls;
 mod util;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,10 +71,24 @@ struct Shared {
     shutdown: AtomicBool,
     listening: AtomicBool,
     requests: AtomicU64,
-    log: Mutex<Vec<String>>,
-    codes: Mutex<Vec<u16>>,
+    /// The last [`LOG_LIMIT`] requests and response codes (a scale bench sends millions).
+    log: Mutex<VecDeque<String>>,
+    codes: Mutex<VecDeque<u16>>,
     /// API groups whose CRDs are "not installed": discovery omits them and their paths 404.
     uninstalled: Mutex<Vec<String>>,
+}
+
+/// Requests and response codes kept for tests to inspect: far more than any test sends, a
+/// bounded memory for a scale bench's millions.
+pub const LOG_LIMIT: usize = 100_000;
+
+/// Appends to a bounded log, dropping the oldest entry when it is full.
+fn push_bounded<T>(log: &Mutex<VecDeque<T>>, entry: T) {
+    let mut log = lock(log);
+    if log.len() >= LOG_LIMIT {
+        log.pop_front();
+    }
+    log.push_back(entry);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,8 +130,8 @@ impl TestApiServer {
             shutdown: AtomicBool::new(false),
             listening: AtomicBool::new(true),
             requests: AtomicU64::new(0),
-            log: Mutex::new(Vec::new()),
-            codes: Mutex::new(Vec::new()),
+            log: Mutex::new(VecDeque::new()),
+            codes: Mutex::new(VecDeque::new()),
             uninstalled: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -240,15 +254,15 @@ impl TestApiServer {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// Every request received so far, as `"METHOD /path?query"`.
+    /// The requests received so far (the last [`LOG_LIMIT`]), as `"METHOD /path?query"`.
     pub fn requests(&self) -> Vec<String> {
-        lock(&self.shared.log).clone()
+        lock(&self.shared.log).iter().cloned().collect()
     }
 
-    /// HTTP status codes of the responses sent so far, in order (stalled or dropped requests
-    /// have none).
+    /// HTTP status codes of the responses sent so far (the last [`LOG_LIMIT`]), in order
+    /// (stalled or dropped requests have none).
     pub fn response_codes(&self) -> Vec<u16> {
-        lock(&self.shared.codes).clone()
+        lock(&self.shared.codes).iter().copied().collect()
     }
 
     /// How many responses carried `code` (e.g. 409 to prove CAS retries happened).
@@ -343,7 +357,7 @@ fn serve_conn(shared: &Shared, tcp: TcpStream) {
         } else {
             format!("{} {}?{}", req.method, req.path, req.query)
         };
-        lock(&shared.log).push(line);
+        push_bounded(&shared.log, line);
         if gone() {
             return;
         }
@@ -355,7 +369,7 @@ fn serve_conn(shared: &Shared, tcp: TcpStream) {
         }
         let client_cert = conn.stream.conn.peer_certificates().is_some();
         let (code, body) = handle(shared, &req, client_cert);
-        lock(&shared.codes).push(code);
+        push_bounded(&shared.codes, code);
         let close = req.wants_close();
         if conn.respond(code, body.as_bytes(), close).is_err() || close {
             return;
@@ -423,5 +437,22 @@ fn handle(shared: &Shared, req: &HttpRequest, client_cert: bool) -> (u16, String
     match result {
         Ok((code, v)) => reply(code, v),
         Err(e) => reply(e.code, e.body),
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn the_request_log_keeps_the_last_entries_only() {
+        let log = Mutex::new(VecDeque::new());
+        for i in 0..LOG_LIMIT + 5 {
+            push_bounded(&log, i);
+        }
+        let log = lock(&log);
+        assert_eq!(log.len(), LOG_LIMIT);
+        assert_eq!(log.front(), Some(&5), "the oldest five dropped");
+        assert_eq!(log.back(), Some(&(LOG_LIMIT + 4)));
     }
 }

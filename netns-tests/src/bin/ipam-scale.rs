@@ -303,11 +303,14 @@ impl Cluster {
         Ok((handle, ms))
     }
 
-    fn del(&self, handle: &str) -> Result<f64, String> {
+    /// One pod DEL on `node`, as calico-ipam makes it: the handle and Calico's legacy one
+    /// (the container ID alone, never written here) in one release.
+    fn del(&self, node: &str, handle: &str) -> Result<f64, String> {
+        let legacy = handle.rsplit('.').next().unwrap_or(handle);
         let t = Instant::now();
         let ips = self
             .ipam()
-            .release_by_handle(handle)
+            .release_handles(&[handle, legacy], node)
             .map_err(|e| format!("DEL {handle}: {e}"))?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         let mut live = self.live.lock().expect("live set");
@@ -370,7 +373,7 @@ fn measure(c: &Cluster, size: usize, probe: usize, pods: usize) -> Result<Measur
                             rng ^= rng >> 7;
                             rng ^= rng << 17;
                             let h = held.swap_remove((rng % held.len() as u64) as usize);
-                            let ms = c.del(&h)?;
+                            let ms = c.del(&node, &h)?;
                             m.del.add(ms, take_thread_counts());
                             let (h, ms) = c.add(&node)?;
                             m.steady.add(ms, take_thread_counts());
@@ -419,7 +422,7 @@ fn run(a: &Args) -> Result<(), String> {
         .create_pool(&IpPool::new("IPPool", "scale-pool", spec))
         .map_err(|e| format!("create pool: {e}"))?;
     println!(
-        "# store nodes first_p50 first_p99 first_req first_conf steady_p50 steady_p99 steady_req steady_conf del_p50 del_p99 (ms; req/conf per op)"
+        "# store nodes first_p50 first_p99 first_req first_conf steady_p50 steady_p99 steady_req steady_conf del_p50 del_p99 del_req (ms; req/conf per op)"
     );
     let mut have = 0;
     for &size in &a.sizes {
@@ -437,7 +440,7 @@ fn run(a: &Args) -> Result<(), String> {
             eprintln!("etcd at {size} nodes: {figures}");
         }
         println!(
-            "{} {size} {:.2} {:.2} {:.1} {:.2} {:.2} {:.2} {:.1} {:.3} {:.2} {:.2}",
+            "{} {size} {:.2} {:.2} {:.1} {:.2} {:.2} {:.2} {:.1} {:.3} {:.2} {:.2} {:.1}",
             a.kind,
             m.first.pct(50.0),
             m.first.pct(99.0),
@@ -449,6 +452,7 @@ fn run(a: &Args) -> Result<(), String> {
             m.steady.per_op(m.steady.conflicts),
             m.del.pct(50.0),
             m.del.pct(99.0),
+            m.del.per_op(m.del.requests),
         );
     }
     // The store's own view: no address in two allocations, everything reachable by handle.
