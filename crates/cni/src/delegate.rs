@@ -27,6 +27,11 @@ pub const DELEGATOR_ENV: &str = "CNI_RS_DELEGATOR_PID";
 /// Longest chain allowed: calico → calico-ipam is 1; nothing real needs more than 2.
 pub const MAX_DEPTH: u32 = 3;
 
+/// The most a delegated plugin may print on stdout, and the most of its stderr kept: a CNI
+/// result is a few KiB; a plugin printing without end must not grow calico's memory with it.
+/// What it prints beyond is read (so it never blocks on a full pipe) and dropped.
+pub const MAX_PLUGIN_OUTPUT: usize = 4 << 20;
+
 /// Plugin types that cannot be IPAM plugins: interface and chained plugins. Naming one as
 /// `ipam.type` would, for calico, make the plugin run itself.
 pub const NOT_IPAM: &[&str] = &[
@@ -412,13 +417,18 @@ fn communicate(child: &mut Child, input: &[u8], deadline: Instant) -> std::io::R
 }
 
 /// Reads what `pipe` holds now into `buf`; at its end (or on an error) the pipe is closed.
+/// `buf` keeps at most [`MAX_PLUGIN_OUTPUT`] + 1 bytes: one more than allowed marks an
+/// overflow.
 fn drain(pipe: &mut Option<impl Read>, buf: &mut Vec<u8>) {
     let Some(p) = pipe.as_mut() else { return };
     let mut chunk = [0u8; 8192];
     loop {
         match p.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                let room = (MAX_PLUGIN_OUTPUT + 1).saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..n.min(room)]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
@@ -448,7 +458,15 @@ fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
 
 /// The plugin's stdout on success, else its CNI error (or one made from what it printed).
 fn outcome(name: &str, output: Output) -> Result<Vec<u8>, CniError> {
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let kept = output.stderr.len().min(MAX_PLUGIN_OUTPUT);
+    let stderr = String::from_utf8_lossy(&output.stderr[..kept]);
+    if output.stdout.len() > MAX_PLUGIN_OUTPUT {
+        eprint!("{stderr}");
+        return Err(CniError::generic(format!(
+            "plugin {name} printed more than {MAX_PLUGIN_OUTPUT} bytes on stdout; no CNI \
+             result is that large"
+        )));
+    }
     if !stderr.is_empty() {
         // Pass the delegate's logs through, as Go's invoke does.
         eprint!("{stderr}");
@@ -658,6 +676,34 @@ printf '{"ips":[{"address":"10.0.0.9/32"}],"dns":{"domain":"%s-%s-%s"}}' "$n" "$
             .exec(Command::Add, &input)
             .unwrap();
         assert_eq!(out, b"ignored\n");
+    }
+
+    /// A plugin printing far more than any result is read to its end (it never blocks on a
+    /// full pipe) but not kept: the delegation fails naming the plugin, its memory bounded.
+    #[test]
+    fn endless_output_is_refused_not_kept() {
+        let d = tempfile::tempdir().unwrap();
+        script(
+            d.path(),
+            "flood",
+            "head -c 20000000 /dev/zero; head -c 20000000 /dev/zero >&2",
+        );
+        let path = vec![d.path().to_path_buf()];
+        let mut del = Delegation::new("flood", &path);
+        del.timeout = Duration::from_secs(30);
+        let e = del.exec(Command::Add, b"{}").unwrap_err();
+        assert!(
+            e.msg.contains("flood") && e.msg.contains("more than"),
+            "{}",
+            e.msg
+        );
+        let mut buf = Vec::new();
+        drain(&mut Some(&[7u8; 3 * MAX_PLUGIN_OUTPUT][..]), &mut buf);
+        assert_eq!(
+            buf.len(),
+            MAX_PLUGIN_OUTPUT + 1,
+            "kept one byte past the limit"
+        );
     }
 
     #[test]
