@@ -31,7 +31,7 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 const REFUSED_GRACE: Duration = Duration::from_millis(750);
 
 /// etcd's default `--max-txn-ops`: a Txn with more compares or operations is refused.
-pub const MAX_TXN_OPS: usize = 128;
+const MAX_TXN_OPS: usize = 128;
 
 /// Floor of one attempt's budget however many endpoints share the timeout.
 const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -486,7 +486,7 @@ impl EtcdClient {
     /// pages do, so the answer stays within the message size limit whatever the cluster
     /// size; a prefix with more keys than that is listed again, in pages, on its own (then
     /// at a later revision than the other reads). More reads than etcd takes in one Txn
-    /// ([`MAX_TXN_OPS`]) go in several, each its own snapshot.
+    /// (128 by default) go in several, each its own snapshot.
     pub fn read_many(&self, reads: &[RangeRead<'_>]) -> Result<Vec<Vec<KeyValue>>, EtcdError> {
         let mut out = Vec::with_capacity(reads.len());
         for chunk in reads.chunks(MAX_TXN_OPS) {
