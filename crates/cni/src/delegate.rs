@@ -460,16 +460,15 @@ fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
 fn outcome(name: &str, output: Output) -> Result<Vec<u8>, CniError> {
     let kept = output.stderr.len().min(MAX_PLUGIN_OUTPUT);
     let stderr = String::from_utf8_lossy(&output.stderr[..kept]);
-    if output.stdout.len() > MAX_PLUGIN_OUTPUT {
+    if !stderr.is_empty() {
+        // Pass the delegate's logs through, as Go's invoke does.
         eprint!("{stderr}");
+    }
+    if output.stdout.len() > MAX_PLUGIN_OUTPUT {
         return Err(CniError::generic(format!(
             "plugin {name} printed more than {MAX_PLUGIN_OUTPUT} bytes on stdout; no CNI \
              result is that large"
         )));
-    }
-    if !stderr.is_empty() {
-        // Pass the delegate's logs through, as Go's invoke does.
-        eprint!("{stderr}");
     }
     if output.status.success() {
         return Ok(output.stdout);

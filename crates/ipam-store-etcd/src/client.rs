@@ -31,7 +31,7 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 const REFUSED_GRACE: Duration = Duration::from_millis(750);
 
 /// etcd's default `--max-txn-ops`: a Txn with more compares or operations is refused.
-const MAX_TXN_OPS: usize = 128;
+pub(crate) const MAX_TXN_OPS: usize = 128;
 
 /// Floor of one attempt's budget however many endpoints share the timeout.
 const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);

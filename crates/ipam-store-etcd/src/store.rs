@@ -179,6 +179,10 @@ impl Store for EtcdStore {
         true
     }
 
+    fn max_commit_ops(&self) -> usize {
+        crate::client::MAX_TXN_OPS
+    }
+
     fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
         let paths: Vec<String> = keys.iter().map(Key::path).collect();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();

@@ -24,7 +24,7 @@
 //! | `delete(k, Some(rev))` | removed; only if current revision == `rev` | `NotFound` if absent, `Conflict` if revision differs |
 //! | `delete(k, None)` | removed unconditionally | `NotFound` if absent |
 //!
-//! | `commit(ops)` | every op of `ops` applied, or none | [`CommitError`] naming the first op whose compare failed |
+//! | `commit(ops)` | every op of `ops` applied, or none | [`CommitError`] naming the first op whose compare failed; refused whole beyond `max_commit_ops()` ops |
 //! | `get_many(ks)` | each key's value + revision (or `None`), one snapshot when the store can | as `get` |
 //! | `read_many(rs)` | one [`ReadResult`] per [`Read`], in order: a get's value (or `None`), a list as `list` gives it; one snapshot when the store can | per read, as `get`/`list` |
 //!
@@ -388,6 +388,12 @@ pub trait Store {
         false
     }
 
+    /// The most operations one [`Store::commit`] may hold; a larger commit is refused whole
+    /// (etcd's `--max-txn-ops`). Unlimited by default.
+    fn max_commit_ops(&self) -> usize {
+        usize::MAX
+    }
+
     /// Several objects at once (`None` for an absent one), in the order of `keys`. Stores that
     /// can read them in one round trip at one revision override this; the default reads
     /// them one by one.
@@ -435,6 +441,9 @@ impl<S: Store + ?Sized> Store for &S {
     }
     fn commits_atomically(&self) -> bool {
         (**self).commits_atomically()
+    }
+    fn max_commit_ops(&self) -> usize {
+        (**self).max_commit_ops()
     }
     fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
         (**self).get_many(keys)

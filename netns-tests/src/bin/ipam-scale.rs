@@ -99,6 +99,9 @@ impl Store for Counting {
     fn commits_atomically(&self) -> bool {
         !self.sequential && self.inner.commits_atomically()
     }
+    fn max_commit_ops(&self) -> usize {
+        self.inner.max_commit_ops()
+    }
     fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Option<KvPair>>> {
         if self.one_by_one() {
             return keys.iter().map(|k| self.get_opt(k)).collect();

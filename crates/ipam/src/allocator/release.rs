@@ -37,11 +37,6 @@ impl ReleaseRequest {
     }
 }
 
-/// etcd's default `--max-txn-ops`: a read or a commit of more operations is refused whole.
-/// A handle whose blocks do not fit in one (with the pools and the node read beside them)
-/// is released block by block instead.
-const MAX_TXN_OPS: usize = 128;
-
 /// The pools and `host`'s Node, read with a handle's blocks for the affinity check after
 /// the release (see [`Ipam::release_handles`]).
 struct AffinityCheckReads<'h> {
@@ -61,15 +56,23 @@ impl Ipam<'_> {
             self.get_config()?;
             return self.release_by_handle_in_order(handle);
         }
-        let mut got = Answers::new(
-            self.store
-                .read_many(&[Read::Get(Key::IpamConfig), Read::Get(Key::handle(handle))]),
-        );
-        self.config_from(got.get())?;
-        match got.get()? {
+        match self.read_config_and_handles(&[handle])?.pop().flatten() {
             Some(kv) => self.release_read_handle(handle, kv, None),
             None => Err(IpamError::HandleNotFound(handle.to_string())),
         }
+    }
+
+    /// The IPAM config (taking its fresh `ipCooldownSeconds`) and `handles`' objects, in one
+    /// [`Store::read_many`](crate::store::Store::read_many).
+    fn read_config_and_handles(&self, handles: &[&str]) -> IpamResult<Vec<Option<KvPair>>> {
+        let mut reads = vec![Read::Get(Key::IpamConfig)];
+        reads.extend(handles.iter().map(|h| Read::Get(Key::handle(h))));
+        let mut got = Answers::new(self.store.read_many(&reads));
+        self.config_from(got.get())?;
+        Ok(handles
+            .iter()
+            .map(|_| got.get())
+            .collect::<StoreResult<_>>()?)
     }
 
     /// What a CNI DEL releases: every handle of `handles` that exists (the network-scoped
@@ -103,12 +106,9 @@ impl Ipam<'_> {
             }
             return Ok(freed);
         }
-        let mut reads = vec![Read::Get(Key::IpamConfig)];
-        reads.extend(valid.iter().map(|h| Read::Get(Key::handle(h))));
-        let mut got = Answers::new(self.store.read_many(&reads));
-        self.config_from(got.get())?;
-        for h in valid {
-            if let Some(kv) = got.get()? {
+        let read = self.read_config_and_handles(&valid)?;
+        for (h, kv) in valid.into_iter().zip(read) {
+            if let Some(kv) = kv {
                 match self.release_read_handle(h, kv, Some(host)) {
                     Ok(ips) => freed.extend(ips),
                     // Deleted between the read and the release: nothing left to free.
@@ -159,7 +159,8 @@ impl Ipam<'_> {
     /// held; one commit cannot be cut in half, so that holds trivially, and a concurrent
     /// change to any of them (an ADD under the same handle) fails the whole commit, which is
     /// then redone from fresh reads. A handle spanning more blocks than one commit may hold
-    /// is released in Calico's order instead.
+    /// ([`Store::max_commit_ops`](crate::store::Store::max_commit_ops)) is released in
+    /// Calico's order instead.
     fn release_read_handle(
         &self,
         handle: &str,
@@ -179,7 +180,8 @@ impl Ipam<'_> {
             };
             let h: IpamHandle =
                 serde_json::from_str(&kv.value).map_err(|e| IpamError::corrupt(&key, e))?;
-            if h.block.len() + 2 > MAX_TXN_OPS {
+            // One write per block and the handle's deletion must fit in one commit.
+            if h.block.len() + 1 > self.store.max_commit_ops() {
                 return self.release_by_handle_in_order(handle).map(Some);
             }
             let blocks: Vec<Key> = h
